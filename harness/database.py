@@ -1,0 +1,184 @@
+"""The database a run talks to: one pool, one round-trip counter, the open transactions.
+
+The active database lives in a context variable, set by ``open_database()``. The candidate never
+passes it around: ``execute_sql``, ``transaction()`` and the ORM find it there, and ``db`` is a
+proxy to it (``db.dialect``). Every statement goes through ``Database.run``, the one place that
+counts round trips, injects crashes before writes, and attaches the SQL to a driver's error.
+"""
+
+from __future__ import annotations
+
+import reprlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import crashes
+from .backends import Backend, Result, create_backend
+from .config import DatabaseConfig
+from .exceptions import NoActiveDatabase
+from .pool import PoolStats
+from .sqlparams import is_write
+
+if TYPE_CHECKING:
+    from .transactions import Transaction
+
+__all__ = [
+    "Database",
+    "RoundTrips",
+    "current_database",
+    "db",
+    "execute_sql",
+    "open_database",
+]
+
+_active: ContextVar[Database | None] = ContextVar("kata_database", default=None)
+
+_sql_repr = reprlib.Repr()
+_sql_repr.maxstring = 400
+_sql_repr.maxlist = 12
+_sql_repr.maxtuple = 12
+
+
+@dataclass
+class RoundTrips:
+    """How many statements went to the database (each is one network round trip).
+
+    Counted, not timed, so that the grader can hold Task B to a budget deterministically.
+    """
+
+    count: int = 0
+    writes: int = 0
+
+    def reset(self) -> None:
+        self.count = 0
+        self.writes = 0
+
+
+class Database:
+    """An open connection pool to one database, with the harness's bookkeeping around it."""
+
+    def __init__(self, config: DatabaseConfig | None = None) -> None:
+        self.config = config or DatabaseConfig()
+        self.backend: Backend = create_backend(self.config)
+        self.round_trips = RoundTrips()
+        #: Transactions open right now (for dashboards: how many, held by whom, for how long).
+        self.open_transactions: set[Transaction] = set()
+
+    @property
+    def dialect(self) -> str:
+        """``"sqlite"`` or ``"postgresql"``."""
+        return self.backend.dialect
+
+    def __repr__(self) -> str:
+        return f"<Database {self.config.describe()}>"
+
+    async def open(self) -> None:
+        await self.backend.open()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    def pool_stats(self) -> PoolStats:
+        return self.backend.stats()
+
+    def pop_pool_stats(self) -> PoolStats:
+        return self.backend.pop_stats()
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[Any]:
+        """Borrow a pooled connection for the block (raises ``PoolTimeout`` when none frees up)."""
+        conn = await self.backend.getconn()
+        try:
+            yield conn
+        finally:
+            await self.backend.putconn(conn)
+
+    async def run(self, sql: str, params: Sequence[Any] = ()) -> Result:
+        """Run one statement: inside the current task's transaction if it holds one, else on a
+        connection borrowed for this statement alone."""
+        from .transactions import current_transaction
+
+        tx = current_transaction()
+        if tx is not None and tx.database is self:
+            return await self.run_on(tx.connection, sql, params)
+        async with self.connection() as conn:
+            return await self.run_on(conn, sql, params)
+
+    async def run_on(self, conn: Any, sql: str, params: Sequence[Any] = ()) -> Result:
+        """Run one statement on ``conn`` (one round trip)."""
+        if not isinstance(params, (list, tuple)):
+            raise TypeError(
+                f"SQL parameters must be a list or tuple, not {type(params).__name__} "
+                "(placeholders are ? on every backend)"
+            )
+        writes = is_write(sql)
+        if writes:
+            crashes.check_before_write()
+            self.round_trips.writes += 1
+        self.round_trips.count += 1
+        try:
+            return await self.backend.execute(conn, sql, list(params))
+        except Exception as error:
+            error.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
+            if params:
+                error.add_note(f"with parameters: {_sql_repr.repr(list(params))}")
+            raise
+
+
+def current_database() -> Database:
+    """The database opened by the enclosing ``open_database()``."""
+    database = _active.get()
+    if database is None:
+        raise NoActiveDatabase(
+            "no database is open here: the grader, `python -m harness dev` and the scenarios "
+            "open one; in your own script use `async with harness.open_database(): ...`"
+        )
+    return database
+
+
+@asynccontextmanager
+async def open_database(
+    config: DatabaseConfig | str | None = None, **options: Any
+) -> AsyncIterator[Database]:
+    """Open a database (``DATABASE_URL`` or the SQLite default) and make it the active one."""
+    if isinstance(config, str):
+        config = DatabaseConfig(url=config, **options)
+    elif config is None:
+        config = DatabaseConfig(**options)
+    elif options:
+        config = config.with_options(**options)
+    database = Database(config)
+    await database.open()
+    token = _active.set(database)
+    try:
+        yield database
+    finally:
+        _active.reset(token)
+        await database.close()
+
+
+async def execute_sql(sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Run raw SQL with ``?`` placeholders on the active database; return its rows as dicts.
+
+    Inside ``transaction()`` it runs on the transaction's connection. Errors are the driver's own
+    (``sqlite3.IntegrityError``, ``psycopg.errors.UniqueViolation``, ...) with the SQL attached.
+    """
+    result = await current_database().run(sql, params)
+    return result.rows
+
+
+class _ActiveDatabase:
+    """``db``: the active database, whichever run opened it (``db.dialect``)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(current_database(), name)
+
+    def __repr__(self) -> str:
+        database = _active.get()
+        return f"<db: {database.config.describe() if database else 'no database open'}>"
+
+
+db: Any = _ActiveDatabase()

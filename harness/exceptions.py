@@ -1,0 +1,143 @@
+"""Every exception the harness raises, in one place.
+
+    HarnessError
+    ├── DoesNotExist                 (each model has its own subclass: Job.DoesNotExist)
+    ├── MultipleObjectsReturned
+    ├── PoolTimeout                  (also a TimeoutError)
+    ├── NoActiveDatabase
+    ├── NoActiveServices
+    └── ServiceError                 (what the fake external APIs raise)
+        ├── RateLimitError           transient: wait ``retry_after`` seconds, then retry
+        ├── ServiceTimeoutError      transient, also a TimeoutError: may or may not have taken effect
+        ├── InvalidEmailError        permanent: retrying is a mistake
+        └── IdempotencyKeyReusedError  permanent: the same key was sent with other arguments
+
+    BaseException
+    └── WorkerCrashed                simulates a killed process; `except Exception` cannot swallow it
+
+Errors from the database drivers are *not* mapped: the candidate sees what aiosqlite or psycopg
+raised, with the SQL attached as a note, because reading a real driver error is part of the job.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DoesNotExist",
+    "HarnessError",
+    "IdempotencyKeyReusedError",
+    "InvalidEmailError",
+    "MultipleObjectsReturned",
+    "NoActiveDatabase",
+    "NoActiveServices",
+    "PoolTimeout",
+    "RateLimitError",
+    "ServiceError",
+    "ServiceTimeoutError",
+    "WorkerCrashed",
+]
+
+
+class HarnessError(Exception):
+    """Base class of every error the harness itself raises."""
+
+
+class DoesNotExist(HarnessError):
+    """``Model.get()`` found no row. Each model has a subclass, e.g. ``Job.DoesNotExist``."""
+
+
+class MultipleObjectsReturned(HarnessError):
+    """``Model.get()`` found more than one row."""
+
+
+class PoolTimeout(HarnessError, TimeoutError):
+    """No pooled connection became free within the pool's acquisition timeout.
+
+    The message says how long the caller waited and what the pool looked like at that moment,
+    because "the pool is exhausted" is only useful next to "by whom".
+    """
+
+    def __init__(self, message: str, *, waited: float, max_size: int, in_use: int, waiting: int):
+        super().__init__(message)
+        self.waited = waited
+        self.max_size = max_size
+        self.in_use = in_use
+        self.waiting = waiting
+
+
+class NoActiveDatabase(HarnessError):
+    """A query ran outside ``async with open_database(...)`` (the grader and runner open one)."""
+
+
+class NoActiveServices(HarnessError):
+    """An external API was called while no fake services were active."""
+
+
+class ServiceError(HarnessError):
+    """Base class of every error a fake external API raises.
+
+    ``service`` names the API (``"sendgrid"``, ``"sentiment"``, ``"crm"``), ``status`` is the HTTP
+    status the real API would have answered with (0 when no response arrived).
+    """
+
+    transient: bool = False
+
+    def __init__(self, message: str, *, service: str = "", status: int = 0):
+        super().__init__(message)
+        self.service = service
+        self.status = status
+
+
+class RateLimitError(ServiceError):
+    """HTTP 429. Transient: the same request may be retried once ``retry_after`` seconds passed.
+
+    ``reset_at`` is the wall-clock UNIX time the window resets, as SendGrid's
+    ``X-RateLimit-Reset`` header gives it.
+    """
+
+    transient = True
+
+    def __init__(self, message: str, *, retry_after: float, reset_at: float, service: str = ""):
+        super().__init__(message, service=service, status=429)
+        self.retry_after = retry_after
+        self.reset_at = reset_at
+
+
+class ServiceTimeoutError(ServiceError, TimeoutError):
+    """No response in time. Transient, and ambiguous: the request may already have taken effect,
+    so only a retry with the same idempotency key is safe."""
+
+    transient = True
+
+
+class InvalidEmailError(ServiceError):
+    """HTTP 400 for a recipient address. Permanent: the same request will never succeed.
+
+    ``field`` and ``reason`` say what the API rejected, as SendGrid's error body does.
+    """
+
+    def __init__(self, message: str, *, email: str, field: str = "personalizations.0.to.0.email",
+                 reason: str = "Does not contain a valid address.", service: str = ""):
+        super().__init__(message, service=service, status=400)
+        self.email = email
+        self.field = field
+        self.reason = reason
+
+
+class IdempotencyKeyReusedError(ServiceError):
+    """HTTP 422 (as Stripe answers): an idempotency key came back with different arguments."""
+
+    def __init__(self, message: str, *, key: str, service: str = ""):
+        super().__init__(message, service=service, status=422)
+        self.key = key
+
+
+class WorkerCrashed(BaseException):
+    """The harness killed this worker at an injected crash point.
+
+    A ``BaseException`` on purpose: a real ``kill -9`` cannot be caught, and a candidate's
+    ``except Exception`` must not be able to pretend the process survived.
+    """
+
+    def __init__(self, point: str):
+        super().__init__(f"worker crashed (injected) {point}")
+        self.point = point
