@@ -1,0 +1,39 @@
+"""Fixtures of the harness's own suite: every database test runs on SQLite and on PostgreSQL.
+
+``KATA_TEST_BACKENDS`` narrows the list (``sqlite``, ``postgresql``); the default is both, and a
+PostgreSQL that cannot be reached is an error, never a skip: CI must not pass by not testing.
+``KATA_TEST_POSTGRES_URL`` says where PostgreSQL is (default: the local ``test`` database).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from harness.config import DatabaseConfig
+from harness.database import Database
+from harness.isolation import isolated_database
+
+POSTGRES_URL = os.environ.get("KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+BACKENDS = [b.strip() for b in os.environ.get("KATA_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
+
+
+def base_config(backend: str, **options: object) -> DatabaseConfig:
+    if backend == "sqlite":
+        # Tests of behaviour don't need the simulated latency; tests of latency set it.
+        return DatabaseConfig(url="sqlite:///unused.db", latency=0.0).with_options(**options)
+    return DatabaseConfig(url=POSTGRES_URL).with_options(**options)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database(backend: str) -> AsyncIterator[Database]:
+    """A fresh, active database with the kata's schema, on each backend."""
+    async with isolated_database(base_config(backend), purpose="test") as database:
+        yield database
