@@ -1,0 +1,358 @@
+"""The worker runner: the loop of the contract, for the grader, ``dev`` and the scenarios.
+
+    job = await claim_next_job(worker_id)
+    while the job is still running for this worker and not done:
+        await process_job(job)
+
+N workers run as asyncio tasks on one event loop. A monitor task samples the system, returns
+jobs whose claim is older than the lease to the queue (a crashed worker's job), and detects the
+drain (every job completed or failed). A live worker renews its claim with a heartbeat while it
+processes, as real queues do, so that only dead workers' jobs are taken over; turning the
+heartbeat off lets a lease shorter than the slowest job hand live jobs to a second worker (the
+flaw of scenario 2).
+
+The runner never hangs on a candidate's mistake: a ``process_job`` that leaves the job unchanged
+``stall_limit`` times in a row stops its worker with a diagnosis, a job that keeps raising stops
+the run, and an overall deadline ends everything with the counts of what was left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from .context import acting_as, current_job_id
+from .crashes import CrashPlan, use_crash_plan
+from .database import Database, current_database
+from .exceptions import WorkerCrashed
+from .metrics import RunMetrics, Sample
+from .models import Job, JobStatus, Step
+from .orm import utcnow
+from .services import Services, use_services
+from .solutions import Solution
+
+__all__ = ["CandidateError", "RunReport", "Runner", "RunnerConfig", "Stall", "run_workers"]
+
+_HARNESS_DIR = str(Path(__file__).resolve().parent)
+
+# Fields whose change counts as progress (claimed_at/updated_at change without real progress).
+_PROGRESS_FIELDS = (
+    "status",
+    "step",
+    "attempts",
+    "run_after",
+    "message_id",
+    "sentiment",
+    "action_id",
+    "last_error",
+    "worker_id",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunnerConfig:
+    workers: int = 20
+    #: Seconds after which a running job whose claim was not renewed is returned to pending.
+    lease: float = 2.0
+    heartbeat: bool = True
+    idle_poll: float = 0.01
+    monitor_interval: float = 0.05
+    stall_limit: int = 5
+    errors_per_job_limit: int = 3
+    deadline: float = 120.0
+
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError("workers must be at least 1")
+        if self.lease <= 0 or self.deadline <= 0:
+            raise ValueError("lease and deadline must be positive")
+
+
+@dataclass(frozen=True)
+class CandidateError:
+    worker_id: str
+    job_id: int | None
+    step: str
+    error: BaseException
+    where: str  # "claim_next_job" or "process_job"
+
+    def describe(self) -> str:
+        frames = traceback.extract_tb(self.error.__traceback__)
+        own = [f for f in frames if not f.filename.startswith(_HARNESS_DIR)]
+        at = f" at {Path(own[-1].filename).name}:{own[-1].lineno}" if own else ""
+        job = f" on job {self.job_id} ({self.step})" if self.job_id is not None else ""
+        return f"{self.where}{job} raised {type(self.error).__name__}: {self.error}{at}"
+
+
+@dataclass(frozen=True)
+class Stall:
+    worker_id: str
+    job_id: int
+    step: str
+    times: int
+
+    def describe(self) -> str:
+        return (
+            f"process_job returned {self.times} times without changing job {self.job_id} "
+            f"(step {self.step}): it makes no progress, so {self.worker_id} was stopped"
+        )
+
+
+@dataclass
+class RunReport:
+    drained: bool
+    deadline_hit: bool
+    aborted: str | None
+    counts: dict[str, int]
+    metrics: RunMetrics
+    candidate_errors: list[CandidateError] = field(default_factory=list)
+    stalls: list[Stall] = field(default_factory=list)
+    recovered: list[tuple[int, str | None]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.drained and not self.candidate_errors and not self.stalls
+
+    def describe(self) -> str:
+        if self.drained and self.ok:
+            return f"drained: {self.counts}"
+        parts = []
+        if self.aborted:
+            parts.append(self.aborted)
+        if self.deadline_hit:
+            parts.append(f"not drained by the deadline: {self.counts}")
+        parts += [e.describe() for e in self.candidate_errors[:3]]
+        parts += [s.describe() for s in self.stalls[:3]]
+        return "; ".join(parts) or f"not drained: {self.counts}"
+
+
+class Runner:
+    """Runs a solution's workers against the active database and services until drained."""
+
+    def __init__(
+        self,
+        solution: Solution,
+        config: RunnerConfig | None = None,
+        *,
+        database: Database | None = None,
+        services: Services | None = None,
+        crash_plan: CrashPlan | None = None,
+        metrics: RunMetrics | None = None,
+    ) -> None:
+        self.solution = solution
+        self.config = config or RunnerConfig()
+        self.database = database or current_database()
+        self.services = services or Services()
+        self.crash_plan = crash_plan
+        self.metrics = metrics or RunMetrics()
+        self.errors: list[CandidateError] = []
+        self.stalls: list[Stall] = []
+        self.recovered: list[tuple[int, str | None]] = []
+        self._errors_by_job: Counter[int] = Counter()
+        self._drained = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._aborted: str | None = None
+        self._counts: dict[str, int] = {}
+
+    async def run(self) -> RunReport:
+        with use_services(self.services), use_crash_plan(self.crash_plan):
+            await self._sample()  # a first sample, so a run that drains at once still has counts
+            workers = [
+                asyncio.create_task(self._worker(f"worker-{i + 1}"), name=f"worker-{i + 1}")
+                for i in range(self.config.workers)
+            ]
+            monitor = asyncio.create_task(self._monitor(), name="kata-monitor")
+            deadline_hit = False
+            try:
+                async with asyncio.timeout(self.config.deadline):
+                    await asyncio.gather(*workers)
+            except TimeoutError:
+                deadline_hit = not self._drained.is_set()
+            finally:
+                self._stop.set()
+                for task in workers:
+                    task.cancel()
+                await asyncio.gather(*workers, return_exceptions=True)
+                monitor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await monitor
+            await self._sample()
+        self.metrics.finished = time.monotonic()
+        return RunReport(
+            drained=self._drained.is_set() or self._is_drained(self._counts),
+            deadline_hit=deadline_hit,
+            aborted=self._aborted,
+            counts=dict(self._counts),
+            metrics=self.metrics,
+            candidate_errors=list(self.errors),
+            stalls=list(self.stalls),
+            recovered=list(self.recovered),
+        )
+
+    # --- workers ----------------------------------------------------------------------------
+
+    async def _worker(self, worker_id: str) -> None:
+        state = self.metrics.worker_state
+        while not self._stop.is_set() and not self._drained.is_set():
+            state[worker_id] = "claiming"
+            started = time.monotonic()
+            try:
+                with acting_as(worker_id):
+                    job = await self.solution.claim_next_job(worker_id)
+            except WorkerCrashed:
+                self.metrics.crashes += 1
+                continue
+            except Exception as error:  # the candidate's bug: report it, keep the run going
+                self._candidate_error(
+                    CandidateError(worker_id, None, "claim", error, "claim_next_job")
+                )
+                await asyncio.sleep(self.config.idle_poll)
+                continue
+            self.metrics.claim_seconds.append(time.monotonic() - started)
+            if job is None:
+                self.metrics.empty_claims += 1
+                state[worker_id] = "idle"
+                await asyncio.sleep(self.config.idle_poll)
+                continue
+            self.metrics.claims += 1
+            if not await self._process(worker_id, job):
+                state[worker_id] = "stopped"
+                return
+        state[worker_id] = "done"
+
+    async def _process(self, worker_id: str, job: Job) -> bool:
+        """Process one claimed job until it leaves this worker; False stops the worker."""
+        heartbeat = (
+            asyncio.create_task(self._heartbeat(worker_id, job.id), name=f"heartbeat-{job.id}")
+            if self.config.heartbeat
+            else None
+        )
+        try:
+            unchanged = 0
+            while not self._stop.is_set():
+                current = await Job.filter(id=job.id).first()
+                if (
+                    current is None
+                    or current.status != JobStatus.RUNNING
+                    or current.worker_id != worker_id
+                    or current.step == Step.DONE
+                ):
+                    return True
+                before = {f: getattr(current, f) for f in _PROGRESS_FIELDS}
+                step = current.step.value
+                self.metrics.worker_state[worker_id] = f"processing {step}"
+                started = time.monotonic()
+                try:
+                    with acting_as(worker_id, job.id):
+                        await self.solution.process_job(current)
+                except WorkerCrashed:
+                    # The process died: the job stays running until its lease expires.
+                    self.metrics.crashes += 1
+                    self.metrics.worker_state[worker_id] = "restarting"
+                    return True
+                except Exception as error:
+                    self._candidate_error(
+                        CandidateError(worker_id, job.id, step, error, "process_job")
+                    )
+                    return True
+                self.metrics.step_seconds[step].append(time.monotonic() - started)
+                after = await Job.filter(id=job.id).first()
+                if after is not None and {f: getattr(after, f) for f in _PROGRESS_FIELDS} == before:
+                    unchanged += 1
+                    if unchanged >= self.config.stall_limit:
+                        self.stalls.append(Stall(worker_id, job.id, step, unchanged))
+                        return False
+                else:
+                    unchanged = 0
+            return True
+        finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+
+    async def _heartbeat(self, worker_id: str, job_id: int) -> None:
+        """Renew this live worker's claim so that the lease only expires for dead workers."""
+        current_job_id.set(None)  # the harness's own writes are not the job's (crash points)
+        while True:
+            await asyncio.sleep(self.config.lease / 3)
+            with contextlib.suppress(Exception):
+                await Job.filter(id=job_id, worker_id=worker_id, status=JobStatus.RUNNING).update(
+                    claimed_at=utcnow()
+                )
+
+    def _candidate_error(self, error: CandidateError) -> None:
+        self.errors.append(error)
+        self.metrics.candidate_errors[type(error.error).__name__] += 1
+        if error.job_id is not None:
+            self._errors_by_job[error.job_id] += 1
+            if self._errors_by_job[error.job_id] >= self.config.errors_per_job_limit:
+                self._abort(
+                    f"job {error.job_id} raised in process_job "
+                    f"{self._errors_by_job[error.job_id]} times: {error.describe()}"
+                )
+        if len(self.errors) >= 10 * self.config.errors_per_job_limit:
+            self._abort(
+                f"{len(self.errors)} errors from the solution; first: {self.errors[0].describe()}"
+            )
+
+    def _abort(self, reason: str) -> None:
+        if self._aborted is None:
+            self._aborted = reason
+        self._stop.set()
+
+    # --- monitor ----------------------------------------------------------------------------
+
+    async def _monitor(self) -> None:
+        while not self._stop.is_set():
+            await self._recover_expired()
+            await self._sample()
+            if self._is_drained(self._counts):
+                self._drained.set()
+                return
+            await asyncio.sleep(self.config.monitor_interval)
+
+    @staticmethod
+    def _is_drained(counts: dict[str, int]) -> bool:
+        return counts.get("pending", 0) == 0 and counts.get("running", 0) == 0
+
+    async def _recover_expired(self) -> None:
+        cutoff = utcnow() - timedelta(seconds=self.config.lease)
+        rows = await self.database.run(
+            "UPDATE jobs SET status = 'pending' WHERE status = 'running' "
+            "AND COALESCE(claimed_at, updated_at) < ? RETURNING id, worker_id",
+            [cutoff],
+        )
+        for row in rows.rows:
+            self.recovered.append((int(row["id"]), row["worker_id"]))
+        self.metrics.recoveries += len(rows.rows)
+
+    async def _sample(self) -> None:
+        result = await self.database.run("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
+        self._counts = {str(r["status"]): int(r["n"]) for r in result.rows}
+        loop_now = asyncio.get_running_loop().time()
+        ages = [loop_now - tx.started_at for tx in self.database.open_transactions]
+        self.metrics.samples.append(
+            Sample(
+                at=time.monotonic() - self.metrics.started,
+                counts=dict(self._counts),
+                pool=self.database.pool_stats(),
+                round_trips=self.database.round_trips.count,
+                open_transactions=len(ages),
+                oldest_transaction=max(ages, default=0.0),
+            )
+        )
+
+
+async def run_workers(
+    solution: Solution, config: RunnerConfig | None = None, **kwargs: Any
+) -> RunReport:
+    """Run ``solution``'s workers on the active database until the queue drains."""
+    return await Runner(solution, config, **kwargs).run()

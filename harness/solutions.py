@@ -1,0 +1,63 @@
+"""Loading a solution file (the candidate's, the reference, or a catalogue entry) by path.
+
+Each load gets a fresh module object under a unique name, so that two solutions graded in one
+process never share module state, and a re-load after an edit sees the new code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .config import PROJECT_ROOT
+
+__all__ = ["CANDIDATE_PATH", "REFERENCE_PATH", "Solution", "load_solution"]
+
+CANDIDATE_PATH = PROJECT_ROOT / "candidate" / "solution.py"
+REFERENCE_PATH = PROJECT_ROOT / "fixtures" / "solutions" / "reference.py"
+
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The four functions of the contract, from one file."""
+
+    path: Path
+    module: ModuleType
+    claim_next_job: Callable[[str], Awaitable[Any]]
+    create_campaign_jobs: Callable[[int, list[str]], Awaitable[int]]
+    send_email_step: Callable[[Any], Awaitable[None]]
+    process_job: Callable[[Any], Awaitable[None]]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def load_solution(path: str | Path = CANDIDATE_PATH) -> Solution:
+    """Import the file at ``path``; a missing function raises ``AttributeError`` naming it."""
+    path = Path(path).resolve()
+    name = f"kata_solution_{next(_counter)}_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load a solution from {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up by name
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    functions = {}
+    for fn in ("claim_next_job", "create_campaign_jobs", "send_email_step", "process_job"):
+        if not callable(getattr(module, fn, None)):
+            raise AttributeError(f"{path.name} defines no function {fn}()")
+        functions[fn] = getattr(module, fn)
+    return Solution(path=path, module=module, **functions)
