@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from . import crashes
 from .backends import Backend, Result, create_backend
 from .config import DatabaseConfig
-from .exceptions import NoActiveDatabase
+from .exceptions import NoActiveDatabase, RoundTripBudgetExceeded
 from .pool import PoolStats
 from .sqlparams import is_write
 
@@ -51,10 +51,23 @@ class RoundTrips:
 
     count: int = 0
     writes: int = 0
+    #: When set, the statement that would make ``count`` exceed it raises
+    #: ``RoundTripBudgetExceeded`` instead of running (a ROLLBACK still runs, to clean up).
+    limit: int | None = None
 
     def reset(self) -> None:
         self.count = 0
         self.writes = 0
+
+    def spend(self, sql: str, writes: bool) -> None:
+        if (
+            self.limit is not None
+            and self.count >= self.limit
+            and not sql.lstrip()[:8].upper().startswith(("ROLLBACK", "RELEASE"))
+        ):
+            raise RoundTripBudgetExceeded(self.limit, self.writes)
+        self.count += 1
+        self.writes += writes
 
 
 class Database:
@@ -117,8 +130,7 @@ class Database:
         writes = is_write(sql)
         if writes:
             crashes.check_before_write()
-            self.round_trips.writes += 1
-        self.round_trips.count += 1
+        self.round_trips.spend(sql, writes)
         try:
             return await self.backend.execute(conn, sql, list(params))
         except Exception as error:

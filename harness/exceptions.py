@@ -13,7 +13,8 @@
         └── IdempotencyKeyReusedError  permanent: the same key was sent with other arguments
 
     BaseException
-    └── WorkerCrashed                simulates a killed process; `except Exception` cannot swallow it
+    ├── WorkerCrashed                simulates a killed process; `except Exception` cannot swallow it
+    └── RoundTripBudgetExceeded      the grader stopped a run that went over its round-trip budget
 
 Errors from the database drivers are *not* mapped: the candidate sees what aiosqlite or psycopg
 raised, with the SQL attached as a note, because reading a real driver error is part of the job.
@@ -31,6 +32,7 @@ __all__ = [
     "NoActiveServices",
     "PoolTimeout",
     "RateLimitError",
+    "RoundTripBudgetExceeded",
     "ServiceError",
     "ServiceTimeoutError",
     "WorkerCrashed",
@@ -115,8 +117,15 @@ class InvalidEmailError(ServiceError):
     ``field`` and ``reason`` say what the API rejected, as SendGrid's error body does.
     """
 
-    def __init__(self, message: str, *, email: str, field: str = "personalizations.0.to.0.email",
-                 reason: str = "Does not contain a valid address.", service: str = ""):
+    def __init__(
+        self,
+        message: str,
+        *,
+        email: str,
+        field: str = "personalizations.0.to.0.email",
+        reason: str = "Does not contain a valid address.",
+        service: str = "",
+    ):
         super().__init__(message, service=service, status=400)
         self.email = email
         self.field = field
@@ -141,3 +150,16 @@ class WorkerCrashed(BaseException):
     def __init__(self, point: str):
         super().__init__(f"worker crashed (injected) {point}")
         self.point = point
+
+
+class RoundTripBudgetExceeded(BaseException):
+    """A statement would have gone over the round-trip budget the grader set.
+
+    A ``BaseException``, like ``WorkerCrashed``: the grader stops the candidate's code here, and
+    a broad ``except Exception`` in that code must not turn the stop into a silent success.
+    """
+
+    def __init__(self, limit: int, writes: int):
+        super().__init__(f"round-trip budget of {limit} exhausted ({writes} writes so far)")
+        self.limit = limit
+        self.writes = writes

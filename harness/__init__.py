@@ -1,0 +1,60 @@
+"""The campaign-jobs kata harness: what ``candidate/solution.py`` may import.
+
+    from harness import Job, JobStatus, Step, transaction, execute_sql, db, send_email, ...
+
+Everything public is re-exported here and listed in ``__all__``; the modules behind it are the
+harness's own business (ORM in ``orm``/``models``, backends in ``backends``, pooling in ``pool``,
+transactions in ``transactions``, fake APIs in ``services``).
+"""
+
+from __future__ import annotations
+
+from .config import DatabaseConfig
+from .database import Database, current_database, db, execute_sql, open_database
+from .exceptions import (
+    DoesNotExist,
+    HarnessError,
+    IdempotencyKeyReusedError,
+    InvalidEmailError,
+    MultipleObjectsReturned,
+    PoolTimeout,
+    RateLimitError,
+    ServiceError,
+    ServiceTimeoutError,
+    WorkerCrashed,
+)
+from .models import MAX_ATTEMPTS, Campaign, Job, JobStatus, Step
+from .orm import utcnow
+from .services import analyze_sentiment, get_reply, route_customer, send_email
+from .transactions import current_transaction, transaction
+
+__all__ = [
+    "MAX_ATTEMPTS",
+    "Campaign",
+    "Database",
+    "DatabaseConfig",
+    "DoesNotExist",
+    "HarnessError",
+    "IdempotencyKeyReusedError",
+    "InvalidEmailError",
+    "Job",
+    "JobStatus",
+    "MultipleObjectsReturned",
+    "PoolTimeout",
+    "RateLimitError",
+    "ServiceError",
+    "ServiceTimeoutError",
+    "Step",
+    "WorkerCrashed",
+    "analyze_sentiment",
+    "current_database",
+    "current_transaction",
+    "db",
+    "execute_sql",
+    "get_reply",
+    "open_database",
+    "route_customer",
+    "send_email",
+    "transaction",
+    "utcnow",
+]

@@ -1,0 +1,628 @@
+"""The fake external APIs: SendGrid, a sentiment API and a CRM, with faults that can be planned.
+
+They behave like the real ones where it matters to the kata:
+
+* ``send_email`` returns a message id (SendGrid's ``X-Message-ID``); the same idempotency key with
+  the same arguments returns the same id and never delivers twice, even after a timeout that hid
+  a successful delivery; the same key with other arguments is a 422.
+* A bad address is a 400 (``InvalidEmailError``) every time, before any random fault: a
+  permanent error must look permanent.
+* 429s carry ``retry_after`` and ``reset_at``; timeouts are ambiguous (``ServiceTimeoutError`` has
+  the same message whether or not the request took effect).
+
+While serving, the fakes watch the caller and record ``Violation``s in the ledger - the call
+still proceeds, so a test can finish and report every mistake, not only the first:
+
+* calling while the task holds a database transaction;
+* calling again for the same (service, subject) before a ``retry_after`` it was given had passed;
+* calling again for a subject that already failed permanently (``InvalidEmailError``);
+* reusing an idempotency key with different arguments.
+
+The candidate imports the module-level functions (``from harness import send_email``); they
+delegate to the ``Services`` instance made active with ``use_services``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+from . import crashes
+from .context import caller_name, current_job_id
+from .exceptions import (
+    IdempotencyKeyReusedError,
+    InvalidEmailError,
+    NoActiveServices,
+    RateLimitError,
+    ServiceError,
+    ServiceTimeoutError,
+    WorkerCrashed,
+)
+from .faults import Decision, Fault, FaultPlan, stable_random
+from .ledger import Call, CrmAction, Delivery, Ledger, Violation, ViolationKind
+from .transactions import current_transaction
+
+__all__ = [
+    "CRM_ACTIONS",
+    "REPLY_TEMPLATES",
+    "RETRY_AFTER_TOLERANCE",
+    "SENTIMENTS",
+    "Services",
+    "active_services",
+    "analyze_sentiment",
+    "classify_sentiment",
+    "get_reply",
+    "invalid_email_reason",
+    "reply_for",
+    "route_customer",
+    "send_email",
+    "use_services",
+]
+
+SENTIMENTS: tuple[str, ...] = ("positive", "negative", "neutral")
+CRM_ACTIONS: dict[str, str] = {
+    "positive": "sales_followup",
+    "negative": "retention_offer",
+    "neutral": "nurture",
+}
+
+RETRY_AFTER_TOLERANCE = max(0.001, time.get_clock_info("monotonic").resolution)
+"""How early a retry may arrive and still count as patient. asyncio wakes a sleep up to one clock
+tick early (15.6 ms on Windows), and a correct solution must never be flagged."""
+
+
+@dataclass(kw_only=True)
+class _Attempt:
+    """One call in flight: its decided fault, and what the ledger will say about it."""
+
+    service: str
+    operation: str
+    subject: str
+    key: str | None
+    args: dict[str, Any]
+    decision: Decision
+    caller: str
+    job_id: int | None
+    in_transaction: bool
+    at: float
+    wall: float
+    outcome: str = "ok"
+    result: str | None = None
+    error: str | None = None
+
+    def succeed(self, result: str, *, replayed: bool = False) -> None:
+        self.result = result
+        self.outcome = "replayed" if replayed else "ok"
+
+    async def respond(self) -> None:
+        """The service takes its time. A timed-out call spends half its wait here and half after
+        the point where its effect would (or would not) be applied."""
+        if self.decision.outcome in (Fault.TIMEOUT_BEFORE, Fault.TIMEOUT_AFTER):
+            await asyncio.sleep(self.decision.timeout_seconds / 2)
+        else:
+            await asyncio.sleep(self.decision.latency)
+
+    async def before_effect(self) -> None:
+        """Raise the faults that leave no effect behind."""
+        if self.decision.outcome is Fault.RATE_LIMIT:
+            retry_after = self.decision.retry_after
+            raise RateLimitError(
+                f"429 Too Many Requests from {self.service} for {self.describe()}: "
+                f"retry after {retry_after:.2f} s",
+                retry_after=retry_after,
+                reset_at=time.time() + retry_after,
+                service=self.service,
+            )
+        if self.decision.outcome is Fault.TIMEOUT_BEFORE:
+            await asyncio.sleep(self.decision.timeout_seconds / 2)
+            raise self._timeout()
+
+    async def after_effect(self) -> None:
+        """Raise the fault that hides an effect already applied: the response is lost."""
+        if self.decision.outcome is Fault.TIMEOUT_AFTER:
+            await asyncio.sleep(self.decision.timeout_seconds / 2)
+            raise self._timeout()
+
+    def _timeout(self) -> ServiceTimeoutError:
+        # The same words for both timeout kinds: the client cannot tell them apart, nor may we.
+        return ServiceTimeoutError(
+            f"{self.service} did not answer {self.describe()} within "
+            f"{self.decision.timeout_seconds:.3f} s; the request may or may not have taken effect",
+            service=self.service,
+        )
+
+    def describe(self) -> str:
+        return describe_call(self.operation, self.subject)
+
+    def fail(self, exc: BaseException) -> None:
+        self.result = None
+        self.error = type(exc).__name__
+        self.outcome = _outcome_of(exc, self.decision)
+
+    def to_call(self, finished: float) -> Call:
+        return Call(
+            at=self.at,
+            wall=self.wall,
+            duration=finished - self.at,
+            service=self.service,
+            operation=self.operation,
+            caller=self.caller,
+            job_id=self.job_id,
+            subject=self.subject,
+            idempotency_key=self.key,
+            args=self.args,
+            outcome=self.outcome,
+            result=self.result,
+            error=self.error,
+            in_transaction=self.in_transaction,
+        )
+
+
+def describe_call(operation: str, subject: str) -> str:
+    """``send_email to a@x.com``, for messages and violation details."""
+    if operation == "send_email":
+        return f"send_email to {subject}"
+    if operation == "get_reply":
+        return f"get_reply for message {subject}"
+    if operation == "analyze_sentiment":
+        text = subject if len(subject) <= 40 else subject[:37] + "..."
+        return f"analyze_sentiment of {text!r}"
+    return f"{operation} for {subject}"
+
+
+def _outcome_of(exc: BaseException, decision: Decision) -> str:
+    if isinstance(exc, RateLimitError):
+        return "rate_limited"
+    if isinstance(exc, ServiceTimeoutError):
+        return decision.outcome.value
+    if isinstance(exc, IdempotencyKeyReusedError):
+        return "key_reused"
+    if isinstance(exc, ServiceError) and exc.status == 404:
+        return "not_found"
+    if isinstance(exc, ServiceError):  # 400s: a bad address, a bad sentiment
+        return "invalid"
+    if isinstance(exc, WorkerCrashed):
+        return "crashed"
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled"
+    return "error"
+
+
+def _token(*parts: object, size: int = 16) -> str:
+    digest = hashlib.sha256(repr(parts).encode("utf-8")).digest()
+    return base64.urlsafe_b64encode(digest[:size]).rstrip(b"=").decode("ascii")
+
+
+class Services:
+    """One set of fake APIs with its own state, fault plan and ledger (one per run)."""
+
+    def __init__(self, plan: FaultPlan | None = None, *, ledger: Ledger | None = None) -> None:
+        self.plan = plan if plan is not None else FaultPlan.none()
+        self.ledger = ledger if ledger is not None else Ledger()
+        self.reset()
+
+    def __repr__(self) -> str:
+        return f"Services(seed={self.plan.seed}, calls={len(self.ledger.calls)})"
+
+    def reset(self) -> None:
+        """Forget every delivery, key and call: a fresh run with the same plan."""
+        self.ledger.reset()
+        self._calls_per_subject: Counter[tuple[str, str]] = Counter()
+        self._retry_after: dict[tuple[str, str], tuple[float, float]] = {}
+        self._permanent: dict[tuple[str, str], tuple[float, str]] = {}
+        self._deliveries_by_key: dict[str, Delivery] = {}
+        self._deliveries_by_id: dict[str, Delivery] = {}
+        self._actions_by_key: dict[str, CrmAction] = {}
+        self._unkeyed: Counter[str] = Counter()
+
+    # -- the APIs -------------------------------------------------------------------------------
+
+    async def send_email(self, to: str, body: str, idempotency_key: str | None) -> str:
+        """Deliver ``body`` to ``to``; return the message id. ``None`` as key means no dedup."""
+        args = {"to": to, "body": body}
+        async with self._attempt("sendgrid", "send_email", to, idempotency_key, args) as attempt:
+            await attempt.respond()
+            reason = invalid_email_reason(to)
+            if reason is not None:
+                raise InvalidEmailError(
+                    f"400 Bad Request from sendgrid: {to!r} {reason}", email=to, service="sendgrid"
+                )
+            await attempt.before_effect()
+            delivery, replayed = self._deliver(attempt, to, body)
+            attempt.succeed(delivery.message_id, replayed=replayed)
+            if not replayed:
+                crashes.check_after_effect(
+                    "sendgrid", f"delivered message {delivery.message_id} to {to}"
+                )
+            await attempt.after_effect()
+            return delivery.message_id
+
+    async def get_reply(self, message_id: str) -> str:
+        """The text the recipient of ``message_id`` replied (deterministic per recipient)."""
+        args = {"message_id": message_id}
+        async with self._attempt("sendgrid", "get_reply", message_id, None, args) as attempt:
+            await attempt.respond()
+            delivery = self._deliveries_by_id.get(message_id)
+            if delivery is None:
+                raise ServiceError(
+                    f"404 Not Found from sendgrid: no message has id {message_id!r} "
+                    "(was it sent? a timed-out send may never have been delivered)",
+                    service="sendgrid",
+                    status=404,
+                )
+            await attempt.before_effect()
+            reply = reply_for(self.plan.seed, delivery.to)
+            attempt.succeed(reply)
+            await attempt.after_effect()
+            return reply
+
+    async def analyze_sentiment(self, text: str) -> str:
+        """``"positive"``, ``"negative"`` or ``"neutral"``: the same answer for the same text."""
+        async with self._attempt(
+            "sentiment", "analyze_sentiment", text, None, {"text": text}
+        ) as attempt:
+            await attempt.respond()
+            await attempt.before_effect()
+            sentiment = classify_sentiment(text)
+            attempt.succeed(sentiment)
+            await attempt.after_effect()
+            return sentiment
+
+    async def route_customer(self, email: str, sentiment: str, idempotency_key: str | None) -> str:
+        """Apply the CRM action for ``sentiment`` to ``email``; return the action id."""
+        args = {"email": email, "sentiment": sentiment}
+        async with self._attempt("crm", "route_customer", email, idempotency_key, args) as attempt:
+            await attempt.respond()
+            if sentiment not in SENTIMENTS:
+                raise ServiceError(
+                    f"400 Bad Request from crm: sentiment must be one of "
+                    f"{', '.join(SENTIMENTS)}, got {sentiment!r}",
+                    service="crm",
+                    status=400,
+                )
+            await attempt.before_effect()
+            action, replayed = self._route(attempt, email, sentiment)
+            attempt.succeed(action.action_id, replayed=replayed)
+            if not replayed:
+                crashes.check_after_effect(
+                    "crm", f"applied {action.action} ({action.action_id}) to {email}"
+                )
+            await attempt.after_effect()
+            return action.action_id
+
+    # -- effects --------------------------------------------------------------------------------
+
+    def _deliver(self, attempt: _Attempt, to: str, body: str) -> tuple[Delivery, bool]:
+        # No await between the key check and the write: concurrent sends with one key cannot
+        # both deliver, exactly as a real idempotency store guarantees.
+        key = attempt.key
+        if key is not None and (prior := self._deliveries_by_key.get(key)) is not None:
+            self._check_same_args(attempt, {"to": prior.to, "body": prior.body})
+            return prior, True
+        if key is None:
+            self._unkeyed[to] += 1
+            message_id = _token(self.plan.seed, "sendgrid", None, to, self._unkeyed[to])
+        else:
+            message_id = _token(self.plan.seed, "sendgrid", key)
+        delivery = Delivery(
+            message_id=message_id,
+            to=to,
+            body=body,
+            key=key,
+            job_id=attempt.job_id,
+            caller=attempt.caller,
+            at=_now(),
+        )
+        self.ledger.deliveries.append(delivery)
+        self._deliveries_by_id[message_id] = delivery
+        if key is not None:
+            self._deliveries_by_key[key] = delivery
+        return delivery, False
+
+    def _route(self, attempt: _Attempt, email: str, sentiment: str) -> tuple[CrmAction, bool]:
+        key = attempt.key
+        if key is not None and (prior := self._actions_by_key.get(key)) is not None:
+            self._check_same_args(attempt, {"email": prior.email, "sentiment": prior.sentiment})
+            return prior, True
+        if key is None:
+            self._unkeyed[f"crm:{email}"] += 1
+            action_id = "act_" + _token(
+                self.plan.seed, "crm", None, email, self._unkeyed[f"crm:{email}"], size=12
+            )
+        else:
+            action_id = "act_" + _token(self.plan.seed, "crm", key, size=12)
+        action = CrmAction(
+            action_id=action_id,
+            email=email,
+            sentiment=sentiment,
+            action=CRM_ACTIONS[sentiment],
+            key=key,
+            job_id=attempt.job_id,
+            caller=attempt.caller,
+            at=_now(),
+        )
+        self.ledger.actions.append(action)
+        if key is not None:
+            self._actions_by_key[key] = action
+        return action, False
+
+    def _check_same_args(self, attempt: _Attempt, first: dict[str, Any]) -> None:
+        changed = {name: value for name, value in attempt.args.items() if first[name] != value}
+        if not changed:
+            return
+        before = ", ".join(f"{name}={_short(first[name])}" for name in changed)
+        now = ", ".join(f"{name}={_short(value)}" for name, value in changed.items())
+        self._violate(
+            attempt,
+            ViolationKind.IDEMPOTENCY_KEY_REUSED,
+            f"{attempt.operation} reused idempotency key {attempt.key!r} with different "
+            f"arguments: first {before}, now {now}",
+        )
+        raise IdempotencyKeyReusedError(
+            f"422 Unprocessable Entity from {attempt.service}: idempotency key {attempt.key!r} "
+            f"was first used with {before}, now with {now}",
+            key=attempt.key or "",
+            service=attempt.service,
+        )
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _attempt(
+        self, service: str, operation: str, subject: str, key: str | None, args: dict[str, Any]
+    ) -> AsyncIterator[_Attempt]:
+        """Check the caller, decide the call's fate, and record it in the ledger however it ends."""
+        loop = asyncio.get_running_loop()
+        self._calls_per_subject[(service, subject)] += 1
+        nth = self._calls_per_subject[(service, subject)]
+        attempt = _Attempt(
+            service=service,
+            operation=operation,
+            subject=subject,
+            key=key,
+            args=args,
+            decision=self.plan.decide(service, subject, nth),
+            caller=caller_name(),
+            job_id=current_job_id.get(),
+            in_transaction=current_transaction() is not None,
+            at=loop.time(),
+            wall=time.time(),
+        )
+        self._check_caller(attempt)
+        try:
+            yield attempt
+        except BaseException as exc:
+            attempt.fail(exc)
+            self._remember_error(attempt, exc, loop.time())
+            raise
+        finally:
+            self.ledger.calls.append(attempt.to_call(loop.time()))
+
+    def _check_caller(self, attempt: _Attempt) -> None:
+        what = attempt.describe()
+        if attempt.in_transaction:
+            self._violate(
+                attempt,
+                ViolationKind.CALL_IN_TRANSACTION,
+                f"{what} was called by {_who(attempt)} while it held a database transaction: the "
+                "transaction's connection and locks are held for the whole network round trip, "
+                "and a rollback cannot undo the call",
+            )
+        subject = (attempt.service, attempt.subject)
+        if (given := self._retry_after.get(subject)) is not None:
+            given_at, retry_after = given
+            waited = attempt.at - given_at
+            if waited < retry_after - RETRY_AFTER_TOLERANCE:
+                self._violate(
+                    attempt,
+                    ViolationKind.RETRY_BEFORE_RETRY_AFTER,
+                    f"{what} was retried {waited:.3f} s after a 429 that said "
+                    f"retry_after={retry_after:.3f} s (by {_who(attempt)})",
+                )
+        if (failed := self._permanent.get(subject)) is not None:
+            failed_at, error = failed
+            self._violate(
+                attempt,
+                ViolationKind.RETRY_AFTER_PERMANENT_ERROR,
+                f"{what} was called again {attempt.at - failed_at:.3f} s after it failed "
+                f"permanently with {error} (by {_who(attempt)}); a permanent error never succeeds "
+                "on retry",
+            )
+
+    def _remember_error(self, attempt: _Attempt, exc: BaseException, now: float) -> None:
+        subject = (attempt.service, attempt.subject)
+        if isinstance(exc, RateLimitError):
+            self._retry_after[subject] = (now, exc.retry_after)
+        elif isinstance(exc, InvalidEmailError):
+            self._permanent.setdefault(subject, (now, f"InvalidEmailError ({exc.reason})"))
+
+    def _violate(self, attempt: _Attempt, kind: ViolationKind, detail: str) -> None:
+        self.ledger.violations.append(
+            Violation(
+                kind=kind,
+                service=attempt.service,
+                subject=attempt.subject,
+                caller=attempt.caller,
+                job_id=attempt.job_id,
+                at=attempt.at,
+                detail=detail,
+            )
+        )
+
+
+def _who(attempt: _Attempt) -> str:
+    return attempt.caller if attempt.job_id is None else f"{attempt.caller} on job {attempt.job_id}"
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
+def _now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+# -- what the fakes know about addresses and replies -------------------------------------------
+
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# local@domain.tld: dot-separated atoms (no leading, trailing or doubled dots), hostname labels,
+# an alphabetic TLD. Stricter than RFC 5322 on purpose, like SendGrid: quoted local parts and IP
+# literals are legal but never what a customer list should contain.
+_EMAIL = re.compile(rf"{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}")
+
+
+def invalid_email_reason(address: object) -> str | None:
+    """Why SendGrid would reject ``address`` (a phrase), or None when it is deliverable."""
+    if not isinstance(address, str):
+        return f"is a {type(address).__name__}, not an address"
+    if len(address) > 254 or len(address.partition("@")[0]) > 64:
+        return "is longer than an address may be"
+    if not _EMAIL.fullmatch(address):
+        return "is not of the form local@domain.tld (no spaces, no doubled or edge dots)"
+    domain = address.rpartition("@")[2].lower()
+    if domain == "invalid" or domain.endswith(".invalid"):
+        # RFC 2606 reserves .invalid so that it can never resolve: the sample data uses it for
+        # addresses that must fail.
+        return (
+            f"is under the reserved top-level domain .invalid (RFC 2606): "
+            f"{domain} can never receive mail"
+        )
+    return None
+
+
+REPLY_TEMPLATES: dict[str, tuple[str, ...]] = {
+    "positive": (
+        "I love the new plan and I'm interested in upgrading. Can we talk this week?",
+        "This is great, exactly what we needed. Happy to move forward, please send pricing.",
+        "Sounds excellent, count me in. Our team is excited to try it.",
+        "Yes please! Wonderful timing, we were looking for something like this.",
+    ),
+    "negative": (
+        "Please unsubscribe me. I'm not interested and these emails are annoying.",
+        "Honestly disappointed. The last release broke our reports and support was terrible.",
+        "Stop emailing me. I want to cancel my account.",
+        "Third time asking: remove me from this list. Frustrated, and considering a refund.",
+    ),
+    "neutral": (
+        "Received. I will forward this to my manager and get back to you next quarter.",
+        "Not sure yet. Could you send more details about the timeline?",
+        "I'm out of the office until Monday and will review your message when I'm back.",
+        "Maybe later. We are reviewing options and will decide next month.",
+    ),
+}
+"""Replies by intended sentiment; ``classify_sentiment`` gives each its intended answer."""
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+# Just enough vocabulary for customer replies; the templates above use it, and so can tests.
+_POSITIVE = _words(
+    "love great interested excellent happy perfect yes upgrade upgrading amazing wonderful "
+    "excited awesome good glad pleased helpful"
+)
+_NEGATIVE = _words(
+    "unsubscribe annoying annoyed disappointed terrible stop cancel remove frustrated refund "
+    "angry worst bad spam broke broken useless hate awful complaint complaints poor"
+)
+_NEUTRAL = _words(
+    "received forward details maybe later sure timeline office review reviewing information "
+    "question questions undecided unsure noted options"
+)
+_LEXICON: dict[str, str] = {
+    **dict.fromkeys(_POSITIVE, "positive"),
+    **dict.fromkeys(_NEGATIVE, "negative"),
+    **dict.fromkeys(_NEUTRAL, "neutral"),
+}
+_NEGATORS = frozenset(_words("not no never don't dont isn't wasn't aren't without hardly"))
+_SIGNATURE = "\n-- \n"
+
+
+def classify_sentiment(text: str) -> str:
+    """Lexicon vote: positive and negative words (a negator within two words before flips them);
+    neutral words or a tie give neutral; text with no known word falls back to a stable hash."""
+    body = text.split(_SIGNATURE, 1)[0]  # signatures carry names, not opinions
+    words = re.findall(r"[a-z']+", body.lower())
+    votes: Counter[str] = Counter()
+    for i, word in enumerate(words):
+        sentiment = _LEXICON.get(word)
+        if sentiment is None:
+            continue
+        if sentiment != "neutral" and _NEGATORS.intersection(words[max(0, i - 2) : i]):
+            sentiment = "negative" if sentiment == "positive" else "positive"
+        votes[sentiment] += 1
+    if votes["positive"] != votes["negative"]:
+        return "positive" if votes["positive"] > votes["negative"] else "negative"
+    if votes:
+        return "neutral"
+    return stable_random("sentiment", text).choice(SENTIMENTS)
+
+
+def reply_for(seed: int, recipient: str) -> str:
+    """The reply ``recipient`` sends under ``seed``: a template, signed with the address so that
+    every customer's reply text is their own (faults and violations are keyed by it)."""
+    rng = stable_random(seed, "reply", recipient)
+    template = rng.choice(REPLY_TEMPLATES[rng.choice(SENTIMENTS)])
+    name = " ".join(part.capitalize() for part in re.split(r"[._+-]+", recipient.split("@")[0]))
+    return f"{template}{_SIGNATURE}{name}\n{recipient}"
+
+
+# -- the active instance and the candidate-facing functions -------------------------------------
+
+_active: ContextVar[Services | None] = ContextVar("kata_services", default=None)
+
+
+@contextmanager
+def use_services(services: Services) -> Iterator[Services]:
+    """Make ``services`` answer the module-level API functions in this task and its children."""
+    token = _active.set(services)
+    try:
+        yield services
+    finally:
+        _active.reset(token)
+
+
+def active_services() -> Services:
+    services = _active.get()
+    if services is None:
+        raise NoActiveServices(
+            "no fake services are active: the grader, the runner and the scenarios provide them; "
+            "in your own script wrap the calls in `with use_services(Services(FaultPlan.none())):`"
+        )
+    return services
+
+
+async def send_email(to: str, body: str, idempotency_key: str | None) -> str:
+    """Send ``body`` to ``to`` through the fake SendGrid; return the message id.
+
+    The same ``idempotency_key`` returns the same message id and never delivers twice.
+    """
+    return await active_services().send_email(to, body, idempotency_key)
+
+
+async def get_reply(message_id: str) -> str:
+    """The customer's reply to the email ``message_id``."""
+    return await active_services().get_reply(message_id)
+
+
+async def analyze_sentiment(text: str) -> str:
+    """``"positive"``, ``"negative"`` or ``"neutral"``; deterministic per text."""
+    return await active_services().analyze_sentiment(text)
+
+
+async def route_customer(email: str, sentiment: str, idempotency_key: str | None) -> str:
+    """Route the customer in the fake CRM by sentiment; return the action id (same key, same
+    action, applied once)."""
+    return await active_services().route_customer(email, sentiment, idempotency_key)
