@@ -1,0 +1,45 @@
+"""Claimers in separate OS processes: the contract's "separate processes" for Task A.
+
+Each process loads the solution from its path, opens its own pool to the same database, and runs
+a few claiming workers until they get ``None``. It returns what it claimed and any error, as
+plain data, so that the grading test can check "exactly once" across processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ..config import DatabaseConfig
+from ..context import acting_as
+from ..database import open_database
+from ..solutions import load_solution
+
+__all__ = ["claim_in_process"]
+
+
+def claim_in_process(config: DatabaseConfig, solution_path: str, prefix: str,
+                     workers: int) -> tuple[list[tuple[str, int]], str | None]:
+    """Run ``workers`` claimers in this process; return (worker, job id) claims and an error."""
+    return asyncio.run(_claim(config, Path(solution_path), prefix, workers))
+
+
+async def _claim(config: DatabaseConfig, path: Path, prefix: str,
+                 workers: int) -> tuple[list[tuple[str, int]], str | None]:
+    solution = load_solution(path)
+    claims: list[tuple[str, int]] = []
+
+    async def worker(name: str) -> None:
+        while True:
+            with acting_as(name):
+                job = await solution.claim_next_job(name)
+            if job is None:
+                return
+            claims.append((name, job.id))
+
+    try:
+        async with open_database(config):
+            await asyncio.gather(*(worker(f"{prefix}-w{i + 1}") for i in range(workers)))
+    except Exception as error:  # reported by the test in the candidate's terms
+        return claims, f"{type(error).__name__}: {error}"
+    return claims, None

@@ -1,0 +1,137 @@
+"""Per-task results of a grading run: the rich scorecard and the JSON results file.
+
+The JSON follows exercism's ``results.json`` in spirit: an overall status, then every test in
+file order with its status and message, plus per-task counts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["TASKS", "Outcome", "Scorecard", "TaskResult"]
+
+TASKS: dict[str, str] = {
+    "A": "claim_next_job",
+    "B": "create_campaign_jobs",
+    "C": "send_email_step",
+    "D": "process_job",
+    "E": "end to end",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    name: str
+    task: str
+    status: str  # "pass" | "fail" | "error"
+    message: str | None
+    duration: float
+
+
+@dataclass
+class TaskResult:
+    task: str
+    passed: int = 0
+    failed: int = 0
+    diagnoses: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.passed + self.failed == 0:
+            return "no tests"
+        if self.failed == 0:
+            return "passing"
+        if self.diagnoses and all(d.startswith("not started") for d in self.diagnoses):
+            return "not started"
+        return "failing"
+
+
+@dataclass
+class Scorecard:
+    solution: str
+    backend: str
+    seed: int
+    tier: str
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+
+    def tasks(self) -> dict[str, TaskResult]:
+        results = {task: TaskResult(task) for task in TASKS}
+        for outcome in self.outcomes:
+            result = results.setdefault(outcome.task, TaskResult(outcome.task))
+            if outcome.status == "pass":
+                result.passed += 1
+            else:
+                result.failed += 1
+                if outcome.message:
+                    result.diagnoses.append(outcome.message)
+        return results
+
+    @property
+    def status(self) -> str:
+        if any(o.status == "error" for o in self.outcomes):
+            return "error"
+        return "pass" if self.outcomes and all(o.status == "pass" for o in self.outcomes) else "fail"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "status": self.status,
+            "solution": self.solution,
+            "backend": self.backend,
+            "seed": self.seed,
+            "tier": self.tier,
+            "tasks": {
+                t: {"status": r.status, "passed": r.passed, "failed": r.failed,
+                    "diagnosis": r.diagnoses[0] if r.diagnoses else None}
+                for t, r in self.tasks().items()
+            },
+            "tests": [asdict(o) for o in self.outcomes],
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    def render(self) -> Group:
+        table = Table(title=f"Campaign-jobs kata — {self.solution} on {self.backend}",
+                      title_justify="left", expand=True)
+        table.add_column("task", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        table.add_column("tests", justify="right", no_wrap=True)
+        table.add_column("first diagnosis", ratio=1)
+        styles = {"passing": "bold green", "failing": "bold red", "not started": "yellow",
+                  "no tests": "dim"}
+        marks = {"passing": "✔", "failing": "✘", "not started": "·", "no tests": " "}
+        for task, result in self.tasks().items():
+            if result.status == "no tests":
+                continue
+            diagnosis = result.diagnoses[0] if result.diagnoses else ""
+            hint = (f"\n[dim]hint: python -m harness hint {task}[/dim]"
+                    if result.status != "passing" and task in "ABCD" else "")
+            table.add_row(
+                f"{task}  {TASKS.get(task, task)}",
+                Text(f"{marks[result.status]} {result.status}", style=styles[result.status]),
+                f"{result.passed}/{result.passed + result.failed}",
+                Text.from_markup(_escape(diagnosis) + hint),
+            )
+        footer = Text(f"seed {self.seed} · {self.tier} tier · "
+                      f"re-run: pytest --kata-seed {self.seed}", style="dim")
+        return Group(table, footer)
+
+    def print(self, console: Console | None = None) -> None:
+        (console or Console()).print(self.render())
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
