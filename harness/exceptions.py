@@ -6,6 +6,7 @@
     ├── PoolTimeout                  (also a TimeoutError)
     ├── NoActiveDatabase
     ├── NoActiveServices
+    ├── SetupRefused                 setup_db.py will not touch tables it did not create
     └── ServiceError                 (what the fake external APIs raise)
         ├── RateLimitError           transient: wait ``retry_after`` seconds, then retry
         ├── ServiceTimeoutError      transient, also a TimeoutError: may or may not have taken effect
@@ -35,6 +36,7 @@ __all__ = [
     "RoundTripBudgetExceeded",
     "ServiceError",
     "ServiceTimeoutError",
+    "SetupRefused",
     "WorkerCrashed",
 ]
 
@@ -72,6 +74,11 @@ class NoActiveDatabase(HarnessError):
 
 class NoActiveServices(HarnessError):
     """An external API was called while no fake services were active."""
+
+
+class SetupRefused(HarnessError):
+    """The database holds kata tables (or a schema) that ``setup_db.py`` did not create, so it
+    refuses to write into them or drop them."""
 
 
 class ServiceError(HarnessError):

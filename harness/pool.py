@@ -219,14 +219,19 @@ class ConnectionPool(Generic[C]):
 
     async def _release(self, conn: C) -> None:
         if self._closed or not self._check(conn):
-            await self._discard(conn)
-            if not self._closed and self._waiters:
-                # Keep the waiters' promise: the slot freed by the discard opens a new connection.
-                try:
-                    conn = await self._new_connection()
-                except Exception:
-                    return
-            else:
+            if self._closed or not self._waiters:
+                await self._discard(conn)
+                return
+            # Replace it in its own slot, kept for the waiters: a caller arriving while we close
+            # and reconnect must queue behind them, not open one connection too many.
+            try:
+                await self._close(conn)
+            except Exception:  # noqa: S110 - a connection being thrown away may already be dead
+                pass
+            try:
+                conn = await self._connect()
+            except Exception:
+                self.meter.size -= 1
                 return
         while self._waiters:
             waiter = self._waiters.popleft()

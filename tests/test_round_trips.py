@@ -1,0 +1,173 @@
+"""Round trips are counted exactly (the grader holds Task B to a budget with them), and the
+simulated per-round-trip latency really delays each statement."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+from conftest import base_config
+
+import harness.backends.postgres as postgres_backend
+import harness.backends.sqlite as sqlite_backend
+from harness.database import Database, execute_sql
+from harness.isolation import isolated_database
+from harness.models import Campaign, Job
+from harness.transactions import transaction
+
+
+def counted(database: Database) -> tuple[int, int]:
+    return database.round_trips.count, database.round_trips.writes
+
+
+async def test_fixture_starts_with_zero_round_trips(database: Database) -> None:
+    assert counted(database) == (0, 0)
+
+
+async def test_one_execute_sql_is_one_round_trip(database: Database) -> None:
+    await execute_sql("SELECT 1 AS one")
+    assert counted(database) == (1, 0)
+
+
+async def test_transaction_costs_begin_and_commit_on_top_of_its_statements(
+    database: Database,
+) -> None:
+    async with transaction():
+        await execute_sql("SELECT 1 AS one")
+        await execute_sql("INSERT INTO campaigns (name) VALUES (?)", ["a"])
+    assert counted(database) == (4, 1)
+
+
+async def test_rolled_back_transaction_costs_begin_and_rollback(database: Database) -> None:
+    with pytest.raises(ZeroDivisionError):
+        async with transaction():
+            await execute_sql("SELECT 1 AS one")
+            1 / 0  # noqa: B018
+    assert counted(database) == (3, 0)
+
+
+async def test_savepoint_adds_two_round_trips(database: Database) -> None:
+    async with transaction():
+        await execute_sql("SELECT 1 AS one")
+        async with transaction():
+            await execute_sql("SELECT 2 AS two")
+    # BEGIN, SELECT, SAVEPOINT, SELECT, RELEASE, COMMIT
+    assert counted(database) == (6, 0)
+
+
+async def test_failed_savepoint_adds_three_round_trips(database: Database) -> None:
+    async with transaction():
+        with pytest.raises(ZeroDivisionError):
+            async with transaction():
+                1 / 0  # noqa: B018
+    # BEGIN, SAVEPOINT, ROLLBACK TO SAVEPOINT, RELEASE, COMMIT
+    assert counted(database) == (5, 0)
+
+
+async def test_orm_create_and_get_are_one_round_trip_each(database: Database) -> None:
+    campaign = await Campaign.create(name="spring")
+    assert counted(database) == (1, 1)
+    job = await Job.create(campaign_id=campaign.id, email="ada@example.com")
+    assert counted(database) == (2, 2)
+    await Job.get(id=job.id)
+    assert counted(database) == (3, 2)
+
+
+async def test_orm_queries_update_save_and_refresh_are_one_round_trip_each(
+    database: Database,
+) -> None:
+    campaign = await Campaign.create(name="spring")
+    job = await Job.create(campaign_id=campaign.id, email="ada@example.com")
+    database.round_trips.reset()
+
+    await Job.filter(campaign_id=campaign.id).order_by("id").limit(5).all()
+    await Job.all().first()
+    await Job.all().count()
+    assert counted(database) == (3, 0)
+    await Job.filter(id=job.id).update(attempts=1)
+    await job.save()
+    assert counted(database) == (5, 2)
+    await job.refresh()
+    assert counted(database) == (6, 2)
+
+
+async def test_reset_zeroes_both_counters(database: Database) -> None:
+    await Campaign.create(name="spring")
+    await execute_sql("SELECT 1 AS one")
+    assert counted(database) == (2, 1)
+    database.round_trips.reset()
+    assert counted(database) == (0, 0)
+
+
+async def test_writes_are_counted_separately_from_reads(database: Database) -> None:
+    await execute_sql("INSERT INTO campaigns (name) VALUES (?)", ["a"])
+    await execute_sql("UPDATE campaigns SET name = ?", ["b"])
+    await execute_sql("SELECT * FROM campaigns")
+    await execute_sql("DELETE FROM campaigns")
+    await execute_sql("SELECT COUNT(*) AS n FROM campaigns")
+    assert counted(database) == (5, 3)
+
+
+async def test_failed_statement_still_costs_a_round_trip(database: Database) -> None:
+    with pytest.raises((sqlite3.OperationalError, psycopg.errors.UndefinedTable)):
+        await execute_sql("SELECT * FROM no_such_table")
+    assert counted(database) == (1, 0)
+
+
+# --- simulated latency --------------------------------------------------------------------------
+
+
+class SleepRecorder:
+    """Stands in for a backend module's ``asyncio``: records each sleep, then really sleeps."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    async def sleep(self, delay: float) -> None:
+        self.delays.append(delay)
+        await asyncio.sleep(delay)
+
+
+@pytest.fixture
+def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
+    recorder = SleepRecorder()
+    for module in (sqlite_backend, postgres_backend):
+        monkeypatch.setattr(module, "asyncio", SimpleNamespace(sleep=recorder.sleep))
+    return recorder
+
+
+async def run_sequentially(statements: int) -> float:
+    started = time.monotonic()
+    for n in range(statements):
+        await execute_sql("SELECT ? AS n", [n])
+    return time.monotonic() - started
+
+
+async def test_sqlite_latency_delays_every_round_trip(sleeps: SleepRecorder) -> None:
+    async with isolated_database(base_config("sqlite", latency=0.005), purpose="test"):
+        elapsed = await run_sequentially(20)
+    assert elapsed >= 20 * 0.005
+    assert sleeps.delays.count(0.005) >= 20
+
+
+async def test_sqlite_without_latency_never_sleeps(sleeps: SleepRecorder) -> None:
+    async with isolated_database(base_config("sqlite", latency=0), purpose="test") as database:
+        assert database.backend.latency == 0
+        await run_sequentially(20)
+    assert sleeps.delays == []
+
+
+async def test_simulated_latency_applies_on_every_backend(
+    backend: str, sleeps: SleepRecorder
+) -> None:
+    async with isolated_database(base_config(backend, latency=0.005), purpose="test") as database:
+        database.round_trips.reset()
+        sleeps.delays.clear()
+        elapsed = await run_sequentially(20)
+        assert database.round_trips.count == 20
+    assert elapsed >= 20 * 0.005
+    assert sleeps.delays == [0.005] * 20
