@@ -17,7 +17,7 @@ from typing import Any
 
 from .config import PROJECT_ROOT
 
-__all__ = ["CANDIDATE_PATH", "REFERENCE_PATH", "Solution", "load_solution"]
+__all__ = ["CANDIDATE_PATH", "REFERENCE_PATH", "Solution", "load_solution", "reference_functions"]
 
 CANDIDATE_PATH = PROJECT_ROOT / "candidate" / "solution.py"
 REFERENCE_PATH = PROJECT_ROOT / "fixtures" / "solutions" / "reference.py"
@@ -61,3 +61,17 @@ def load_solution(path: str | Path = CANDIDATE_PATH) -> Solution:
             raise AttributeError(f"{path.name} defines no function {fn}()")
         functions[fn] = getattr(module, fn)
     return Solution(path=path, module=module, **functions)
+
+
+def reference_functions() -> dict[str, Any]:
+    """The reference's four functions by name. A catalogue entry starts from them and replaces
+    the one function whose classic mistake it demonstrates:
+
+        globals().update(reference_functions())
+        async def claim_next_job(worker_id): ...   # the mistake
+    """
+    reference = load_solution(REFERENCE_PATH)
+    return {
+        name: getattr(reference, name)
+        for name in ("claim_next_job", "create_campaign_jobs", "send_email_step", "process_job")
+    }

@@ -39,6 +39,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kata-seed", type=int, default=1, help="seed for faults and data")
     group.addoption("--kata-tier", choices=["fast", "full"], default="full", help="load sizes")
     group.addoption("--kata-json", default=None, help="write results as JSON to this path")
+    group.addoption("--kata-task", default=None, help="grade only these tasks, e.g. A or BC")
 
 
 class _Grading:
@@ -69,6 +70,19 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _grading(config: pytest.Config) -> _Grading:
     return config.stash[_KEY]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = (config.getoption("--kata-task") or "").upper()
+    if not wanted:
+        return
+    keep, drop = [], []
+    for item in items:
+        marker = item.get_closest_marker("task")
+        (keep if marker is None or marker.args[0] in wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture
