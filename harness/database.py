@@ -9,6 +9,7 @@ counts round trips, injects crashes before writes, and attaches the SQL to a dri
 from __future__ import annotations
 
 import reprlib
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from . import crashes
 from .backends import Backend, Result, create_backend
 from .config import DatabaseConfig
+from .context import caller_name
 from .exceptions import NoActiveDatabase, RoundTripBudgetExceeded
 from .pool import PoolStats
 from .sqlparams import is_write
@@ -79,6 +81,9 @@ class Database:
         self.round_trips = RoundTrips()
         #: Transactions open right now (for dashboards: how many, held by whom, for how long).
         self.open_transactions: set[Transaction] = set()
+        #: caller -> (SQL, monotonic start) of every statement under way: a statement that has
+        #: been running for long is waiting on a lock (or, on SQLite, on the write lock).
+        self.in_flight: dict[str, tuple[str, float]] = {}
 
     @property
     def dialect(self) -> str:
@@ -131,6 +136,8 @@ class Database:
         if writes:
             crashes.check_before_write()
         self.round_trips.spend(sql, writes)
+        caller = caller_name()
+        self.in_flight[caller] = (sql, time.monotonic())
         try:
             return await self.backend.execute(conn, sql, list(params))
         except Exception as error:
@@ -138,6 +145,8 @@ class Database:
             if params:
                 error.add_note(f"with parameters: {_sql_repr.repr(list(params))}")
             raise
+        finally:
+            self.in_flight.pop(caller, None)
 
 
 def current_database() -> Database:

@@ -208,6 +208,8 @@ class Services:
     def __init__(self, plan: FaultPlan | None = None, *, ledger: Ledger | None = None) -> None:
         self.plan = plan if plan is not None else FaultPlan.none()
         self.ledger = ledger if ledger is not None else Ledger()
+        #: caller -> operation, for every API call under way.
+        self.in_flight: dict[str, str] = {}
         self.reset()
 
     def __repr__(self) -> str:
@@ -398,6 +400,8 @@ class Services:
             wall=time.time(),
         )
         self._check_caller(attempt)
+        # What each caller is waiting on right now, for dashboards ("worker-3: in send_email").
+        self.in_flight[attempt.caller] = operation
         try:
             yield attempt
         except BaseException as exc:
@@ -405,6 +409,7 @@ class Services:
             self._remember_error(attempt, exc, loop.time())
             raise
         finally:
+            self.in_flight.pop(attempt.caller, None)
             self.ledger.calls.append(attempt.to_call(loop.time()))
 
     def _check_caller(self, attempt: _Attempt) -> None:

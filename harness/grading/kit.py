@@ -87,9 +87,10 @@ def _hard_timeout(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def graded(task: str, *, timeout: float = 30.0) -> Callable[[F], F]:
+def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Callable[[F], F]:
     """Mark a test with its task and give it a time limit that reports what the candidate was
-    doing, instead of hanging."""
+    doing, instead of hanging. ``full_only`` tests (processes, large loads) are left out of the
+    fast tier that watch mode runs first."""
 
     def decorate(test: F) -> F:
         @functools.wraps(test)
@@ -105,7 +106,10 @@ def graded(task: str, *, timeout: float = 30.0) -> Callable[[F], F]:
                 doing = kata.phase if kata else "running the test"
                 fail(f"timed out after {timeout:g} s while {doing}")
 
-        return pytest.mark.task(task)(run)  # type: ignore[return-value]
+        marked = pytest.mark.task(task)(run)
+        if full_only:
+            marked = pytest.mark.full_only(marked)
+        return marked  # type: ignore[return-value]
 
     return decorate
 

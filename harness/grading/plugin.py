@@ -74,12 +74,14 @@ def _grading(config: pytest.Config) -> _Grading:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted = (config.getoption("--kata-task") or "").upper()
-    if not wanted:
-        return
+    fast = config.getoption("--kata-tier") == "fast"
     keep, drop = [], []
     for item in items:
         marker = item.get_closest_marker("task")
-        (keep if marker is None or marker.args[0] in wanted else drop).append(item)
+        chosen = marker is None or not wanted or marker.args[0] in wanted
+        if fast and item.get_closest_marker("full_only"):
+            chosen = False
+        (keep if chosen else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep

@@ -143,7 +143,7 @@ async def test_twenty_workers_claim_every_job_exactly_once(kata: Kata) -> None:
         await Job.all().delete()
 
 
-@graded("A", timeout=120)
+@graded("A", timeout=120, full_only=True)
 async def test_workers_in_separate_processes_claim_every_job_exactly_once(kata: Kata) -> None:
     total = kata.sizes.claim_jobs
     campaign = await kata.campaign()
