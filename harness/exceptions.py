@@ -11,6 +11,7 @@
         ├── RateLimitError           transient: wait ``retry_after`` seconds, then retry
         ├── ServiceTimeoutError      transient, also a TimeoutError: may or may not have taken effect
         ├── InvalidEmailError        permanent: retrying is a mistake
+        ├── MessageNotFoundError     permanent: get_reply for a message id that was never sent
         └── IdempotencyKeyReusedError  permanent: the same key was sent with other arguments
 
     BaseException
@@ -28,6 +29,7 @@ __all__ = [
     "HarnessError",
     "IdempotencyKeyReusedError",
     "InvalidEmailError",
+    "MessageNotFoundError",
     "MultipleObjectsReturned",
     "NoActiveDatabase",
     "NoActiveServices",
@@ -137,6 +139,14 @@ class InvalidEmailError(ServiceError):
         self.email = email
         self.field = field
         self.reason = reason
+
+
+class MessageNotFoundError(ServiceError):
+    """HTTP 404: no message has this id (a send that timed out may never have been delivered)."""
+
+    def __init__(self, message: str, *, message_id: str, service: str = ""):
+        super().__init__(message, service=service, status=404)
+        self.message_id = message_id
 
 
 class IdempotencyKeyReusedError(ServiceError):
