@@ -1,0 +1,187 @@
+"""The grader grades itself: the stub fails every task, correct solutions pass every task, and
+each catalogue entry (one classic mistake each) fails on its task with its diagnosis.
+
+    python -m harness.selftest                       # the catalogue and the correct solutions
+    python -m harness.selftest --stress 200          # the reference's concurrency and fault
+                                                     # tests under 200 seeds: zero flakes
+
+Each grading runs ``pytest`` in a subprocess with ``--kata-json``, exactly as a candidate's
+``pytest`` would, so the self-test checks the product, not a shortcut around it.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import PROJECT_ROOT
+from .solutions import CANDIDATE_PATH, REFERENCE_PATH
+
+__all__ = [
+    "ALTERNATIVE_PATH",
+    "CATALOGUE_DIR",
+    "CatalogueEntry",
+    "catalogue",
+    "check_entry",
+    "grade",
+]
+
+CATALOGUE_DIR = PROJECT_ROOT / "fixtures" / "solutions" / "buggy"
+ALTERNATIVE_PATH = PROJECT_ROOT / "fixtures" / "solutions" / "alternative.py"
+STUB_PATH = CANDIDATE_PATH
+#: The tasks whose tests involve concurrency, faults or crashes: what --stress repeats.
+STRESSED_TASKS = "ACDE"
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One classic mistake: the file, the task it breaks, and what its diagnosis must say."""
+
+    path: Path
+    task: str
+    diagnosis: str
+    backends: tuple[str, ...]
+    summary: str
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def catalogue() -> list[CatalogueEntry]:
+    """Every entry of ``fixtures/solutions/buggy``, read without importing it."""
+    entries = []
+    for path in sorted(CATALOGUE_DIR.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        values: dict[str, Any] = {}
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                try:
+                    values[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+        entries.append(CatalogueEntry(
+            path=path,
+            task=values["EXPECTED_TASK"],
+            diagnosis=values["EXPECTED_DIAGNOSIS"],
+            backends=tuple(values.get("EXPECTED_BACKENDS", ("sqlite", "postgresql"))),
+            summary=(ast.get_docstring(tree) or "").split("\n\n")[0].replace("\n", " "),
+        ))
+    return entries
+
+
+def grade(solution: Path, db: str, *, tasks: str | None = None, tier: str = "full",
+          seed: int = 1, timeout: float = 900) -> dict[str, Any]:
+    """Run the grader on ``solution`` in a subprocess and return its JSON results."""
+    with tempfile.TemporaryDirectory(prefix="kata-selftest-") as tmp:
+        out = Path(tmp) / "results.json"
+        command = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "harness" / "grading"),
+                   "--solution", str(solution), "--db", db, "--kata-tier", tier,
+                   "--kata-seed", str(seed), "--kata-json", str(out), "-q",
+                   "-p", "no:cacheprovider", "-p", "no:randomly"]
+        if tasks:
+            command += ["--kata-task", tasks]
+        env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "thorough")}
+        completed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
+                                   timeout=timeout, env=env)
+        if not out.exists():
+            raise RuntimeError(f"the grader wrote no results for {solution.name} "
+                               f"(exit {completed.returncode}):\n{completed.stdout[-3000:]}"
+                               f"\n{completed.stderr[-3000:]}")
+        results: dict[str, Any] = json.loads(out.read_text())
+        return results
+
+
+def dialect_of(db: str) -> str:
+    return "sqlite" if db.startswith("sqlite") else "postgresql"
+
+
+def failing_tasks(results: dict[str, Any]) -> dict[str, str | None]:
+    return {task: info["diagnosis"] for task, info in results["tasks"].items()
+            if info["failed"]}
+
+
+def check_entry(entry: CatalogueEntry, db: str, *, seed: int = 1) -> str | None:
+    """None when ``entry`` fails its task with its diagnosis on ``db``; else what went wrong."""
+    results = grade(entry.path, db, tasks=entry.task, tier="fast", seed=seed)
+    diagnosis = results["tasks"][entry.task]["diagnosis"]
+    if diagnosis is None:
+        return f"{entry.name} passed task {entry.task}: the grader missed the mistake"
+    if entry.diagnosis not in diagnosis:
+        return (f"{entry.name} failed task {entry.task}, but its first diagnosis does not say "
+                f"{entry.diagnosis!r}: {diagnosis}")
+    return None
+
+
+def check_correct(solution: Path, db: str, *, seed: int = 1, tasks: str | None = None,
+                  tier: str = "full") -> str | None:
+    """None when ``solution`` passes every (selected) task on ``db``; else the diagnoses."""
+    results = grade(solution, db, tasks=tasks, tier=tier, seed=seed)
+    failing = failing_tasks(results)
+    if failing:
+        return f"{solution.name} (seed {seed}) failed: " + "; ".join(
+            f"{task}: {diagnosis}" for task, diagnosis in failing.items())
+    return None
+
+
+def _databases(db: str | None) -> list[str]:
+    if db:
+        return [db]
+    return [f"sqlite:///{PROJECT_ROOT / 'kata.db'}",
+            os.environ.get("KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")]
+
+
+def _report(lines: Iterable[tuple[str, str | None]]) -> int:
+    failures = 0
+    for label, problem in lines:
+        click.echo(f"{'FAIL' if problem else 'ok  '}  {label}" + (f"\n      {problem}" if problem else ""))
+        failures += problem is not None
+    return failures
+
+
+@click.command()
+@click.option("--db", default=None, help="one backend (default: SQLite and PostgreSQL)")
+@click.option("--stress", type=int, default=0, help="repeat the reference's concurrency and "
+              "fault tests under this many seeds instead")
+@click.option("--jobs", type=int, default=2, help="gradings run at once")
+def main(db: str | None, stress: int, jobs: int) -> None:
+    """Check the grader against the stub, the correct solutions and the catalogue."""
+    started = time.monotonic()
+    checks: list[tuple[str, Any]] = []
+    for url in _databases(db):
+        backend = dialect_of(url)
+        if stress:
+            for seed in range(1, stress + 1):
+                checks.append((f"reference seed {seed} on {backend}",
+                               lambda u=url, s=seed: check_correct(
+                                   REFERENCE_PATH, u, seed=s, tasks=STRESSED_TASKS)))
+            continue
+        for path in (REFERENCE_PATH, ALTERNATIVE_PATH):
+            checks.append((f"{path.stem} passes every task on {backend}",
+                           lambda u=url, p=path: check_correct(p, u)))
+        for entry in catalogue():
+            if backend in entry.backends:
+                checks.append((f"{entry.name} fails {entry.task} on {backend}",
+                               lambda u=url, e=entry: check_entry(e, u)))
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = [(label, pool.submit(check)) for label, check in checks]
+        failures = _report((label, future.result()) for label, future in futures)
+    click.echo(f"{len(checks) - failures}/{len(checks)} passed in "
+               f"{time.monotonic() - started:.0f} s")
+    raise SystemExit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
