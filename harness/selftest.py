@@ -87,12 +87,13 @@ def grade(solution: Path, db: str, *, tasks: str | None = None, tier: str = "ful
     """Run the grader on ``solution`` in a subprocess and return its JSON results."""
     with tempfile.TemporaryDirectory(prefix="kata-selftest-") as tmp:
         out = Path(tmp) / "results.json"
+        # --option=value: pytest reads a path after an option it does not know yet (ours come
+        # from a plugin) as a test path, and would root itself outside the project.
         command = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "harness" / "grading"),
-                   "--solution", str(solution), "--db", db, "--kata-tier", tier,
-                   "--kata-seed", str(seed), "--kata-json", str(out), "-q",
-                   "-p", "no:cacheprovider", "-p", "no:randomly"]
+                   f"--solution={solution}", f"--db={db}", f"--kata-tier={tier}",
+                   f"--kata-seed={seed}", f"--kata-json={out}", "-q", "-p", "no:cacheprovider"]
         if tasks:
-            command += ["--kata-task", tasks]
+            command.append(f"--kata-task={tasks}")
         env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "thorough")}
         completed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
                                    timeout=timeout, env=env)
