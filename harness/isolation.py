@@ -25,7 +25,9 @@ __all__ = ["isolated_config", "isolated_database"]
 
 
 @asynccontextmanager
-async def isolated_config(base: DatabaseConfig, purpose: str = "run") -> AsyncIterator[DatabaseConfig]:
+async def isolated_config(
+    base: DatabaseConfig, purpose: str = "run"
+) -> AsyncIterator[DatabaseConfig]:
     """A config pointing at a new, empty database space; removed on exit."""
     if base.dialect == "sqlite":
         directory = Path(tempfile.mkdtemp(prefix=f"kata-{purpose}-"))

@@ -120,8 +120,11 @@ class Model:
         if table is not None:
             cls.__table__ = table
         # Each model has its own DoesNotExist, so callers can catch Job.DoesNotExist or any.
-        cls.DoesNotExist = type("DoesNotExist", (DoesNotExist,), {"__module__": cls.__module__,
-                                                                "__qualname__": f"{cls.__qualname__}.DoesNotExist"})
+        cls.DoesNotExist = type(
+            "DoesNotExist",
+            (DoesNotExist,),
+            {"__module__": cls.__module__, "__qualname__": f"{cls.__qualname__}.DoesNotExist"},
+        )
 
     def __init__(self, **values: Any) -> None:
         unknown = set(values) - set(self._fields)

@@ -229,8 +229,11 @@ class Runner:
 
     async def _process(self, worker_id: str, job: Job) -> bool:
         """Process one claimed job until it leaves this worker; False stops the worker."""
+        released = asyncio.Event()
         heartbeat = (
-            asyncio.create_task(self._heartbeat(worker_id, job.id), name=f"heartbeat-{job.id}")
+            asyncio.create_task(
+                self._heartbeat(worker_id, job.id, released), name=f"heartbeat-{job.id}"
+            )
             if self.config.heartbeat
             else None
         )
@@ -274,15 +277,25 @@ class Runner:
             return True
         finally:
             if heartbeat is not None:
+                released.set()
                 heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                # Not `await heartbeat` under suppress(CancelledError): that would also swallow a
+                # cancellation of this worker (the deadline's) that arrives while it waits.
+                await asyncio.wait([heartbeat])
 
-    async def _heartbeat(self, worker_id: str, job_id: int) -> None:
-        """Renew this live worker's claim so that the lease only expires for dead workers."""
+    async def _heartbeat(self, worker_id: str, job_id: int, released: asyncio.Event) -> None:
+        """Renew this live worker's claim so that the lease only expires for dead workers.
+
+        It stops when ``released`` is set, not only when cancelled: a cancellation can be lost
+        (on Python 3.11, ``asyncio.wait_for`` inside psycopg_pool's ``getconn`` returns a
+        connection handed over at the moment of the cancel instead of raising), and a heartbeat
+        that outlived its worker would renew a crashed worker's claim forever.
+        """
         current_job_id.set(None)  # the harness's own writes are not the job's (crash points)
-        while True:
+        while not released.is_set():
             await asyncio.sleep(self.config.lease / 3)
+            if released.is_set():
+                return
             with contextlib.suppress(Exception):
                 await Job.filter(id=job_id, worker_id=worker_id, status=JobStatus.RUNNING).update(
                     claimed_at=utcnow()

@@ -439,7 +439,9 @@ class Services:
                     f"{what} was retried {waited:.3f} s after a 429 that said "
                     f"retry_after={retry_after:.3f} s (by {_who(attempt)})",
                 )
-        if (failed := self._permanent.get(subject)) is not None:
+        if (failed := self._permanent.get(subject)) is not None and not _crashed_since(
+            attempt.job_id, failed[0]
+        ):
             failed_at, error = failed
             self._violate(
                 attempt,
@@ -454,7 +456,8 @@ class Services:
         if isinstance(exc, RateLimitError):
             self._retry_after[subject] = (now, exc.retry_after)
         elif isinstance(exc, InvalidEmailError):
-            self._permanent.setdefault(subject, (now, f"InvalidEmailError ({exc.reason})"))
+            # The latest failure: a retry is excused only by a crash after the failure it repeats.
+            self._permanent[subject] = (now, f"InvalidEmailError ({exc.reason})")
 
     def _violate(self, attempt: _Attempt, kind: ViolationKind, detail: str) -> None:
         self.ledger.violations.append(
@@ -468,6 +471,15 @@ class Services:
                 detail=detail,
             )
         )
+
+
+def _crashed_since(job_id: int | None, since: float) -> bool:
+    """Whether ``job_id``'s worker was killed after ``since``: then the permanent error may never
+    have been recorded, and the next worker cannot know it; asking again is no mistake."""
+    plan = crashes.active_crash_plan()
+    if plan is None or job_id is None:
+        return False
+    return any(crash.at >= since for crash in plan.crashes_of(job_id))
 
 
 def _who(attempt: _Attempt) -> str:

@@ -22,6 +22,7 @@ PostgreSQL's jsonb ``?`` operators are not supported; write ``jsonb_exists()`` i
 from __future__ import annotations
 
 from collections.abc import Iterator
+from functools import lru_cache
 from enum import Enum
 from typing import NamedTuple
 
@@ -148,6 +149,8 @@ def _dollar_tag(sql: str, i: int) -> str | None:
     return None
 
 
+# Workers repeat the same few statements: scanning each once keeps the hot path cheap.
+@lru_cache(maxsize=1024)
 def to_pyformat(sql: str) -> str:
     """Rewrite ``?`` placeholders as ``%s`` and escape every other ``%`` as ``%%``.
 
@@ -160,11 +163,13 @@ def to_pyformat(sql: str) -> str:
     )
 
 
+@lru_cache(maxsize=1024)
 def count_placeholders(sql: str) -> int:
     """Return how many ``?`` in ``sql`` are real placeholders, to check against the params."""
     return sum(1 for token in tokenize(sql) if token.kind is Kind.PLACEHOLDER)
 
 
+@lru_cache(maxsize=1024)
 def is_write(sql: str) -> bool:
     """Return True if the statement writes: INSERT, UPDATE, DELETE, REPLACE, or such a WITH.
 

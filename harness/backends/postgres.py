@@ -79,7 +79,9 @@ class PostgresBackend:
         # psycopg_pool rolls back a connection returned mid-transaction and drops a broken one.
         await self.pool.putconn(conn)
 
-    async def execute(self, conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any]) -> Result:
+    async def execute(
+        self, conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any]
+    ) -> Result:
         if self.latency:
             await asyncio.sleep(self.latency)
         # Always pass a parameter list, so psycopg reads the %% that to_pyformat wrote as %.
