@@ -151,6 +151,9 @@ class ConnectionPool(Generic[C]):
         self.meter = PoolMeter(max_size)
         self._idle: deque[C] = deque()
         self._waiters: deque[asyncio.Future[C]] = deque()
+        # Every open connection, lent out or idle: a task cancelled twice can abandon one
+        # without giving it back, and closing the pool must still close it.
+        self._all: set[C] = set()
         self._closed = False
 
     async def open(self) -> None:
@@ -158,21 +161,28 @@ class ConnectionPool(Generic[C]):
         await self._release(await self._new_connection())
 
     async def close(self) -> None:
+        """Close every connection, including any still lent out (their borrowers are done)."""
         self._closed = True
-        while self._idle:
-            await self._discard(self._idle.popleft())
         for waiter in self._waiters:
             waiter.cancel()
+        self._idle.clear()
+        for conn in list(self._all):
+            await self._discard(conn)
 
     async def _new_connection(self) -> C:
         self.meter.size += 1
         try:
-            return await self._connect()
+            conn = await self._connect()
         except BaseException:
             self.meter.size -= 1
             raise
+        self._all.add(conn)
+        return conn
 
     async def _discard(self, conn: C) -> None:
+        if conn not in self._all:
+            return
+        self._all.discard(conn)
         self.meter.size -= 1
         try:
             await self._close(conn)
@@ -224,6 +234,7 @@ class ConnectionPool(Generic[C]):
                 return
             # Replace it in its own slot, kept for the waiters: a caller arriving while we close
             # and reconnect must queue behind them, not open one connection too many.
+            self._all.discard(conn)
             try:
                 await self._close(conn)
             except Exception:  # noqa: S110 - a connection being thrown away may already be dead
@@ -233,6 +244,7 @@ class ConnectionPool(Generic[C]):
             except Exception:
                 self.meter.size -= 1
                 return
+            self._all.add(conn)
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():

@@ -361,14 +361,16 @@ async def test_waiter_that_times_out_leaves_the_queue(server: FakeServer) -> Non
     assert (pool.stats().idle, pool.stats().waiting) == (1, 0)
 
 
-async def test_close_closes_idle_connections_and_refuses_new_borrowers(server: FakeServer) -> None:
+async def test_close_closes_every_connection_even_one_never_given_back(
+    server: FakeServer,
+) -> None:
     pool = server.pool(max_size=2)
     first, second = await pool.getconn(), await pool.getconn()
     await pool.putconn(first)
-    await pool.close()
-    assert server.closed == [first]
-    await pool.putconn(second)  # returned after close: closed, not kept
-    assert server.closed == [first, second]
+    await pool.close()  # `second` is still lent out: its borrower may have been cancelled away
+    assert sorted(server.closed, key=id) == sorted([first, second], key=id)
+    await pool.putconn(second)  # a late return after close is harmless: not closed twice
+    assert len(server.closed) == 2
     assert pool.stats().size == 0
     with pytest.raises(RuntimeError, match="closed"):
         await pool.getconn()

@@ -42,6 +42,9 @@ class PostgresBackend:
         self.config = config
         self.latency = config.round_trip_latency
         self.meter = PoolMeter(config.pool_size)
+        # Lent-out connections: psycopg_pool's close() leaves them open until returned, and a
+        # task cancelled twice may never return one.
+        self._lent: set[psycopg.AsyncConnection[Any]] = set()
         self.pool = psycopg_pool.AsyncConnectionPool(
             config.url,
             min_size=1,
@@ -60,6 +63,9 @@ class PostgresBackend:
         await self.pool.open(wait=True, timeout=max(self.config.pool_timeout, 5.0))
 
     async def close(self) -> None:
+        for conn in list(self._lent):
+            await conn.close()
+        self._lent.clear()
         await self.pool.close()
 
     async def getconn(self) -> psycopg.AsyncConnection[Any]:
@@ -72,10 +78,12 @@ class PostgresBackend:
         finally:
             self.meter.waiting -= 1
         self.meter.acquired(time.monotonic() - started)
+        self._lent.add(conn)
         return conn
 
     async def putconn(self, conn: psycopg.AsyncConnection[Any]) -> None:
         self.meter.released()
+        self._lent.discard(conn)
         # psycopg_pool rolls back a connection returned mid-transaction and drops a broken one.
         await self.pool.putconn(conn)
 

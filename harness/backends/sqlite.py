@@ -70,13 +70,19 @@ class SQLiteBackend:
         )
 
     async def _connect(self) -> aiosqlite.Connection:
-        conn = await aiosqlite.connect(
+        pending = aiosqlite.connect(
             self.config.sqlite_path,
             isolation_level=None,  # autocommit: the harness issues BEGIN/COMMIT itself
             detect_types=sqlite3.PARSE_DECLTYPES,
             timeout=self.config.busy_timeout,
             check_same_thread=False,
         )
+        # aiosqlite's worker thread is not a daemon: one connection that escaped closing (say,
+        # abandoned by a candidate's runaway task) would keep the grader's process from exiting.
+        thread = getattr(pending, "_thread", None)
+        if thread is not None and not thread.is_alive():
+            thread.daemon = True
+        conn = await pending
         conn.row_factory = sqlite3.Row
         await conn.execute("PRAGMA journal_mode=WAL")
         await conn.execute("PRAGMA synchronous=NORMAL")
