@@ -197,12 +197,13 @@ class Kata:
         solution that returns the job to the queue — re-claimed by the harness once its
         ``run_after`` has come, as a worker would."""
         for _ in range(max_rounds):
+            attempts = job.attempts  # before the call: the candidate may update the object it gets
             await self.call("send_email_step", job, worker=worker, job_id=job.id)
             fresh = await self.fresh(job)
             if fresh.status == JobStatus.FAILED or fresh.message_id:
                 return fresh
             if fresh.status == JobStatus.PENDING:
-                await self._wait_for_run_after(fresh, previous=job)
+                await self._wait_for_run_after(fresh, attempts_before=attempts)
                 job = await self.claim_for(fresh.id, worker)
                 continue
             fail(f"send_email_step returned with job {fresh.id} still {fresh.status.value}, no "
@@ -211,8 +212,8 @@ class Kata:
         fail(f"job {job.id} was still not settled after {max_rounds} rounds of send_email_step: "
              f"more tries than MAX_ATTEMPTS ({MAX_ATTEMPTS}) allows")
 
-    async def _wait_for_run_after(self, job: Job, previous: Job) -> None:
-        if job.attempts <= previous.attempts:
+    async def _wait_for_run_after(self, job: Job, attempts_before: int) -> None:
+        if job.attempts <= attempts_before:
             fail(f"job {job.id} went back to the queue without counting the attempt "
                  f"(attempts stayed {job.attempts}) — retries would never end")
         delay = (job.run_after - utcnow()).total_seconds()
@@ -227,18 +228,21 @@ class Kata:
         """The contract's worker loop for one job, with the harness's crash recovery: after a
         crash the job is returned to the queue (its lease ran out) and claimed by a new worker."""
         generation = 0
+        attempts = job.attempts
         for _ in range(max_rounds):
             fresh = await self.fresh(job)
             if fresh.status in (JobStatus.COMPLETED, JobStatus.FAILED):
                 return fresh
             if fresh.status == JobStatus.PENDING:
-                await self._wait_for_run_after(fresh, previous=job) if fresh.attempts > job.attempts else None
+                if fresh.attempts > attempts:  # returned to the queue to retry, not after a crash
+                    await self._wait_for_run_after(fresh, attempts_before=attempts)
                 generation += 1
                 worker = f"{worker.split('#')[0]}#{generation}"
                 fresh = await self.claim_for(fresh.id, worker)
             elif fresh.worker_id != worker:
                 worker = fresh.worker_id or worker
             job = fresh
+            attempts = fresh.attempts  # before the call: the candidate may update the object it gets
             try:
                 await self.call("process_job", fresh, worker=worker, job_id=fresh.id)
             except WorkerCrashed:
