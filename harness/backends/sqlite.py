@@ -83,11 +83,17 @@ class SQLiteBackend:
         if thread is not None and not thread.is_alive():
             thread.daemon = True
         conn = await pending
-        conn.row_factory = sqlite3.Row
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        await conn.execute("PRAGMA foreign_keys=ON")
-        await conn.execute(f"PRAGMA busy_timeout={int(self.config.busy_timeout * 1000)}")
+        try:
+            conn.row_factory = sqlite3.Row
+            await conn.execute("PRAGMA journal_mode=WAL")
+            await conn.execute("PRAGMA synchronous=NORMAL")
+            await conn.execute("PRAGMA foreign_keys=ON")
+            await conn.execute(f"PRAGMA busy_timeout={int(self.config.busy_timeout * 1000)}")
+        except BaseException:
+            # Cancelled (a worker stopped at drain) or failed mid-setup: nobody will ever close
+            # this connection, so end its thread now.
+            conn.stop()
+            raise
         return conn
 
     @staticmethod

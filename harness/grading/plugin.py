@@ -138,8 +138,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         report.longrepr = diagnosis
     if report.when == "call" or (report.when == "setup" and report.failed):
         status = "pass" if report.passed else "fail"
+        advice = [value for key, value in report.user_properties if key == "advice"]
         grading.scorecard.add(Outcome(item.nodeid.split("::")[-1], marker.args[0], status,
-                                      diagnosis, round(report.duration, 3)))
+                                      diagnosis, round(report.duration, 3), advice))
     return report
 
 

@@ -33,6 +33,8 @@ class Outcome:
     status: str  # "pass" | "fail" | "error"
     message: str | None
     duration: float
+    #: Not failures: what a senior reviewer would still point out (e.g. a zombie worker).
+    advice: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -41,6 +43,7 @@ class TaskResult:
     passed: int = 0
     failed: int = 0
     diagnoses: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -68,6 +71,7 @@ class Scorecard:
         results = {task: TaskResult(task) for task in TASKS}
         for outcome in self.outcomes:
             result = results.setdefault(outcome.task, TaskResult(outcome.task))
+            result.advice += [a for a in outcome.advice if a not in result.advice]
             if outcome.status == "pass":
                 result.passed += 1
             else:
@@ -92,7 +96,7 @@ class Scorecard:
             "tier": self.tier,
             "tasks": {
                 t: {"status": r.status, "passed": r.passed, "failed": r.failed,
-                    "diagnosis": r.diagnoses[0] if r.diagnoses else None}
+                    "diagnosis": r.diagnoses[0] if r.diagnoses else None, "advice": r.advice}
                 for t, r in self.tasks().items()
             },
             "tests": [asdict(o) for o in self.outcomes],
@@ -117,6 +121,7 @@ class Scorecard:
             diagnosis = result.diagnoses[0] if result.diagnoses else ""
             hint = (f"\n[dim]hint: python -m harness hint {task}[/dim]"
                     if result.status != "passing" and task in "ABCD" else "")
+            hint += "".join(f"\n[dim]advice: {_escape(a)}[/dim]" for a in result.advice)
             table.add_row(
                 f"{task}  {TASKS.get(task, task)}",
                 Text(f"{marks[result.status]} {result.status}", style=styles[result.status]),
