@@ -108,7 +108,8 @@ class DatabaseConfig:
     def describe(self) -> str:
         """A short human description without secrets, for boards and messages."""
         if self.dialect == "sqlite":
-            return f"SQLite {Path(self.sqlite_path).name} ({self.round_trip_latency * 1000:g} ms/round trip)"
+            latency = f"{self.round_trip_latency * 1000:g} ms/round trip"
+            return f"SQLite {Path(self.sqlite_path).name} ({latency})"
         parts = urlsplit(self.url)
         where = f"{parts.hostname or 'localhost'}:{parts.port or 5432}{parts.path}"
         return f"PostgreSQL {where}" + (f" schema {self.schema}" if self.schema else "")

@@ -9,11 +9,11 @@ tasks spawned inside inherit them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Iterator
 
-__all__ = ["current_job_id", "current_worker_id", "acting_as", "caller_name"]
+__all__ = ["acting_as", "caller_name", "current_job_id", "current_worker_id"]
 
 current_worker_id: ContextVar[str | None] = ContextVar("kata_worker_id", default=None)
 current_job_id: ContextVar[int | None] = ContextVar("kata_job_id", default=None)

@@ -9,13 +9,13 @@
     ├── SetupRefused                 setup_db.py will not touch tables it did not create
     └── ServiceError                 (what the fake external APIs raise)
         ├── RateLimitError           transient: wait ``retry_after`` seconds, then retry
-        ├── ServiceTimeoutError      transient, also a TimeoutError: may or may not have taken effect
+        ├── ServiceTimeoutError      transient, a TimeoutError: may or may not have taken effect
         ├── InvalidEmailError        permanent: retrying is a mistake
         ├── MessageNotFoundError     permanent: get_reply for a message id that was never sent
         └── IdempotencyKeyReusedError  permanent: the same key was sent with other arguments
 
     BaseException
-    ├── WorkerCrashed                simulates a killed process; `except Exception` cannot swallow it
+    ├── WorkerCrashed                a killed process; `except Exception` cannot swallow it
     └── RoundTripBudgetExceeded      the grader stopped a run that went over its round-trip budget
 
 Errors from the database drivers are *not* mapped: the candidate sees what aiosqlite or psycopg

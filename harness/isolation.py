@@ -53,8 +53,10 @@ async def isolated_database(
 ) -> AsyncIterator[Database]:
     """Open (and make active) a fresh database with the kata's schema; drop it afterwards."""
     base = base or DatabaseConfig()
-    async with isolated_config(base.with_options(**options), purpose) as config:
-        async with open_database(config) as database:
-            await create_schema(database)
-            database.round_trips.reset()
-            yield database
+    async with (
+        isolated_config(base.with_options(**options), purpose) as config,
+        open_database(config) as database,
+    ):
+        await create_schema(database)
+        database.round_trips.reset()
+        yield database

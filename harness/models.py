@@ -13,26 +13,20 @@ __all__ = ["MAX_ATTEMPTS", "Campaign", "Customer", "Job", "JobStatus", "JobTrans
 MAX_ATTEMPTS = 5
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
     COMPLETED = "completed"
     FAILED = "failed"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Step(str, enum.Enum):
+class Step(enum.StrEnum):
     """The workflow, in order: send_email -> analyze -> take_action -> done."""
 
     SEND_EMAIL = "send_email"
     ANALYZE = "analyze"
     TAKE_ACTION = "take_action"
     DONE = "done"
-
-    def __str__(self) -> str:
-        return self.value
 
     @property
     def next(self) -> Step:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Generator, Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
 from .database import current_database
@@ -28,7 +28,7 @@ _MISSING: Any = object()
 
 def utcnow() -> datetime:
     """Now, as a timezone-aware UTC datetime (what every timestamp field holds)."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def _to_datetime(value: Any) -> datetime:
@@ -37,8 +37,8 @@ def _to_datetime(value: Any) -> datetime:
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime, got {value!r}")
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 class Field(Generic[T]):

@@ -13,6 +13,7 @@ backend runs: size, in use, waiting, acquisitions, timeouts, total and max wait.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -184,10 +185,8 @@ class ConnectionPool(Generic[C]):
             return
         self._all.discard(conn)
         self.meter.size -= 1
-        try:
+        with contextlib.suppress(Exception):  # a connection thrown away may already be dead
             await self._close(conn)
-        except Exception:  # noqa: S110 - a connection being thrown away may already be dead
-            pass
 
     async def getconn(self, timeout: float | None = None) -> C:
         """Borrow a connection; raise ``PoolTimeout`` after ``timeout`` seconds of waiting."""
@@ -235,10 +234,8 @@ class ConnectionPool(Generic[C]):
             # Replace it in its own slot, kept for the waiters: a caller arriving while we close
             # and reconnect must queue behind them, not open one connection too many.
             self._all.discard(conn)
-            try:
+            with contextlib.suppress(Exception):  # it may already be dead
                 await self._close(conn)
-            except Exception:  # noqa: S110 - a connection being thrown away may already be dead
-                pass
             try:
                 conn = await self._connect()
             except Exception:

@@ -72,35 +72,58 @@ def catalogue() -> list[CatalogueEntry]:
                     values[node.targets[0].id] = ast.literal_eval(node.value)
                 except ValueError:
                     continue
-        entries.append(CatalogueEntry(
-            path=path,
-            task=values["EXPECTED_TASK"],
-            diagnosis=values["EXPECTED_DIAGNOSIS"],
-            backends=tuple(values.get("EXPECTED_BACKENDS", ("sqlite", "postgresql"))),
-            summary=(ast.get_docstring(tree) or "").split("\n\n")[0].replace("\n", " "),
-        ))
+        entries.append(
+            CatalogueEntry(
+                path=path,
+                task=values["EXPECTED_TASK"],
+                diagnosis=values["EXPECTED_DIAGNOSIS"],
+                backends=tuple(values.get("EXPECTED_BACKENDS", ("sqlite", "postgresql"))),
+                summary=(ast.get_docstring(tree) or "").split("\n\n")[0].replace("\n", " "),
+            )
+        )
     return entries
 
 
-def grade(solution: Path, db: str, *, tasks: str | None = None, tier: str = "full",
-          seed: int = 1, timeout: float = 900) -> dict[str, Any]:
+def grade(
+    solution: Path,
+    db: str,
+    *,
+    tasks: str | None = None,
+    tier: str = "full",
+    seed: int = 1,
+    timeout: float = 900,
+) -> dict[str, Any]:
     """Run the grader on ``solution`` in a subprocess and return its JSON results."""
     with tempfile.TemporaryDirectory(prefix="kata-selftest-") as tmp:
         out = Path(tmp) / "results.json"
         # --option=value: pytest reads a path after an option it does not know yet (ours come
         # from a plugin) as a test path, and would root itself outside the project.
-        command = [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "harness" / "grading"),
-                   f"--solution={solution}", f"--db={db}", f"--kata-tier={tier}",
-                   f"--kata-seed={seed}", f"--kata-json={out}", "-q", "-p", "no:cacheprovider"]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(PROJECT_ROOT / "harness" / "grading"),
+            f"--solution={solution}",
+            f"--db={db}",
+            f"--kata-tier={tier}",
+            f"--kata-seed={seed}",
+            f"--kata-json={out}",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ]
         if tasks:
             command.append(f"--kata-task={tasks}")
         env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "thorough")}
-        completed = subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True,
-                                   timeout=timeout, env=env)
+        completed = subprocess.run(
+            command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, env=env
+        )
         if not out.exists():
-            raise RuntimeError(f"the grader wrote no results for {solution.name} "
-                               f"(exit {completed.returncode}):\n{completed.stdout[-3000:]}"
-                               f"\n{completed.stderr[-3000:]}")
+            raise RuntimeError(
+                f"the grader wrote no results for {solution.name} "
+                f"(exit {completed.returncode}):\n{completed.stdout[-3000:]}"
+                f"\n{completed.stderr[-3000:]}"
+            )
         results: dict[str, Any] = json.loads(out.read_text())
         return results
 
@@ -110,8 +133,7 @@ def dialect_of(db: str) -> str:
 
 
 def failing_tasks(results: dict[str, Any]) -> dict[str, str | None]:
-    return {task: info["diagnosis"] for task, info in results["tasks"].items()
-            if info["failed"]}
+    return {task: info["diagnosis"] for task, info in results["tasks"].items() if info["failed"]}
 
 
 def check_entry(entry: CatalogueEntry, db: str, *, seed: int = 1) -> str | None:
@@ -121,41 +143,53 @@ def check_entry(entry: CatalogueEntry, db: str, *, seed: int = 1) -> str | None:
     if diagnosis is None:
         return f"{entry.name} passed task {entry.task}: the grader missed the mistake"
     if entry.diagnosis not in diagnosis:
-        return (f"{entry.name} failed task {entry.task}, but its first diagnosis does not say "
-                f"{entry.diagnosis!r}: {diagnosis}")
+        return (
+            f"{entry.name} failed task {entry.task}, but its first diagnosis does not say "
+            f"{entry.diagnosis!r}: {diagnosis}"
+        )
     return None
 
 
-def check_correct(solution: Path, db: str, *, seed: int = 1, tasks: str | None = None,
-                  tier: str = "full") -> str | None:
+def check_correct(
+    solution: Path, db: str, *, seed: int = 1, tasks: str | None = None, tier: str = "full"
+) -> str | None:
     """None when ``solution`` passes every (selected) task on ``db``; else the diagnoses."""
     results = grade(solution, db, tasks=tasks, tier=tier, seed=seed)
     failing = failing_tasks(results)
     if failing:
         return f"{solution.name} (seed {seed}) failed: " + "; ".join(
-            f"{task}: {diagnosis}" for task, diagnosis in failing.items())
+            f"{task}: {diagnosis}" for task, diagnosis in failing.items()
+        )
     return None
 
 
 def _databases(db: str | None) -> list[str]:
     if db:
         return [db]
-    return [f"sqlite:///{PROJECT_ROOT / 'kata.db'}",
-            os.environ.get("KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")]
+    return [
+        f"sqlite:///{PROJECT_ROOT / 'kata.db'}",
+        os.environ.get("KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+    ]
 
 
 def _report(lines: Iterable[tuple[str, str | None]]) -> int:
     failures = 0
     for label, problem in lines:
-        click.echo(f"{'FAIL' if problem else 'ok  '}  {label}" + (f"\n      {problem}" if problem else ""))
+        click.echo(
+            f"{'FAIL' if problem else 'ok  '}  {label}" + (f"\n      {problem}" if problem else "")
+        )
         failures += problem is not None
     return failures
 
 
 @click.command()
 @click.option("--db", default=None, help="one backend (default: SQLite and PostgreSQL)")
-@click.option("--stress", type=int, default=0, help="repeat the reference's concurrency and "
-              "fault tests under this many seeds instead")
+@click.option(
+    "--stress",
+    type=int,
+    default=0,
+    help="repeat the reference's concurrency and fault tests under this many seeds instead",
+)
 @click.option("--jobs", type=int, default=2, help="gradings run at once")
 def main(db: str | None, stress: int, jobs: int) -> None:
     """Check the grader against the stub, the correct solutions and the catalogue."""
@@ -165,22 +199,36 @@ def main(db: str | None, stress: int, jobs: int) -> None:
         backend = dialect_of(url)
         if stress:
             for seed in range(1, stress + 1):
-                checks.append((f"reference seed {seed} on {backend}",
-                               lambda u=url, s=seed: check_correct(
-                                   REFERENCE_PATH, u, seed=s, tasks=STRESSED_TASKS)))
+                checks.append(
+                    (
+                        f"reference seed {seed} on {backend}",
+                        lambda u=url, s=seed: check_correct(
+                            REFERENCE_PATH, u, seed=s, tasks=STRESSED_TASKS
+                        ),
+                    )
+                )
             continue
         for path in (REFERENCE_PATH, ALTERNATIVE_PATH):
-            checks.append((f"{path.stem} passes every task on {backend}",
-                           lambda u=url, p=path: check_correct(p, u)))
+            checks.append(
+                (
+                    f"{path.stem} passes every task on {backend}",
+                    lambda u=url, p=path: check_correct(p, u),
+                )
+            )
         for entry in catalogue():
             if backend in entry.backends:
-                checks.append((f"{entry.name} fails {entry.task} on {backend}",
-                               lambda u=url, e=entry: check_entry(e, u)))
+                checks.append(
+                    (
+                        f"{entry.name} fails {entry.task} on {backend}",
+                        lambda u=url, e=entry: check_entry(e, u),
+                    )
+                )
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         futures = [(label, pool.submit(check)) for label, check in checks]
         failures = _report((label, future.result()) for label, future in futures)
-    click.echo(f"{len(checks) - failures}/{len(checks)} passed in "
-               f"{time.monotonic() - started:.0f} s")
+    click.echo(
+        f"{len(checks) - failures}/{len(checks)} passed in {time.monotonic() - started:.0f} s"
+    )
     raise SystemExit(1 if failures else 0)
 
 

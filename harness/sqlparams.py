@@ -22,8 +22,8 @@ PostgreSQL's jsonb ``?`` operators are not supported; write ``jsonb_exists()`` i
 from __future__ import annotations
 
 from collections.abc import Iterator
-from functools import lru_cache
 from enum import Enum
+from functools import lru_cache
 from typing import NamedTuple
 
 __all__ = ["Kind", "Token", "count_placeholders", "is_write", "to_pyformat", "tokenize"]

@@ -52,7 +52,6 @@ BEFORE_WRITE_CRASH_RATE = 0.03
 JOBS_PER_INVALID_ADDRESS = 1000
 
 
-
 # -- the judge -------------------------------------------------------------------------------
 
 

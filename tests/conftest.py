@@ -16,9 +16,7 @@ from harness.config import DatabaseConfig
 from harness.database import Database
 from harness.isolation import isolated_database
 
-POSTGRES_URL = os.environ.get(
-    "KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+POSTGRES_URL = os.environ.get("KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = [
     name.strip()
     for name in os.environ.get("KATA_TEST_BACKENDS", "sqlite,postgresql").split(",")

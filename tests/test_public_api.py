@@ -13,20 +13,55 @@ from harness.solutions import CANDIDATE_PATH
 
 # Every name the contract binds (its "What the harness gives the candidate" table).
 CONTRACT_NAMES = {
-    "Job", "Campaign", "JobStatus", "Step", "transaction", "execute_sql", "db",
-    "send_email", "get_reply", "analyze_sentiment", "route_customer",
-    "RateLimitError", "ServiceTimeoutError", "InvalidEmailError", "ServiceError",
-    "MAX_ATTEMPTS", "DoesNotExist",
+    "Job",
+    "Campaign",
+    "JobStatus",
+    "Step",
+    "transaction",
+    "execute_sql",
+    "db",
+    "send_email",
+    "get_reply",
+    "analyze_sentiment",
+    "route_customer",
+    "RateLimitError",
+    "ServiceTimeoutError",
+    "InvalidEmailError",
+    "ServiceError",
+    "MAX_ATTEMPTS",
+    "DoesNotExist",
 }
 # Harness-level names the README documents on top of the contract.
 DOCUMENTED_EXTRAS = {
-    "Database", "DatabaseConfig", "HarnessError", "IdempotencyKeyReusedError",
-    "MessageNotFoundError", "MultipleObjectsReturned", "PoolTimeout", "WorkerCrashed",
-    "current_database", "current_transaction", "open_database", "utcnow",
+    "Database",
+    "DatabaseConfig",
+    "HarnessError",
+    "IdempotencyKeyReusedError",
+    "MessageNotFoundError",
+    "MultipleObjectsReturned",
+    "PoolTimeout",
+    "WorkerCrashed",
+    "current_database",
+    "current_transaction",
+    "open_database",
+    "utcnow",
 }
 JOB_FIELDS = [
-    "id", "campaign_id", "email", "status", "step", "worker_id", "attempts", "last_error",
-    "message_id", "sentiment", "action_id", "run_after", "claimed_at", "created_at", "updated_at",
+    "id",
+    "campaign_id",
+    "email",
+    "status",
+    "step",
+    "worker_id",
+    "attempts",
+    "last_error",
+    "message_id",
+    "sentiment",
+    "action_id",
+    "run_after",
+    "claimed_at",
+    "created_at",
+    "updated_at",
 ]
 
 
@@ -56,7 +91,11 @@ def test_job_has_the_contract_fields_in_order() -> None:
     assert list(Job._fields) == JOB_FIELDS
     job = Job(campaign_id=1, email="ada@example.com")
     assert (job.status, job.step, job.attempts, job.worker_id) == (
-        JobStatus.PENDING, Step.SEND_EMAIL, 0, None)
+        JobStatus.PENDING,
+        Step.SEND_EMAIL,
+        0,
+        None,
+    )
 
 
 def test_the_stub_has_the_contract_signatures_and_raises_not_implemented() -> None:

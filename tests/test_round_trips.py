@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 import psycopg
 import pytest
-from conftest import base_config
 
 import harness.backends.postgres as postgres_backend
 import harness.backends.sqlite as sqlite_backend
+from conftest import base_config
 from harness.database import Database, execute_sql
 from harness.isolation import isolated_database
 from harness.models import Campaign, Job

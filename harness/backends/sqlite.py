@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import aiosqlite
@@ -33,14 +33,14 @@ _TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f+00:00"
 def format_timestamp(value: datetime) -> str:
     """The one text form of a timestamp in SQLite. Naive datetimes are taken to be UTC."""
     if value.tzinfo is not None:
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
     return value.strftime(_TIMESTAMP_FORMAT)
 
 
 def parse_timestamp(raw: bytes | str) -> datetime:
     text = raw.decode() if isinstance(raw, bytes) else raw
     parsed = datetime.fromisoformat(text)
-    return parsed.replace(tzinfo=timezone.utc) if parsed.tzinfo is None else parsed
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 # The converter registry is sqlite3's own module-level table; the name is ours alone.

@@ -1,7 +1,8 @@
 """The grader: ``pytest`` in the project root grades ``candidate/solution.py``.
 
-* ``plugin.py`` — the pytest plugin (the root ``conftest.py`` loads it): options (``--solution``, ``--db``, ``--kata-seed``,
-  ``--kata-tier``, ``--kata-json``), fixtures, diagnoses instead of tracebacks, the scorecard.
+* ``plugin.py`` — the pytest plugin (the root ``conftest.py`` loads it): options
+  (``--solution``, ``--db``, ``--kata-seed``, ``--kata-tier``, ``--kata-json``), fixtures,
+  diagnoses instead of tracebacks, the scorecard.
 * ``kit.py`` — what the task tests use to drive a solution: fresh campaigns, claims made by the
   harness (so that Tasks C and D never depend on Task A), the candidate's calls with a phase
   recorded for timeout messages, and drivers that accept every correct retry style.

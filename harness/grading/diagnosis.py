@@ -34,7 +34,7 @@ def _candidate_frames(error: BaseException, solution: Path) -> list[traceback.Fr
 
 
 def describe_exception(error: BaseException, solution: Path, function: str | None = None) -> str:
-    """"claim_next_job raised KeyError: 'id' at solution.py:42 (`return rows[0]['id']`)"."""
+    """ "claim_next_job raised KeyError: 'id' at solution.py:42 (`return rows[0]['id']`)"."""
     if isinstance(error, NotImplementedError) and function:
         own = _candidate_frames(error, solution)
         if own and own[-1].name == function:
@@ -44,7 +44,9 @@ def describe_exception(error: BaseException, solution: Path, function: str | Non
     if own:
         frame = own[-1]
         line = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()
-        where = f" at {solution.name}:{frame.lineno} in {frame.name}()" + (f": `{line}`" if line else "")
+        where = f" at {solution.name}:{frame.lineno} in {frame.name}()" + (
+            f": `{line}`" if line else ""
+        )
     who = f"{function}() raised " if function else ""
     message = str(error).splitlines()[0] if str(error) else ""
     notes = [n for n in getattr(error, "__notes__", []) if n.startswith("while running SQL")]

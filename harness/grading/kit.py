@@ -52,10 +52,22 @@ class Sizes:
     hypothesis_examples: int
 
 
-FULL = Sizes(claim_jobs=2000, claim_trials=3, claim_processes=4, bulk_rows=50_000,
-             e2e_jobs=300, hypothesis_examples=12)
-FAST = Sizes(claim_jobs=300, claim_trials=1, claim_processes=2, bulk_rows=5_000,
-             e2e_jobs=60, hypothesis_examples=3)
+FULL = Sizes(
+    claim_jobs=2000,
+    claim_trials=3,
+    claim_processes=4,
+    bulk_rows=50_000,
+    e2e_jobs=300,
+    hypothesis_examples=12,
+)
+FAST = Sizes(
+    claim_jobs=300,
+    claim_trials=1,
+    claim_processes=2,
+    bulk_rows=5_000,
+    e2e_jobs=60,
+    hypothesis_examples=3,
+)
 
 
 class LoopBlocked(BaseException):
@@ -71,7 +83,10 @@ class LoopBlocked(BaseException):
 def _hard_timeout(seconds: float) -> Iterator[None]:
     """A last resort for code that blocks the loop (``time.sleep``, a busy loop), where
     ``asyncio.timeout`` can never fire: SIGALRM interrupts the main thread wherever it is."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+    if (
+        not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
         yield
         return
 
@@ -117,8 +132,16 @@ def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Call
 class Kata:
     """One graded test's world: the solution, a fresh database, the fake services."""
 
-    def __init__(self, solution: Solution, database: Database, services: Services, *,
-                 seed: int, sizes: Sizes, tier: str) -> None:
+    def __init__(
+        self,
+        solution: Solution,
+        database: Database,
+        services: Services,
+        *,
+        seed: int,
+        sizes: Sizes,
+        tier: str,
+    ) -> None:
         self.solution = solution
         self.database = database
         self.services = services
@@ -149,16 +172,21 @@ class Kata:
         columns = ["campaign_id", "email", *fields]
         jobs: list[Job] = []
         for start in range(0, len(emails), 500):
-            batch = emails[start:start + 500]
+            batch = emails[start : start + 500]
             marks = ", ".join("(" + ", ".join("?" for _ in columns) + ")" for _ in batch)
             params = [v for email in batch for v in (campaign_id, email, *fields.values())]
             rows = await self.database.run(
-                f"INSERT INTO jobs ({', '.join(columns)}) VALUES {marks} RETURNING *", params)
+                f"INSERT INTO jobs ({', '.join(columns)}) VALUES {marks} RETURNING *", params
+            )
             jobs += [Job.from_row(row) for row in rows.rows]
         return sorted(jobs, key=lambda job: job.id)
 
-    async def running_job(self, email: str = "ada@example.com", worker: str = "worker-1",
-                          campaign_id: int | None = None) -> Job:
+    async def running_job(
+        self,
+        email: str = "ada@example.com",
+        worker: str = "worker-1",
+        campaign_id: int | None = None,
+    ) -> Job:
         """A job the harness created and claimed for ``worker``, as Task A would have."""
         if campaign_id is None:
             campaign_id = (await self.campaign()).id
@@ -167,7 +195,9 @@ class Kata:
 
     async def claim_for(self, job_id: int, worker: str) -> Job:
         now = utcnow()
-        await Job.filter(id=job_id).update(status=JobStatus.RUNNING, worker_id=worker, claimed_at=now)
+        await Job.filter(id=job_id).update(
+            status=JobStatus.RUNNING, worker_id=worker, claimed_at=now
+        )
         return await Job.get(id=job_id)
 
     async def fresh(self, job: Job | int) -> Job:
@@ -178,8 +208,9 @@ class Kata:
 
     # --- calling the candidate ---------------------------------------------------------------
 
-    async def call(self, function: str, *args: Any, worker: str | None = None,
-                   job_id: int | None = None) -> Any:
+    async def call(
+        self, function: str, *args: Any, worker: str | None = None, job_id: int | None = None
+    ) -> Any:
         """Call one of the solution's functions as ``worker`` (on ``job_id``)."""
         shown = ", ".join(repr(a) if not isinstance(a, (list, Job)) else _short(a) for a in args)
         self.phase = f"waiting for {function}({shown})"
@@ -191,8 +222,9 @@ class Kata:
 
     # --- drivers that accept every correct style ---------------------------------------------
 
-    async def drive_send_email_step(self, job: Job, worker: str = "worker-1",
-                                    max_rounds: int = MAX_ATTEMPTS + 3) -> Job:
+    async def drive_send_email_step(
+        self, job: Job, worker: str = "worker-1", max_rounds: int = MAX_ATTEMPTS + 3
+    ) -> Job:
         """Call ``send_email_step`` until the job settles: message recorded, failed, or — for a
         solution that returns the job to the queue — re-claimed by the harness once its
         ``run_after`` has come, as a worker would."""
@@ -206,25 +238,34 @@ class Kata:
                 await self._wait_for_run_after(fresh, attempts_before=attempts)
                 job = await self.claim_for(fresh.id, worker)
                 continue
-            fail(f"send_email_step returned with job {fresh.id} still {fresh.status.value}, no "
-                 "message_id recorded, not failed and not returned to the queue (pending) — the "
-                 "email was neither sent nor given up on")
-        fail(f"job {job.id} was still not settled after {max_rounds} rounds of send_email_step: "
-             f"more tries than MAX_ATTEMPTS ({MAX_ATTEMPTS}) allows")
+            fail(
+                f"send_email_step returned with job {fresh.id} still {fresh.status.value}, no "
+                "message_id recorded, not failed and not returned to the queue (pending) — the "
+                "email was neither sent nor given up on"
+            )
+        fail(
+            f"job {job.id} was still not settled after {max_rounds} rounds of send_email_step: "
+            f"more tries than MAX_ATTEMPTS ({MAX_ATTEMPTS}) allows"
+        )
 
     async def _wait_for_run_after(self, job: Job, attempts_before: int) -> None:
         if job.attempts <= attempts_before:
-            fail(f"job {job.id} went back to the queue without counting the attempt "
-                 f"(attempts stayed {job.attempts}) — retries would never end")
+            fail(
+                f"job {job.id} went back to the queue without counting the attempt "
+                f"(attempts stayed {job.attempts}) — retries would never end"
+            )
         delay = (job.run_after - utcnow()).total_seconds()
         if delay > 30:
-            fail(f"job {job.id} went back to the queue with run_after {delay:.0f} s away — "
-                 "backoff should start small (a fraction of a second) and honour retry_after")
+            fail(
+                f"job {job.id} went back to the queue with run_after {delay:.0f} s away — "
+                "backoff should start small (a fraction of a second) and honour retry_after"
+            )
         self.phase = f"waiting {max(delay, 0):.2f} s for job {job.id}'s run_after"
         await asyncio.sleep(max(delay, 0) + 0.01)
 
-    async def process_until_settled(self, job: Job, worker: str = "worker-1",
-                                    max_rounds: int = 4 * (MAX_ATTEMPTS + 3)) -> Job:
+    async def process_until_settled(
+        self, job: Job, worker: str = "worker-1", max_rounds: int = 4 * (MAX_ATTEMPTS + 3)
+    ) -> Job:
         """The contract's worker loop for one job, with the harness's crash recovery: after a
         crash the job is returned to the queue (its lease ran out) and claimed by a new worker."""
         generation = 0
@@ -242,15 +283,21 @@ class Kata:
             elif fresh.worker_id != worker:
                 worker = fresh.worker_id or worker
             job = fresh
-            attempts = fresh.attempts  # before the call: the candidate may update the object it gets
+            attempts = (
+                fresh.attempts
+            )  # before the call: the candidate may update the object it gets
             try:
                 await self.call("process_job", fresh, worker=worker, job_id=fresh.id)
             except WorkerCrashed:
                 # The worker died mid-step; its lease runs out and the job goes back to the queue.
-                await Job.filter(id=fresh.id, status=JobStatus.RUNNING).update(status=JobStatus.PENDING)
+                await Job.filter(id=fresh.id, status=JobStatus.RUNNING).update(
+                    status=JobStatus.PENDING
+                )
         final = await self.fresh(job)
-        fail(f"job {final.id} was still {final.status.value} at step {final.step.value} after "
-             f"{max_rounds} calls of process_job — it does not advance")
+        fail(
+            f"job {final.id} was still {final.status.value} at step {final.step.value} after "
+            f"{max_rounds} calls of process_job — it does not advance"
+        )
 
     # --- checks ------------------------------------------------------------------------------
 
@@ -268,11 +315,15 @@ class Kata:
             if t.old_step == t.new_step:
                 continue
             if order.index(t.new_step) < order.index(t.old_step):
-                fail(f"job {job.id} went backwards from {t.old_step.value} to {t.new_step.value} "
-                     f"(by {t.worker_id}) — a stale job object was saved over newer progress")
+                fail(
+                    f"job {job.id} went backwards from {t.old_step.value} to {t.new_step.value} "
+                    f"(by {t.worker_id}) — a stale job object was saved over newer progress"
+                )
             if (t.old_step, t.new_step) in seen:
-                fail(f"job {job.id} advanced from {t.old_step.value} to {t.new_step.value} twice "
-                     "— the advance is not a compare-and-set on the current step")
+                fail(
+                    f"job {job.id} advanced from {t.old_step.value} to {t.new_step.value} twice "
+                    "— the advance is not a compare-and-set on the current step"
+                )
             seen.add((t.old_step, t.new_step))
 
     def deliveries_for(self, job: Job) -> int:

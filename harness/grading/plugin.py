@@ -97,8 +97,11 @@ def solution(request: pytest.FixtureRequest) -> Solution:
     if grading.solution is None:
         error = grading.load_error
         assert error is not None
-        pytest.fail(f"{grading.solution_path.name} does not load: "
-                    f"{describe_exception(error, grading.solution_path)}", pytrace=False)
+        pytest.fail(
+            f"{grading.solution_path.name} does not load: "
+            f"{describe_exception(error, grading.solution_path)}",
+            pytrace=False,
+        )
     return grading.solution
 
 
@@ -109,8 +112,9 @@ async def kata(request: pytest.FixtureRequest, solution: Solution) -> AsyncItera
     async with isolated_database(grading.base, purpose="grade") as database:
         services = Services()
         with use_services(services):
-            yield Kata(solution, database, services, seed=grading.seed, sizes=sizes,
-                       tier=grading.tier)
+            yield Kata(
+                solution, database, services, seed=grading.seed, sizes=sizes, tier=grading.tier
+            )
 
 
 @pytest.hookimpl(wrapper=True)
@@ -128,9 +132,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         elif isinstance(error, LoopBlocked):
             kata = item.funcargs.get("kata") if hasattr(item, "funcargs") else None
             doing = kata.phase if isinstance(kata, Kata) else "running"
-            diagnosis = (f"the event loop was blocked for {error.seconds:g} s while {doing}: a "
-                         "blocking call (time.sleep, a busy loop, synchronous I/O) in async code"
-                         + _where(error, grading.solution_path))
+            diagnosis = (
+                f"the event loop was blocked for {error.seconds:g} s while {doing}: a "
+                "blocking call (time.sleep, a busy loop, synchronous I/O) in async code"
+                + _where(error, grading.solution_path)
+            )
         else:
             kata = item.funcargs.get("kata") if hasattr(item, "funcargs") else None
             function = kata.current_function if isinstance(kata, Kata) else None
@@ -139,8 +145,16 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if report.when == "call" or (report.when == "setup" and report.failed):
         status = "pass" if report.passed else "fail"
         advice = [value for key, value in report.user_properties if key == "advice"]
-        grading.scorecard.add(Outcome(item.nodeid.split("::")[-1], marker.args[0], status,
-                                      diagnosis, round(report.duration, 3), advice))
+        grading.scorecard.add(
+            Outcome(
+                item.nodeid.split("::")[-1],
+                marker.args[0],
+                status,
+                diagnosis,
+                round(report.duration, 3),
+                advice,
+            )
+        )
     return report
 
 
@@ -160,6 +174,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     from rich.console import Console
 
     terminalreporter.write_line("")
-    grading.scorecard.print(Console(file=terminalreporter._tw._file, width=terminalreporter._tw.fullwidth))
+    grading.scorecard.print(
+        Console(file=terminalreporter._tw._file, width=terminalreporter._tw.fullwidth)
+    )
     if grading.json_path:
         grading.scorecard.write_json(Path(grading.json_path))

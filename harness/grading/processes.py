@@ -18,14 +18,16 @@ from ..solutions import load_solution
 __all__ = ["claim_in_process"]
 
 
-def claim_in_process(config: DatabaseConfig, solution_path: str, prefix: str,
-                     workers: int) -> tuple[list[tuple[str, int]], str | None]:
+def claim_in_process(
+    config: DatabaseConfig, solution_path: str, prefix: str, workers: int
+) -> tuple[list[tuple[str, int]], str | None]:
     """Run ``workers`` claimers in this process; return (worker, job id) claims and an error."""
     return asyncio.run(_claim(config, Path(solution_path), prefix, workers))
 
 
-async def _claim(config: DatabaseConfig, path: Path, prefix: str,
-                 workers: int) -> tuple[list[tuple[str, int]], str | None]:
+async def _claim(
+    config: DatabaseConfig, path: Path, prefix: str, workers: int
+) -> tuple[list[tuple[str, int]], str | None]:
     solution = load_solution(path)
     claims: list[tuple[str, int]] = []
 

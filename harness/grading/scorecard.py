@@ -84,7 +84,9 @@ class Scorecard:
     def status(self) -> str:
         if any(o.status == "error" for o in self.outcomes):
             return "error"
-        return "pass" if self.outcomes and all(o.status == "pass" for o in self.outcomes) else "fail"
+        return (
+            "pass" if self.outcomes and all(o.status == "pass" for o in self.outcomes) else "fail"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,8 +97,13 @@ class Scorecard:
             "seed": self.seed,
             "tier": self.tier,
             "tasks": {
-                t: {"status": r.status, "passed": r.passed, "failed": r.failed,
-                    "diagnosis": r.diagnoses[0] if r.diagnoses else None, "advice": r.advice}
+                t: {
+                    "status": r.status,
+                    "passed": r.passed,
+                    "failed": r.failed,
+                    "diagnosis": r.diagnoses[0] if r.diagnoses else None,
+                    "advice": r.advice,
+                }
                 for t, r in self.tasks().items()
             },
             "tests": [asdict(o) for o in self.outcomes],
@@ -106,21 +113,31 @@ class Scorecard:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     def render(self) -> Group:
-        table = Table(title=f"Campaign-jobs kata — {self.solution} on {self.backend}",
-                      title_justify="left", expand=True)
+        table = Table(
+            title=f"Campaign-jobs kata — {self.solution} on {self.backend}",
+            title_justify="left",
+            expand=True,
+        )
         table.add_column("task", no_wrap=True)
         table.add_column("", no_wrap=True)
         table.add_column("tests", justify="right", no_wrap=True)
         table.add_column("first diagnosis", ratio=1)
-        styles = {"passing": "bold green", "failing": "bold red", "not started": "yellow",
-                  "no tests": "dim"}
+        styles = {
+            "passing": "bold green",
+            "failing": "bold red",
+            "not started": "yellow",
+            "no tests": "dim",
+        }
         marks = {"passing": "✔", "failing": "✘", "not started": "·", "no tests": " "}
         for task, result in self.tasks().items():
             if result.status == "no tests":
                 continue
             diagnosis = result.diagnoses[0] if result.diagnoses else ""
-            hint = (f"\n[dim]hint: python -m harness hint {task}[/dim]"
-                    if result.status != "passing" and task in "ABCD" else "")
+            hint = (
+                f"\n[dim]hint: python -m harness hint {task}[/dim]"
+                if result.status != "passing" and task in "ABCD"
+                else ""
+            )
             hint += "".join(f"\n[dim]advice: {_escape(a)}[/dim]" for a in result.advice)
             table.add_row(
                 f"{task}  {TASKS.get(task, task)}",
@@ -128,8 +145,10 @@ class Scorecard:
                 f"{result.passed}/{result.passed + result.failed}",
                 Text.from_markup(_escape(diagnosis) + hint),
             )
-        footer = Text(f"seed {self.seed} · {self.tier} tier · "
-                      f"re-run: pytest --kata-seed {self.seed}", style="dim")
+        footer = Text(
+            f"seed {self.seed} · {self.tier} tier · re-run: pytest --kata-seed {self.seed}",
+            style="dim",
+        )
         return Group(table, footer)
 
     def print(self, console: Console | None = None) -> None:

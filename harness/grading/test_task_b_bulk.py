@@ -45,16 +45,21 @@ async def create(kata: Kata, campaign_id: int, addresses: list[str]) -> int:
 
 def as_count(created: object, given: int) -> int:
     if isinstance(created, bool) or not isinstance(created, int):
-        shown = "None (a missing return?)" if created is None else \
-            f"{reprlib.repr(created)} (a {type(created).__name__})"
+        shown = (
+            "None (a missing return?)"
+            if created is None
+            else f"{reprlib.repr(created)} (a {type(created).__name__})"
+        )
         addresses = f"{given:,} addresses" if given else "an empty list"
-        fail(f"create_campaign_jobs returned {shown} for {addresses} — it must return how many "
-             "jobs it created, as an int (0 when nothing was new)")
+        fail(
+            f"create_campaign_jobs returned {shown} for {addresses} — it must return how many "
+            "jobs it created, as an int (0 when nothing was new)"
+        )
     return created
 
 
 def raised(kata: Kata, error: BaseException) -> str:
-    """"IntegrityError: UNIQUE constraint failed: ... at solution.py:42 in ...()" — without the
+    """ "IntegrityError: UNIQUE constraint failed: ... at solution.py:42 in ...()" — without the
     SQL, which for a bulk insert is thousands of placeholders long."""
     return describe_exception(error, kata.solution.path).split(" (while running SQL:")[0]
 
@@ -84,8 +89,10 @@ async def test_an_empty_list_creates_nothing_and_returns_zero(kata: Kata) -> Non
     except NotImplementedError:
         raise
     except Exception as error:
-        fail(f"create_campaign_jobs(campaign, []) raised {raised(kata, error)} — an empty list "
-             "must create nothing and return 0 (return before building an INSERT without VALUES)")
+        fail(
+            f"create_campaign_jobs(campaign, []) raised {raised(kata, error)} — an empty list "
+            "must create nothing and return 0 (return before building an INSERT without VALUES)"
+        )
     left = await jobs_in(campaign.id)
     if left:
         fail(f"create_campaign_jobs(campaign, []) created {left} jobs from an empty list")
@@ -107,45 +114,68 @@ async def test_creates_one_pending_send_email_job_per_address(kata: Kata) -> Non
     stored = {job.email for job in jobs}
     missing = [a for a in addresses if a not in stored]
     if missing:
-        also = " (they have jobs in another campaign: an address may be in many campaigns)" \
-            if set(missing) <= {job.email for job in theirs} else ""
-        fail(f"{len(missing)} of 120 new addresses got no job, e.g. {missing[0]}{also} — create "
-             "one job per address")
+        also = (
+            " (they have jobs in another campaign: an address may be in many campaigns)"
+            if set(missing) <= {job.email for job in theirs}
+            else ""
+        )
+        fail(
+            f"{len(missing)} of 120 new addresses got no job, e.g. {missing[0]}{also} — create "
+            "one job per address"
+        )
     extra = sorted(stored - set(addresses))
     if extra:
-        fail(f"120 addresses gave {len(jobs)} jobs for the campaign, {len(extra)} of them for "
-             f"addresses never given, e.g. {extra[0]!r} — create exactly one job per address")
+        fail(
+            f"120 addresses gave {len(jobs)} jobs for the campaign, {len(extra)} of them for "
+            f"addresses never given, e.g. {extra[0]!r} — create exactly one job per address"
+        )
     for job in jobs:
         _check_new_job(job, before, after)
     if created != 120:
-        fail(f"create_campaign_jobs returned {created:,} after creating 120 jobs for 120 new "
-             "addresses — return how many jobs it created")
+        fail(
+            f"create_campaign_jobs returned {created:,} after creating 120 jobs for 120 new "
+            "addresses — return how many jobs it created"
+        )
     now_theirs = await Job.filter(campaign_id=other.id).order_by("id").all()
     if [j.as_dict() for j in now_theirs] != [j.as_dict() for j in theirs]:
-        fail(f"creating jobs for campaign {campaign.id} changed the jobs of campaign {other.id} "
-             "— touch only the campaign you were given")
+        fail(
+            f"creating jobs for campaign {campaign.id} changed the jobs of campaign {other.id} "
+            "— touch only the campaign you were given"
+        )
 
 
 def _check_new_job(job: Job, before: datetime, after: datetime) -> None:
     expected: dict[str, Any] = {
-        "status": JobStatus.PENDING, "step": Step.SEND_EMAIL, "attempts": 0, "worker_id": None,
-        "claimed_at": None, "last_error": None, "message_id": None, "sentiment": None,
+        "status": JobStatus.PENDING,
+        "step": Step.SEND_EMAIL,
+        "attempts": 0,
+        "worker_id": None,
+        "claimed_at": None,
+        "last_error": None,
+        "message_id": None,
+        "sentiment": None,
         "action_id": None,
     }
     for name, value in expected.items():
         seen = getattr(job, name)
         if seen != value:
             shown = getattr(value, "value", value)
-            fail(f"job {job.id} ({job.email}) was created with {name} "
-                 f"{getattr(seen, 'value', seen)!r}, expected {shown!r} — a new job is pending at "
-                 "step send_email, with no attempts, no worker and nothing sent yet (the "
-                 "columns' defaults)")
+            fail(
+                f"job {job.id} ({job.email}) was created with {name} "
+                f"{getattr(seen, 'value', seen)!r}, expected {shown!r} — a new job is pending at "
+                "step send_email, with no attempts, no worker and nothing sent yet (the "
+                "columns' defaults)"
+            )
     if job.run_after > after + _CLOCK_SLACK:
-        fail(f"job {job.id} was created with run_after {job.run_after.isoformat()}, in the future "
-             "— a new job is claimable at once (run_after defaults to the time it is created)")
+        fail(
+            f"job {job.id} was created with run_after {job.run_after.isoformat()}, in the future "
+            "— a new job is claimable at once (run_after defaults to the time it is created)"
+        )
     if not before - _CLOCK_SLACK <= job.created_at <= after + _CLOCK_SLACK:
-        fail(f"job {job.id} was created with created_at {job.created_at.isoformat()}, not the time "
-             "of the call (leave it to the column's default, or pass utcnow())")
+        fail(
+            f"job {job.id} was created with created_at {job.created_at.isoformat()}, not the time "
+            "of the call (leave it to the column's default, or pass utcnow())"
+        )
 
 
 @graded("B", timeout=60)
@@ -164,10 +194,12 @@ async def test_fifty_thousand_addresses_within_the_round_trip_budget(kata: Kata)
         stopped = stop
     except Exception as error:
         if is_too_many_parameters(error):
-            fail(f"creating {total:,} jobs in one INSERT raised {raised(kata, error)} — one "
-                 "statement takes at most 65,535 parameters on PostgreSQL (32,766 on a default "
-                 "SQLite build): split the rows into batches of a few thousand, inside one "
-                 "transaction")
+            fail(
+                f"creating {total:,} jobs in one INSERT raised {raised(kata, error)} — one "
+                "statement takes at most 65,535 parameters on PostgreSQL (32,766 on a default "
+                "SQLite build): split the rows into batches of a few thousand, inside one "
+                "transaction"
+            )
         raise
     finally:
         trips.limit = None
@@ -179,12 +211,15 @@ async def test_fifty_thousand_addresses_within_the_round_trip_budget(kata: Kata)
     if stored != total:
         fail(f"{total:,} new addresses gave {stored:,} jobs, expected one per address")
     if created != total:
-        fail(f"create_campaign_jobs returned {created:,} after creating {total:,} jobs — return "
-             "how many jobs it created")
+        fail(
+            f"create_campaign_jobs returned {created:,} after creating {total:,} jobs — return "
+            "how many jobs it created"
+        )
 
 
-async def _over_budget(kata: Kata, total: int, budget: int, stop: RoundTripBudgetExceeded,
-                       left: int) -> str:
+async def _over_budget(
+    kata: Kata, total: int, budget: int, stop: RoundTripBudgetExceeded, left: int
+) -> str:
     evidence = f"stopped at statement {budget + 1:,} after {stop.writes:,} writes"
     if left:
         evidence += f", which had stored {left:,} rows: " + _per_insert(left / max(stop.writes, 1))
@@ -193,12 +228,16 @@ async def _over_budget(kata: Kata, total: int, budget: int, stop: RoundTripBudge
         sample = await _round_trips_for(kata, 200)
         if sample is not None:
             count, writes = sample
-            evidence += (f"; 200 addresses took {count} round trips, {writes} of them writes: "
-                         + _per_insert(200 / max(writes, 1)))
-    return (f"creating {total:,} jobs went over the budget of {budget:,} round trips ({evidence}) "
-            f"— {total:,} rows in {budget:,} round trips need {total // budget:,} or more rows per "
-            "statement: insert in batches (one INSERT with multi-row VALUES (?, ?), (?, ?), ... "
-            "per few thousand rows) inside one transaction")
+            evidence += (
+                f"; 200 addresses took {count} round trips, {writes} of them writes: "
+                + _per_insert(200 / max(writes, 1))
+            )
+    return (
+        f"creating {total:,} jobs went over the budget of {budget:,} round trips ({evidence}) "
+        f"— {total:,} rows in {budget:,} round trips need {total // budget:,} or more rows per "
+        "statement: insert in batches (one INSERT with multi-row VALUES (?, ?), (?, ?), ... "
+        "per few thousand rows) inside one transaction"
+    )
 
 
 def _per_insert(rows: float) -> str:
@@ -226,8 +265,10 @@ async def test_a_rejected_address_part_way_leaves_no_jobs(kata: Kata) -> None:
     campaign = await kata.campaign()
     addresses = emails(total)
     addresses.insert(position, _TOO_LONG)
-    bad = (f"address {position + 1:,} of {total + 1:,} is {len(_TOO_LONG)} characters, over the "
-           "schema's 254")
+    bad = (
+        f"address {position + 1:,} of {total + 1:,} is {len(_TOO_LONG)} characters, over the "
+        "schema's 254"
+    )
     error: Exception | None = None
     created: object = None
     try:
@@ -239,24 +280,32 @@ async def test_a_rejected_address_part_way_leaves_no_jobs(kata: Kata) -> None:
     left = await jobs_in(campaign.id)
     if error is not None:
         if left:
-            fail(f"{left:,} jobs were left behind after create_campaign_jobs raised part-way "
-                 f"({raised(kata, error)}; {bad}) — wrap all batches in one transaction, so that "
-                 "a failure rolls every batch back")
+            fail(
+                f"{left:,} jobs were left behind after create_campaign_jobs raised part-way "
+                f"({raised(kata, error)}; {bad}) — wrap all batches in one transaction, so that "
+                "a failure rolls every batch back"
+            )
         return
     # It returned: acceptable only if it skipped the one bad address and created every other job.
     if left == total and created == total:
         return
     if left == total:
-        fail(f"create_campaign_jobs returned {reprlib.repr(created)} after creating {total:,} jobs "
-             f"and skipping the one address the schema rejects ({bad}) — return how many jobs it "
-             "created")
+        fail(
+            f"create_campaign_jobs returned {reprlib.repr(created)} after creating {total:,} jobs "
+            f"and skipping the one address the schema rejects ({bad}) — return how many jobs it "
+            "created"
+        )
     if left:
-        fail(f"create_campaign_jobs returned normally but created only {left:,} of {total:,} jobs "
-             f"({bad}): the insert failed part-way and the error was swallowed — let it "
-             "propagate, and keep all batches in one transaction so that nothing is half done")
-    fail(f"create_campaign_jobs returned {reprlib.repr(created)} without raising, yet created no "
-         f"jobs for {total:,} valid addresses ({bad}): the error was swallowed — let it propagate "
-         "so that the caller learns nothing was created")
+        fail(
+            f"create_campaign_jobs returned normally but created only {left:,} of {total:,} jobs "
+            f"({bad}): the insert failed part-way and the error was swallowed — let it "
+            "propagate, and keep all batches in one transaction so that nothing is half done"
+        )
+    fail(
+        f"create_campaign_jobs returned {reprlib.repr(created)} without raising, yet created no "
+        f"jobs for {total:,} valid addresses ({bad}): the error was swallowed — let it propagate "
+        "so that the caller learns nothing was created"
+    )
 
 
 @graded("B")
@@ -271,29 +320,40 @@ async def test_duplicates_far_apart_in_a_long_list_count_once(kata: Kata) -> Non
     campaign = await kata.campaign()
     distinct = emails(5000)
     # Each address again 5,000 places later: in another batch, for any batch size up to 5,000.
-    await _create_distinct(kata, campaign.id, distinct + distinct,
-                           "each of 5,000 addresses appears twice, 5,000 places apart")
+    await _create_distinct(
+        kata,
+        campaign.id,
+        distinct + distinct,
+        "each of 5,000 addresses appears twice, 5,000 places apart",
+    )
 
 
-async def _create_distinct(kata: Kata, campaign_id: int, addresses: list[str],
-                           repeats: str) -> None:
+async def _create_distinct(
+    kata: Kata, campaign_id: int, addresses: list[str], repeats: str
+) -> None:
     distinct = len(set(addresses))
     try:
         created = await create(kata, campaign_id, addresses)
     except Exception as error:
         if is_duplicate_key(error):
-            fail(f"the input holds duplicates ({repeats}) and create_campaign_jobs raised "
-                 f"{raised(kata, error)} — de-duplicate before inserting (dict.fromkeys keeps the "
-                 "order), or use ON CONFLICT (campaign_id, email) DO NOTHING")
+            fail(
+                f"the input holds duplicates ({repeats}) and create_campaign_jobs raised "
+                f"{raised(kata, error)} — de-duplicate before inserting (dict.fromkeys keeps the "
+                "order), or use ON CONFLICT (campaign_id, email) DO NOTHING"
+            )
         raise
     stored = await jobs_in(campaign_id)
     if stored != distinct:
-        fail(f"{len(addresses):,} addresses of which {distinct:,} distinct ({repeats}) gave "
-             f"{stored:,} jobs, expected one per distinct address")
+        fail(
+            f"{len(addresses):,} addresses of which {distinct:,} distinct ({repeats}) gave "
+            f"{stored:,} jobs, expected one per distinct address"
+        )
     if created != distinct:
-        fail(f"create_campaign_jobs returned {created:,} for {distinct:,} distinct addresses "
-             f"({repeats}) — a repeated address counts once: return how many jobs were created, "
-             "not how many addresses were given")
+        fail(
+            f"create_campaign_jobs returned {created:,} for {distinct:,} distinct addresses "
+            f"({repeats}) — a repeated address counts once: return how many jobs were created, "
+            "not how many addresses were given"
+        )
 
 
 @graded("B")
@@ -308,25 +368,33 @@ async def test_running_again_with_the_same_addresses_creates_nothing(kata: Kata)
     created = await _create_again(kata, campaign.id, addresses, "the same 3,000 addresses")
     after = await _snapshot(campaign.id)
     if len(after) != len(before):
-        fail(f"running create_campaign_jobs again with the same 3,000 addresses created "
-             f"{len(after) - len(before):,} duplicate jobs — skip addresses that have a job")
+        fail(
+            f"running create_campaign_jobs again with the same 3,000 addresses created "
+            f"{len(after) - len(before):,} duplicate jobs — skip addresses that have a job"
+        )
     replaced = [email for email in before if after.get(email, (None,))[0] != before[email][0]]
     if replaced:
         email = replaced[0]
-        fail(f"running create_campaign_jobs again replaced {len(replaced):,} existing jobs (the "
-             f"job of {email} had id {before[email][0]}, now {after[email][0]}) — leave existing "
-             "jobs alone: ON CONFLICT DO NOTHING, not INSERT OR REPLACE")
+        fail(
+            f"running create_campaign_jobs again replaced {len(replaced):,} existing jobs (the "
+            f"job of {email} had id {before[email][0]}, now {after[email][0]}) — leave existing "
+            "jobs alone: ON CONFLICT DO NOTHING, not INSERT OR REPLACE"
+        )
     reset = [email for email in before if after[email] != before[email]]
     if reset:
         email = reset[0]
-        fail(f"running create_campaign_jobs again reset {len(reset):,} jobs that had moved on "
-             f"(job {before[email][0]} was {before[email][1]} at step {before[email][2]}, now "
-             f"{after[email][1]} at step {after[email][2]}) — leave existing jobs alone: "
-             "ON CONFLICT DO NOTHING, not DO UPDATE")
+        fail(
+            f"running create_campaign_jobs again reset {len(reset):,} jobs that had moved on "
+            f"(job {before[email][0]} was {before[email][1]} at step {before[email][2]}, now "
+            f"{after[email][1]} at step {after[email][2]}) — leave existing jobs alone: "
+            "ON CONFLICT DO NOTHING, not DO UPDATE"
+        )
     if created != 0:
-        fail(f"running create_campaign_jobs again with the same 3,000 addresses returned "
-             f"{created:,} instead of 0 — it created nothing new: count the rows the INSERT "
-             "created (RETURNING id), not the addresses it was given")
+        fail(
+            f"running create_campaign_jobs again with the same 3,000 addresses returned "
+            f"{created:,} instead of 0 — it created nothing new: count the rows the INSERT "
+            "created (RETURNING id), not the addresses it was given"
+        )
 
 
 @graded("B", timeout=60)
@@ -336,16 +404,24 @@ async def test_running_again_with_overlapping_addresses_creates_only_the_new_one
     campaign = await kata.campaign()
     await create(kata, campaign.id, emails(3000))
     # customer2000..customer4999: 1,000 already have jobs, 2,000 are new.
-    created = await _create_again(kata, campaign.id, emails(3000, start=2000),
-                                  "3,000 addresses, 1,000 of which already have jobs")
+    created = await _create_again(
+        kata,
+        campaign.id,
+        emails(3000, start=2000),
+        "3,000 addresses, 1,000 of which already have jobs",
+    )
     stored = await jobs_in(campaign.id)
     if stored != 5000:
-        fail(f"after a second run with 2,000 new addresses the campaign has {stored:,} jobs, "
-             "expected 5,000 (3,000 from the first run and 2,000 new)")
+        fail(
+            f"after a second run with 2,000 new addresses the campaign has {stored:,} jobs, "
+            "expected 5,000 (3,000 from the first run and 2,000 new)"
+        )
     if created != 2000:
-        fail(f"a second run with 3,000 addresses, 1,000 of which already had jobs, returned "
-             f"{created:,}, expected 2,000 — count the rows the INSERT created (RETURNING id), "
-             "not the addresses it was given")
+        fail(
+            f"a second run with 3,000 addresses, 1,000 of which already had jobs, returned "
+            f"{created:,}, expected 2,000 — count the rows the INSERT created (RETURNING id), "
+            "not the addresses it was given"
+        )
 
 
 async def _create_again(kata: Kata, campaign_id: int, addresses: list[str], what: str) -> int:
@@ -353,10 +429,12 @@ async def _create_again(kata: Kata, campaign_id: int, addresses: list[str], what
         return await create(kata, campaign_id, addresses)
     except Exception as error:
         if is_duplicate_key(error):
-            fail(f"running create_campaign_jobs again with {what} raised {raised(kata, error)} — "
-                 "addresses that have a job already must be skipped: use INSERT ... ON CONFLICT "
-                 "(campaign_id, email) DO NOTHING (both backends support it), or leave out the "
-                 "addresses that exist")
+            fail(
+                f"running create_campaign_jobs again with {what} raised {raised(kata, error)} — "
+                "addresses that have a job already must be skipped: use INSERT ... ON CONFLICT "
+                "(campaign_id, email) DO NOTHING (both backends support it), or leave out the "
+                "addresses that exist"
+            )
         raise
 
 
