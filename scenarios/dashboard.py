@@ -1,0 +1,388 @@
+"""The on-call dashboard: pure functions from a ``Snapshot`` to something rich can draw.
+
+``render(snapshot)`` is the live board (queue, throughput, latency, pool and transactions,
+workers, APIs and emails); ``render_comparison(before, after)`` the before/after table;
+``plain_summary(snapshot)`` the text for a pipe or a log. None of them computes a figure: every
+number is the snapshot's, measured from the run.
+"""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from .snapshot import RECENT, STATES, Snapshot
+
+__all__ = ["comparison_rows", "plain_summary", "render", "render_comparison", "sparkline"]
+
+_BLOCKS = "▁▂▃▄▅▆▇█"
+_STATE_STYLE = {
+    "waiting on a lock": ("L", "bold red"),
+    "in an API call": ("A", "yellow"),
+    "claiming": ("C", "cyan"),
+    "processing": ("P", "green"),
+    "idle": ("·", "dim"),
+    "stopped": ("x", "dim red"),
+}
+_OPERATION_NAMES = {
+    "send_email": "send",
+    "get_reply": "reply",
+    "analyze_sentiment": "sentiment",
+    "route_customer": "crm",
+}
+_STATUS_STYLE = {
+    "pending": "yellow",
+    "running": "cyan",
+    "completed": "green",
+    "failed": "red",
+}
+
+
+def render(s: Snapshot) -> RenderableType:
+    """The whole board for one snapshot."""
+    grid = Table.grid(expand=True, padding=(0, 1))
+    grid.add_column(ratio=1)
+    grid.add_column(ratio=1)
+    grid.add_row(_queue(s), _throughput(s))
+    grid.add_row(_latency(s), _pool(s))
+    grid.add_row(_workers(s), _apis(s))
+    return Group(_header(s), grid)
+
+
+# -- panels ----------------------------------------------------------------------------------------
+
+
+def _header(s: Snapshot) -> Text:
+    state = "stopped" if s.finished else "running"
+    progress = min(1.0, s.elapsed / s.duration) if s.duration else 1.0
+    text = Text()
+    text.append(f" INCIDENT {s.scenario} ", style="bold white on red")
+    text.append(f" {s.title}  ", style="bold")
+    text.append(f"{s.variant}", style="bold magenta")
+    text.append(f"  ·  {s.database}  ·  ", style="dim")
+    text.append(f"{min(s.elapsed, s.duration):5.1f} s / {s.duration:g} s ")
+    text.append(_bar(progress, 16), style="blue")
+    text.append(f"  {state}", style="green" if s.finished else "yellow")
+    return text
+
+
+def _queue(s: Snapshot) -> Panel:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(min_width=10)
+    table.add_column(justify="right", min_width=7)
+    table.add_column()
+    for status in ("pending", "running", "completed", "failed"):
+        n = s.counts.get(status, 0)
+        share = n / s.jobs if s.jobs else 0.0
+        table.add_row(status, f"{n:,}", Text(_bar(share, 28), style=_STATUS_STYLE[status]))
+    table.add_row(Text("total", style="dim"), Text(f"{s.jobs:,}", style="dim"), "")
+    return Panel(table, title="Queue depth (jobs in the database)", title_align="left")
+
+
+def _throughput(s: Snapshot) -> Panel:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(min_width=10)
+    table.add_column(justify="right", min_width=7)
+    table.add_column()
+    table.add_row("now", f"{s.throughput_now:,.0f}", f"jobs/min (last {RECENT:g} s)")
+    table.add_row("average", f"{s.throughput_avg:,.0f}", "jobs/min since the start")
+    if s.capacity and s.api_seconds_per_job:
+        share = s.throughput_avg / s.capacity
+        table.add_row(
+            "capacity",
+            f"{s.capacity:,.0f}",
+            f"jobs/min: {s.workers} workers ÷ {_seconds(s.api_seconds_per_job)} of API time/job",
+        )
+        table.add_row(
+            "", Text(f"{share:.0%}", style="bold red" if share < 0.25 else "green"), "of capacity"
+        )
+    else:
+        table.add_row("capacity", "…", "(waiting for the first job's API calls)")
+    peak = max(s.series, default=0.0)
+    table.add_row("", "", "")
+    table.add_row(
+        "trend",
+        "",
+        Text(sparkline(s.series), style="cyan") + Text(f" peak {peak:,.0f}/min", style="dim"),
+    )
+    return Panel(table, title="Throughput (jobs completed or failed)", title_align="left")
+
+
+def _latency(s: Snapshot) -> Panel:
+    table = Table(box=None, padding=(0, 1), show_edge=False, expand=True)
+    table.add_column("", min_width=11)
+    for name in ("calls", "p50", "p95", "p99"):
+        table.add_column(name, justify="right")
+    for name in ("claim", "send_email", "analyze", "take_action", "all steps"):
+        row = s.latency.get(name)
+        if row is None or not row["n"]:
+            table.add_row(name, "0", "-", "-", "-", style="dim")
+            continue
+        style = "bold" if name == "all steps" else None
+        table.add_row(
+            name,
+            f"{row['n']:,.0f}",
+            _seconds(row["p50"]),
+            _seconds(row["p95"]),
+            Text(_seconds(row["p99"]), style="bold red" if row["p99"] >= 1.0 else ""),
+            style=style,
+        )
+    return Panel(
+        table, title="Latency per call (claim_next_job, process_job by step)", title_align="left"
+    )
+
+
+def _pool(s: Snapshot) -> Panel:
+    pool = s.pool
+    table = Table.grid(padding=(0, 1))
+    table.add_column(min_width=12)
+    table.add_column()
+    in_use = pool.in_use / pool.max_size if pool.max_size else 0.0
+    table.add_row(
+        "in use",
+        Text(f"{pool.in_use} / {pool.max_size}  ")
+        + Text(_bar(in_use, 20), style="red" if in_use >= 1 else "green")
+        + Text(f"  full {s.pool_saturated_share:.0%} of the time", style="dim"),
+    )
+    table.add_row("waiting", f"{pool.waiting} callers now (peak {s.pool_peak_waiting})")
+    table.add_row("wait time", f"mean {_seconds(pool.mean_wait)} · max {_seconds(pool.max_wait)}")
+    table.add_row(
+        "timeouts",
+        Text(f"{pool.timeouts:,} PoolTimeout", style="bold red" if pool.timeouts else "green"),
+    )
+    table.add_row(
+        "transactions",
+        Text(f"{s.transactions_open} open · oldest {_seconds(s.oldest_transaction)}")
+        + Text(
+            f" (max {_seconds(s.oldest_transaction_max)})",
+            style="bold red" if s.oldest_transaction_max >= 0.05 else "dim",
+        ),
+    )
+    table.add_row("round trips", f"{s.round_trips:,}")
+    return Panel(table, title="Connection pool & transactions", title_align="left")
+
+
+def _workers(s: Snapshot) -> Panel:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(min_width=17)
+    table.add_column(justify="right", min_width=3)
+    table.add_column()
+    table.add_column(justify="right")
+    for state in STATES:
+        n = s.states.get(state, 0)
+        symbol, style = _STATE_STYLE[state]
+        table.add_row(
+            Text(f"{symbol} {state}", style=style if n else "dim"),
+            str(n),
+            Text("■" * min(n, 24), style=style),
+            Text(f"avg {s.states_avg.get(state, 0.0):.1f}", style="dim"),
+        )
+    strip = Text()
+    for view in s.worker_views:
+        symbol, style = _STATE_STYLE[view.state]
+        strip.append(symbol, style=style)
+    waits = [v for v in s.worker_views if v.state == "waiting on a lock"]
+    longest = max(waits, key=lambda v: _detail_seconds(v.detail), default=None)
+    lines: list[RenderableType] = [table, strip]
+    if longest is not None:
+        lines.append(Text(f"longest wait: {longest.name} in {longest.detail}", style="dim"))
+    title = f"Workers ({s.workers}; a statement running > 50 ms is waiting on a lock)"
+    return Panel(Group(*lines), title=title, title_align="left")
+
+
+def _apis(s: Snapshot) -> Panel:
+    table = Table.grid(padding=(0, 1))
+    table.add_column(min_width=13)
+    table.add_column()
+    calls = " · ".join(
+        f"{_OPERATION_NAMES.get(op, op)} {n:,}"
+        for op, n in sorted(s.api_calls.items(), key=lambda item: _operation_order(item[0]))
+    )
+    table.add_row("calls", calls or "none yet")
+    table.add_row("in flight", f"{s.api_in_flight} calls under way")
+    errors = " · ".join(f"{name} {n:,}" for name, n in sorted(s.api_errors.items()))
+    table.add_row("API errors", Text(errors or "none", style="red" if errors else "green"))
+    table.add_row(
+        "in a txn",
+        Text(
+            f"{s.calls_in_transaction:,} calls made while holding a database transaction",
+            style="bold red" if s.calls_in_transaction else "green",
+        ),
+    )
+    table.add_row(
+        "emails",
+        Text(f"{s.delivered:,} delivered · ")
+        + Text(
+            f"{s.duplicate_copies:,} duplicate copies to {s.duplicated_recipients:,} customers",
+            style="bold red" if s.duplicate_copies else "green",
+        ),
+    )
+    table.add_row("lease", f"{s.lease:g} s, heartbeat {'on' if s.heartbeat else 'off'}")
+    table.add_row(
+        "lease expired",
+        f"{s.recoveries:,} running jobs handed to a second worker",
+    )
+    errors = " · ".join(f"{name} {n:,}" for name, n in sorted(s.worker_errors.items()))
+    table.add_row("worker errors", Text(errors or "none", style="bold red" if errors else "green"))
+    return Panel(table, title="External APIs (ledger) & emails", title_align="left")
+
+
+# -- before / after --------------------------------------------------------------------------------
+
+
+def comparison_rows(before: Snapshot, after: Snapshot) -> list[tuple[str, str, str]]:
+    """(what, before, after) for the figures that tell the incidents apart."""
+
+    def p99(s: Snapshot, name: str) -> str:
+        row = s.latency.get(name)
+        return _seconds(row["p99"]) if row and row["n"] else "-"
+
+    def capacity(s: Snapshot) -> str:
+        return f"{s.capacity:,.0f}" if s.capacity else "-"
+
+    return [
+        ("jobs/min (average)", f"{before.throughput_avg:,.0f}", f"{after.throughput_avg:,.0f}"),
+        ("capacity, jobs/min", capacity(before), capacity(after)),
+        *(
+            (f"jobs {status}", f"{before.counts[status]:,}", f"{after.counts[status]:,}")
+            for status in ("completed", "failed", "pending", "running")
+        ),
+        ("p99 claim", p99(before, "claim"), p99(after, "claim")),
+        ("p99 send_email step", p99(before, "send_email"), p99(after, "send_email")),
+        ("p99 any step", p99(before, "all steps"), p99(after, "all steps")),
+        (
+            "workers waiting on a lock (avg)",
+            f"{before.states_avg['waiting on a lock']:.1f}",
+            f"{after.states_avg['waiting on a lock']:.1f}",
+        ),
+        (
+            "oldest transaction (max)",
+            _seconds(before.oldest_transaction_max),
+            _seconds(after.oldest_transaction_max),
+        ),
+        ("PoolTimeouts", f"{before.pool.timeouts:,}", f"{after.pool.timeouts:,}"),
+        ("pool wait (max)", _seconds(before.pool.max_wait), _seconds(after.pool.max_wait)),
+        (
+            "API calls inside a transaction",
+            f"{before.calls_in_transaction:,}",
+            f"{after.calls_in_transaction:,}",
+        ),
+        ("emails delivered", f"{before.delivered:,}", f"{after.delivered:,}"),
+        ("duplicate copies", f"{before.duplicate_copies:,}", f"{after.duplicate_copies:,}"),
+        ("jobs re-run after lease expiry", f"{before.recoveries:,}", f"{after.recoveries:,}"),
+    ]
+
+
+def render_comparison(before: Snapshot, after: Snapshot) -> Table:
+    table = Table(
+        title=f"Incident {before.scenario}: the same load, measured twice",
+        title_justify="left",
+        expand=False,
+    )
+    table.add_column("")
+    table.add_column(before.variant, justify="right", style="red")
+    table.add_column(after.variant, justify="right", style="green")
+    for what, left, right in comparison_rows(before, after):
+        table.add_row(what, left, right)
+    return table
+
+
+# -- text ------------------------------------------------------------------------------------------
+
+
+def plain_summary(s: Snapshot) -> str:
+    """The board as plain lines, for output that is not a terminal."""
+    c = s.counts
+    lines = [
+        f"Incident {s.scenario}: {s.title} - {s.variant}, {s.database}",
+        f"  {s.workers} workers on {s.jobs:,} jobs for {_ran(s)}",
+        f"  jobs (database): {c['pending']:,} pending, {c['running']:,} running, "
+        f"{c['completed']:,} completed, {c['failed']:,} failed",
+        f"  throughput: {s.throughput_avg:,.0f} jobs/min on average"
+        + (
+            f"; capacity {s.capacity:,.0f} jobs/min ({s.workers} workers, "
+            f"{_seconds(s.api_seconds_per_job)} of API time per job)"
+            if s.capacity and s.api_seconds_per_job
+            else ""
+        ),
+        "  latency p50/p95/p99: "
+        + "; ".join(
+            f"{name} {_seconds(row['p50'])}/{_seconds(row['p95'])}/{_seconds(row['p99'])}"
+            for name, row in s.latency.items()
+            if row["n"]
+        ),
+        "  workers (average over the run): "
+        + ", ".join(f"{s.states_avg.get(state, 0.0):.1f} {state}" for state in STATES),
+        f"  pool: {s.pool.max_size} connections, full {s.pool_saturated_share:.0%} of the time, "
+        f"peak {s.pool_peak_waiting} waiting, max wait {_seconds(s.pool.max_wait)}, "
+        f"{s.pool.timeouts:,} PoolTimeout",
+        f"  transactions: oldest reached {_seconds(s.oldest_transaction_max)}; "
+        f"{s.calls_in_transaction:,} API calls made inside one",
+        "  API calls: "
+        + (", ".join(f"{op} {n:,}" for op, n in sorted(s.api_calls.items())) or "none")
+        + "; errors: "
+        + (", ".join(f"{name} {n:,}" for name, n in sorted(s.api_errors.items())) or "none"),
+        f"  emails: {s.delivered:,} delivered, {s.duplicate_copies:,} duplicate copies to "
+        f"{s.duplicated_recipients:,} customers",
+        f"  leases: {s.lease:g} s, heartbeat {'on' if s.heartbeat else 'off'}; "
+        f"{s.recoveries:,} jobs handed to another worker after their lease expired",
+        "  worker errors: "
+        + (", ".join(f"{name} {n:,}" for name, n in sorted(s.worker_errors.items())) or "none"),
+    ]
+    return "\n".join(lines)
+
+
+# -- small pieces ----------------------------------------------------------------------------------
+
+
+def sparkline(values: list[float]) -> str:
+    """``▁▃▇`` for a series (empty for none); all zeros draw as the lowest block."""
+    if not values:
+        return ""
+    top = max(values)
+    if top <= 0:
+        return _BLOCKS[0] * len(values)
+    return "".join(
+        _BLOCKS[min(len(_BLOCKS) - 1, int(v / top * (len(_BLOCKS) - 1) + 0.5))] for v in values
+    )
+
+
+def _bar(share: float, width: int) -> str:
+    filled = max(0.0, min(1.0, share)) * width
+    full = int(filled)
+    return (
+        "█" * full
+        + ("▌" if filled - full >= 0.5 else "")
+        + "·" * (width - full - (filled - full >= 0.5))
+    )
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1.0:
+        return f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s"
+
+
+def _operation_order(operation: str) -> int:
+    names = list(_OPERATION_NAMES)
+    return names.index(operation) if operation in names else len(names)
+
+
+def _ran(s: Snapshot) -> str:
+    if s.elapsed <= s.duration:
+        return f"{s.elapsed:.1f} s (the queue drained)" if s.finished else f"{s.elapsed:.1f} s"
+    return (
+        f"{s.duration:g} s, then {s.elapsed - s.duration:.1f} s for the workers to finish the "
+        "calls they were in"
+    )
+
+
+def _detail_seconds(detail: str) -> float:
+    try:
+        return float(detail.rsplit(" ", 1)[-1].rstrip("s"))
+    except ValueError:
+        return 0.0

@@ -1,0 +1,143 @@
+"""Incident 2: customers got the campaign email two or three times.
+
+This is the campaign worker as production runs it tonight, and the deployment settings it runs
+with. Support is forwarding complaints: "why did you email me three times?". Read it as you
+would during the incident; the dashboard shows what it does under load.
+
+The fix is at the bottom of the file, below the spoiler line.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+
+from harness import InvalidEmailError, Job, Step, db, execute_sql, send_email, utcnow
+from harness.faults import FaultPlan, Latency, ServiceFaults
+
+from . import workflow
+from .incident import Deployment, Incident, solution_of
+from .workflow import create_campaign_jobs
+
+# --- what production runs ---------------------------------------------------------------------
+
+_CLAIM = """
+UPDATE jobs
+   SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
+ WHERE id = (
+       SELECT id FROM jobs
+        WHERE status = 'pending' AND run_after <= ?
+        ORDER BY run_after, id
+        LIMIT 1{lock}
+ )
+RETURNING *
+"""
+
+
+async def claim_next_job(worker_id: str) -> Job | None:
+    """Atomically claim the oldest claimable job (one statement; SKIP LOCKED on PostgreSQL)."""
+    now = utcnow()
+    lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
+    rows = await execute_sql(_CLAIM.format(lock=lock), [worker_id, now, now, now])
+    return Job.from_row(rows[0]) if rows else None
+
+
+async def send_email_step(job: Job) -> None:
+    """Send the campaign email and record its message id.
+
+    Every request carries an Idempotency-Key, as SendGrid recommends, so a request that the
+    network retries is never processed twice.
+    """
+
+    async def one_request() -> str:
+        return await send_email(
+            job.email, workflow.email_body(job), idempotency_key=str(uuid.uuid4())
+        )
+
+    try:
+        message_id = await workflow.with_retries(one_request)
+    except InvalidEmailError as error:
+        await workflow.fail_job(job, f"InvalidEmailError: {error}", attempts=1)
+        return
+    except workflow.GaveUp as error:
+        await workflow.fail_job(job, str(error), attempts=error.attempts)
+        return
+    await Job.filter(id=job.id).update(message_id=message_id)
+    job.message_id = message_id
+
+
+async def process_job(job: Job) -> None:
+    await workflow.run_current_step(job, send=send_email_step)
+
+
+def production_apis(seed: int) -> FaultPlan:
+    """SendGrid usually answers in 150 ms, but its slowest calls take seconds, and now and then
+    a response is lost after the email went out (a timeout that did deliver)."""
+    sendgrid = ServiceFaults(
+        timeout_after=0.01, timeout_seconds=0.5, latency=Latency(median=0.15, p99=1.5)
+    )
+    fast = ServiceFaults(latency=Latency(median=0.03, p99=0.15))
+    return FaultPlan(seed=seed, sendgrid=sendgrid, sentiment=fast, crm=fast)
+
+
+#: "A job takes about half a second end to end, so a half-second lease recovers a dead worker's
+#: job fast. Heartbeats cost a write per job every few hundred ms: we turned them off."
+DEPLOYMENT = Deployment(lease=0.5, heartbeat=False, apis=production_apis, stop_grace=2.0)
+
+
+# --- spoiler: the fix ---------------------------------------------------------------------
+# The idempotency key names the email, not the request: one key per job and step, the same on
+# every retry and on every worker. A second worker that gets the job (its lease ran out while the
+# first was still waiting on SendGrid) then gets the first email's message id back instead of
+# sending another. Separately, renew the claim while working (heartbeat) or make the lease longer
+# than the slowest job, so that live jobs are not handed out twice at all.
+
+
+async def fixed_send_email_step(job: Job) -> None:
+    key = workflow.step_key(job, Step.SEND_EMAIL)
+    try:
+        message_id = await workflow.with_retries(
+            lambda: send_email(job.email, workflow.email_body(job), idempotency_key=key)
+        )
+    except InvalidEmailError as error:
+        await workflow.fail_job(job, f"InvalidEmailError: {error}", attempts=1)
+        return
+    except workflow.GaveUp as error:
+        await workflow.fail_job(job, str(error), attempts=error.attempts)
+        return
+    await Job.filter(id=job.id).update(message_id=message_id)
+    job.message_id = message_id
+
+
+async def fixed_process_job(job: Job) -> None:
+    await workflow.run_current_step(job, send=fixed_send_email_step)
+
+
+_module = sys.modules[__name__]
+
+INCIDENT = Incident(
+    number=2,
+    slug="duplicate_emails",
+    title="Customers got the email two or three times",
+    page=(
+        "Support is flooded: customers of the spring campaign say they received the same email "
+        "two, some three times, and a few are threatening to report us as spam. The workers "
+        "look healthy and the queue is moving."
+    ),
+    module=_module,
+    deployment=DEPLOYMENT,
+    flawed=solution_of(
+        _module,
+        claim_next_job=claim_next_job,
+        create_campaign_jobs=create_campaign_jobs,
+        send_email_step=send_email_step,
+        process_job=process_job,
+    ),
+    fixed=solution_of(
+        _module,
+        claim_next_job=claim_next_job,
+        create_campaign_jobs=create_campaign_jobs,
+        send_email_step=fixed_send_email_step,
+        process_job=fixed_process_job,
+    ),
+)

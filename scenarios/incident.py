@@ -1,0 +1,153 @@
+"""What an incident drill is: production code with a flaw, its fix, and the load that exposes it.
+
+An incident module (``slow_throughput``, ``duplicate_emails``, ``pool_exhaustion``) is the
+campaign worker exactly as production runs it, followed by the fix; it ends by declaring its
+``INCIDENT``: the pager message, how production is deployed (lease, heartbeat, pool, how the
+external APIs behave) and the two solutions. The drill runs a ``Load`` against one of its
+``Variant``s and measures everything it shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from harness.faults import FaultPlan
+from harness.runner import RunnerConfig
+from harness.solutions import Solution
+
+__all__ = [
+    "DEFAULT_DURATION",
+    "DEFAULT_JOBS",
+    "DEFAULT_WORKERS",
+    "STOP_GRACE",
+    "Deployment",
+    "Incident",
+    "Load",
+    "Variant",
+    "solution_of",
+]
+
+DEFAULT_JOBS = 5000
+DEFAULT_WORKERS = 20
+DEFAULT_DURATION = 30.0
+DEFAULT_SEED = 1
+#: Seconds the workers get, once told to stop, to finish the call they are in before they are
+#: cancelled (a worker that is told to stop takes no new job and starts no new step).
+STOP_GRACE = 5.0
+#: Our own variants are measured, not policed: an error they raise (a PoolTimeout, say) is part
+#: of the incident, so the runner must not stop the run after a few of them.
+_UNLIMITED_ERRORS = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class Load:
+    """How much work a run gets, and for how long. The same load runs before and after."""
+
+    jobs: int = DEFAULT_JOBS
+    workers: int = DEFAULT_WORKERS
+    duration: float = DEFAULT_DURATION
+    seed: int = DEFAULT_SEED
+
+    def __post_init__(self) -> None:
+        if self.jobs < 1 or self.workers < 1:
+            raise ValueError("a load needs at least one job and one worker")
+        if self.duration <= 0:
+            raise ValueError(f"duration must be positive, not {self.duration}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deployment:
+    """How production runs its workers: what an on-call engineer finds in the config."""
+
+    #: Seconds after which a running job whose claim was not renewed goes back to the queue.
+    lease: float = 2.0
+    #: Whether a live worker renews its claim while it works.
+    heartbeat: bool = True
+    #: Pooled connections as a function of the number of workers.
+    pool_size: Callable[[int], int] = lambda workers: workers + 5
+    #: Seconds a caller waits for a pooled connection before ``PoolTimeout``.
+    pool_timeout: float = 30.0
+    #: Seconds SQLite waits for its write lock before "database is locked" (None: the default).
+    busy_timeout: float | None = None
+    #: How the external APIs behave (latency and faults), from the run's seed.
+    apis: Callable[[int], FaultPlan] = lambda seed: FaultPlan(seed=seed)
+    #: Seconds workers told to stop get to finish the calls they are in before they are
+    #: cancelled (what Kubernetes calls the termination grace period).
+    stop_grace: float = STOP_GRACE
+
+    def database_options(self, load: Load) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "pool_size": self.pool_size(load.workers),
+            "pool_timeout": self.pool_timeout,
+        }
+        if self.busy_timeout is not None:
+            options["busy_timeout"] = self.busy_timeout
+        return options
+
+    def runner_config(
+        self, load: Load, *, police_errors: bool, grace: float | None = None
+    ) -> RunnerConfig:
+        """The runner for ``load``; ``police_errors`` keeps the runner's stop-on-errors guard
+        (for a candidate's code, which may simply not work yet); ``grace`` overrides
+        ``stop_grace``."""
+        grace = self.stop_grace if grace is None else grace
+        extra = {} if police_errors else {"errors_per_job_limit": _UNLIMITED_ERRORS}
+        return RunnerConfig(
+            workers=load.workers,
+            lease=self.lease,
+            heartbeat=self.heartbeat,
+            deadline=load.duration + grace,
+            **extra,
+        )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One solution to run under the incident's load: ``flawed``, ``fixed`` or ``solution``."""
+
+    key: str
+    label: str
+    solution: Solution
+
+    @property
+    def ours(self) -> bool:
+        """True for the incident's own code, False for a candidate's solution."""
+        return self.key != "solution"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Incident:
+    number: int
+    slug: str
+    title: str
+    #: What the pager says: the symptom as reported, never a measured figure.
+    page: str
+    module: ModuleType
+    deployment: Deployment
+    flawed: Solution
+    fixed: Solution
+    #: Whether telling the flaw apart needs the fix measured under the same load (throughput is
+    #: only "low" next to what the same machine does with the fix).
+    needs_baseline: bool = False
+
+    @property
+    def path(self) -> Path:
+        return Path(self.module.__file__ or self.slug)
+
+    def variant(self, key: str, solution: Solution | None = None) -> Variant:
+        if key == "flawed":
+            return Variant("flawed", "production code", self.flawed)
+        if key == "fixed":
+            return Variant("fixed", "with the fix", self.fixed)
+        if key == "solution" and solution is not None:
+            return Variant("solution", f"your {solution.path.name}", solution)
+        raise ValueError(f"unknown variant {key!r}")
+
+
+def solution_of(module: ModuleType, **functions: Callable[..., Any]) -> Solution:
+    """A ``Solution`` of the four functions given, from an incident module."""
+    return Solution(path=Path(module.__file__ or module.__name__), module=module, **functions)

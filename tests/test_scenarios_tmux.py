@@ -1,0 +1,118 @@
+"""scenarios in a real terminal: `python -m scenarios 1` in tmux draws the live board (rich's Live
+on a tty), then asks its question and grades the answer typed at the prompt."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.config import PROJECT_ROOT
+
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+
+SECTIONS = (
+    "INCIDENT 1",
+    "Queue depth",
+    "Throughput",
+    "Latency per call",
+    "Connection pool & transactions",
+    "Workers (20",
+    "External APIs (ledger) & emails",
+)
+
+
+class Tmux:
+    """One tmux server of our own (its own socket), so that nothing else is touched."""
+
+    def __init__(self) -> None:
+        self.socket = f"kata-test-{secrets.token_hex(4)}"
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True
+        ).stdout
+
+    def pane(self) -> str:
+        return self("capture-pane", "-p", "-t", "drill")
+
+    def wait_for(self, condition: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.pane()
+            if condition in text:
+                return text
+            time.sleep(0.2)
+        raise AssertionError(
+            f"{condition!r} did not appear in {timeout} s; the pane:\n{self.pane()}"
+        )
+
+    def wait_until_exited(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self("display-message", "-p", "-t", "drill", "#{pane_dead}").strip() == "1":
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"the drill did not exit in {timeout} s; the pane:\n{self.pane()}")
+
+
+@pytest.fixture
+def tmux() -> Iterator[Tmux]:
+    server = Tmux()
+    try:
+        yield server
+    finally:
+        subprocess.run(["tmux", "-L", server.socket, "kill-server"], capture_output=True)
+
+
+def test_the_board_is_drawn_live_in_a_terminal_then_the_answer_is_graded(
+    tmux: Tmux, tmp_path: Path
+) -> None:
+    answers = tmp_path / "answers.jsonl"
+    command = f"{sys.executable} -m scenarios 1 --duration 5 --jobs 300 --answers-file {answers}"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the zero-setup SQLite
+    subprocess.run(
+        [
+            "tmux",
+            "-L",
+            tmux.socket,
+            "new-session",
+            "-d",
+            "-s",
+            "drill",
+            "-x",
+            "140",
+            "-y",
+            "45",
+            "-c",
+            str(PROJECT_ROOT),
+            command,
+        ],
+        check=True,
+        env=env,
+    )
+    tmux("set-option", "-t", "drill", "remain-on-exit", "on")
+
+    mid_run = tmux.wait_for("External APIs", timeout=15)
+    assert "Totals re-counted" not in mid_run, "the run was over before the board was captured"
+    for section in SECTIONS:
+        assert section in mid_run, f"{section!r} missing from the board:\n{mid_run}"
+    assert "production code" in mid_run and "s / 5 s" in mid_run
+
+    question = tmux.wait_for("Your answer", timeout=30)
+    assert "Totals re-counted from the database" in question
+    tmux("send-keys", "-t", "drill", "B", "Enter")
+    tmux.wait_for("What would you change?", timeout=10)
+    tmux(
+        "send-keys", "-t", "drill", "claim with SKIP LOCKED, send outside the transaction", "Enter"
+    )
+    assert "Right: B." in tmux.wait_for("Right", timeout=10)
+    tmux.wait_until_exited(timeout=10)
+    assert '"correct": true' in answers.read_text()
