@@ -13,19 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-
 from harness.config import DatabaseConfig
 from harness.database import Database, current_database
-from harness.exceptions import PoolTimeout
 from harness.isolation import isolated_database
 from harness.metrics import RunMetrics
-from harness.models import Campaign, Job
+from harness.models import Campaign
 from harness.runner import Runner, RunReport
 from harness.services import Services
 from harness.stress import campaign_emails
@@ -136,12 +132,6 @@ class _DrillRunner(Runner):
       take no new job and start no new step, and finish the call they are in (the config's
       deadline, a few seconds later, cancels what is left). Cancelling statements mid-flight
       would leave queries running on the server after the final count.
-    * Its monitor survives a write lock it cannot get (see ``_recover_expired``).
-    * Its own reads of a job survive an exhausted pool. Between two ``process_job`` calls the
-      runner re-reads the job through the workers' pool; when that pool is exhausted (incident
-      3) the read raises ``PoolTimeout``, which the stock runner lets end the whole run. The read
-      is bookkeeping, not the code under test, so we re-enter the processing loop instead: it
-      re-reads the job and carries on where it was.
     """
 
     def __init__(self, *args: Any, stop_after: float, **kwargs: Any) -> None:
@@ -149,26 +139,11 @@ class _DrillRunner(Runner):
         self.stop_after = stop_after
 
     async def run(self) -> RunReport:
-        stop = asyncio.get_running_loop().call_later(self.stop_after, self._stop.set)
+        stop = asyncio.get_running_loop().call_later(self.stop_after, self.stop)
         try:
             return await super().run()
         finally:
             stop.cancel()
-
-    async def _recover_expired(self) -> None:
-        # Recovering expired claims is a multi-row UPDATE, and incidents 1 and 3 hold locks
-        # across API calls: on SQLite it may not get the write lock in time, on PostgreSQL it
-        # can be chosen as a deadlock victim by the claimers' FOR UPDATE convoy. A tick that
-        # fails tries again at the next one instead of ending the run, as the stock monitor does.
-        with contextlib.suppress(sqlite3.OperationalError, psycopg.OperationalError, PoolTimeout):
-            await super()._recover_expired()
-
-    async def _process(self, worker_id: str, job: Job) -> bool:
-        while True:
-            try:
-                return await super()._process(worker_id, job)
-            except PoolTimeout:
-                continue
 
 
 class _MonitorPool:
