@@ -54,6 +54,8 @@ class CatalogueEntry:
     diagnosis: str
     backends: tuple[str, ...]
     summary: str
+    #: The fast tier unless the mistake only shows at full size (e.g. a parameter limit).
+    tier: str = "fast"
 
     @property
     def name(self) -> str:
@@ -79,6 +81,7 @@ def catalogue() -> list[CatalogueEntry]:
                 diagnosis=values["EXPECTED_DIAGNOSIS"],
                 backends=tuple(values.get("EXPECTED_BACKENDS", ("sqlite", "postgresql"))),
                 summary=(ast.get_docstring(tree) or "").split("\n\n")[0].replace("\n", " "),
+                tier=values.get("EXPECTED_TIER", "fast"),
             )
         )
     return entries
@@ -138,7 +141,7 @@ def failing_tasks(results: dict[str, Any]) -> dict[str, str | None]:
 
 def check_entry(entry: CatalogueEntry, db: str, *, seed: int = 1) -> str | None:
     """None when ``entry`` fails its task with its diagnosis on ``db``; else what went wrong."""
-    results = grade(entry.path, db, tasks=entry.task, tier="fast", seed=seed)
+    results = grade(entry.path, db, tasks=entry.task, tier=entry.tier, seed=seed)
     diagnosis = results["tasks"][entry.task]["diagnosis"]
     if diagnosis is None:
         return f"{entry.name} passed task {entry.task}: the grader missed the mistake"
