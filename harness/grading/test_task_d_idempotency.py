@@ -597,7 +597,7 @@ async def _first_counterexample(
     return found[0] if found else None
 
 
-@graded("D", timeout=120)
+@graded("D", timeout=120, full_only=True)
 async def test_faults_and_crashes_never_break_the_invariants(kata: Kata) -> None:
     solution = dataclasses.replace(kata.solution, claim_next_job=_harness_claim)
     diagnosis = await _first_counterexample(

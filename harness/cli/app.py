@@ -1,0 +1,82 @@
+"""The application object that the root command builds into ``ctx.obj``: where things are (the
+project, the candidate's file, ``.kata/``), the terminal, and the progress file."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+
+from ..config import PROJECT_ROOT, DatabaseConfig
+from ..solutions import CANDIDATE_PATH, REFERENCE_PATH
+from .board import BoardState
+from .progress import Progress
+from .runner import GradeRequest
+from .terminal import Terminal
+
+__all__ = ["KATA_HOME_ENV", "SECOND_DB_ENV", "App", "kata_home"]
+
+#: Where progress and backups live; default ``PROJECT_ROOT/.kata`` (gitignored).
+KATA_HOME_ENV = "KATA_HOME"
+#: A second database URL: tasks that pass on the main backend are graded on it too.
+SECOND_DB_ENV = "KATA_SECOND_DATABASE_URL"
+
+
+def kata_home() -> Path:
+    configured = os.environ.get(KATA_HOME_ENV)
+    return Path(configured).resolve() if configured else PROJECT_ROOT / ".kata"
+
+
+class App:
+    def __init__(self, terminal: Terminal | None = None, *, home: Path | None = None) -> None:
+        self.terminal = terminal or Terminal()
+        self.root = PROJECT_ROOT
+        self.home = home or kata_home()
+
+    @property
+    def progress_path(self) -> Path:
+        return self.home / "progress.json"
+
+    @property
+    def backups(self) -> Path:
+        return self.home / "backups"
+
+    @cached_property
+    def progress(self) -> Progress:
+        return Progress.load(self.progress_path)
+
+    def solution_path(self, given: str | Path | None = None) -> Path:
+        return Path(given).resolve() if given else CANDIDATE_PATH
+
+    def reference_text(self) -> str:
+        return REFERENCE_PATH.read_text()
+
+    def backup(self, path: Path, label: str) -> Path:
+        """Copy ``path`` to ``.kata/backups/<stem>-<label>-<timestamp>.py``; return the copy."""
+        self.backups.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        target = self.backups / f"{path.stem}-{label}-{stamp}{path.suffix}"
+        counter = 2
+        while target.exists():
+            target = self.backups / f"{path.stem}-{label}-{stamp}-{counter}{path.suffix}"
+            counter += 1
+        target.write_bytes(path.read_bytes())
+        return target
+
+    def board_state(self, request: GradeRequest, *, second_db: str | None = None,
+                    watching: str | None = None) -> BoardState:
+        return BoardState(
+            solution=_shown(request.solution),
+            backend=DatabaseConfig(url=request.url).describe(),
+            second_backend=DatabaseConfig(url=second_db).describe() if second_db else None,
+            watching=watching,
+            keys=watching is not None,
+        )
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)

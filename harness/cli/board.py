@@ -1,0 +1,223 @@
+"""The board: what ``python -m harness dev`` keeps on screen and ``grade`` prints once.
+
+``render_board(state)`` is a pure function of a ``BoardState``: no clocks, no I/O, so tests render
+it into a capture console and read the text. Whoever owns the state (the dev session, the grade
+command) fills it in; ``now`` travels in the state for the same reason.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rich import box
+from rich.console import Group, RenderableType
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from .interview import PARTS, InterviewClock, SummaryLine, minutes
+from .sources import FUNCTIONS
+
+__all__ = ["KEYS", "STATUSES", "BoardPanel", "BoardState", "RunLine", "TaskRow", "render_board"]
+
+TASK_NAMES = {**FUNCTIONS, "E": "end to end"}
+#: What a task can be, from nothing to everything.
+STATUSES = ("not graded", "not started", "failing", "passing", "passing on both backends")
+KEYS = (("h", "hint"), ("r", "re-run"), ("f", "full tier"), ("s", "solution"), ("q", "quit"))
+
+_STYLE = {"not graded": "dim", "not started": "yellow", "failing": "bold red",
+          "passing": "bold green", "passing on both backends": "bold green"}
+_MARK = {"not graded": "-", "not started": "·", "failing": "✘", "passing": "✔",
+         "passing on both backends": "✔✔"}
+_RUN_MARK = {"running": "⋯", "done": "✔", "timed out": "⏱", "crashed": "✘", "cancelled": "↷",
+             "waiting": " "}
+
+
+@dataclass
+class TaskRow:
+    task: str
+    status: str = "not graded"
+    passed: int = 0
+    total: int = 0
+    diagnosis: str | None = None
+    tier: str | None = None  # the tier that gave this status
+    grading: bool = False  # being graded right now
+    stale: bool = False  # from an earlier version of the file
+
+
+@dataclass
+class RunLine:
+    """One grading pass of the current pipeline, as the board shows it."""
+
+    tier: str
+    backend: str
+    state: str  # waiting | running | done | timed out | crashed | cancelled
+    elapsed: float = 0.0
+    done: int = 0
+    total: int = 0
+    current: str | None = None
+
+
+@dataclass
+class BoardPanel:
+    """A hint or a reference solution shown under the tasks."""
+
+    title: str
+    body: str
+    kind: str = "markdown"  # markdown | python
+
+
+@dataclass
+class BoardState:
+    solution: str
+    backend: str
+    second_backend: str | None = None
+    watching: str | None = None  # None when not watching (the grade command)
+    tasks: dict[str, TaskRow] = field(
+        default_factory=lambda: {task: TaskRow(task) for task in TASK_NAMES})
+    runs: list[RunLine] = field(default_factory=list)
+    notice: str | None = None  # a syntax error, a timeout, a crash: said in red
+    info: str | None = None  # anything else worth a line
+    output: list[str] = field(default_factory=list)
+    output_dropped: int = 0
+    panel: BoardPanel | None = None
+    interview: InterviewClock | None = None
+    interview_summary: list[SummaryLine] | None = None
+    keys: bool = True
+
+    def first_failing(self) -> TaskRow | None:
+        for row in self.tasks.values():
+            if row.status in ("failing", "not started") and row.diagnosis:
+                return row
+        return None
+
+
+def render_board(state: BoardState) -> RenderableType:
+    parts: list[RenderableType] = [_header(state)]
+    if state.keys:  # near the top: a long hint must never push the keys off the screen
+        parts.append(_keys())
+    if state.interview is not None:
+        parts.append(_interview(state.interview))
+    if state.interview_summary is not None:
+        parts.append(_summary(state.interview_summary))
+    parts.append(_tasks(state))
+    failing = state.first_failing()
+    if failing is not None:
+        parts.append(Panel(Text(failing.diagnosis or ""), border_style="red", box=box.ROUNDED,
+                           title=f"{failing.task} · {TASK_NAMES.get(failing.task, '')}",
+                           title_align="left"))
+    if state.runs:
+        parts.append(_runs(state.runs))
+    if state.notice and (failing is None or state.notice != failing.diagnosis):
+        parts.append(Text(state.notice, style="bold red"))
+    if state.info:
+        parts.append(Text(state.info, style="cyan"))
+    if state.panel is not None:
+        body: RenderableType = (Syntax(state.panel.body, "python", theme="ansi_dark",
+                                       background_color="default")
+                                if state.panel.kind == "python" else Markdown(state.panel.body))
+        parts.append(Panel(body, title=state.panel.title, title_align="left",
+                           border_style="cyan", box=box.ROUNDED))
+    if state.output or state.output_dropped:
+        parts.append(_output(state))
+    return Group(*parts)
+
+
+def _header(state: BoardState) -> Text:
+    text = Text()
+    text.append("Campaign-jobs kata", style="bold")
+    text.append(f" — {state.solution}\n")
+    text.append(f"backend {state.backend}", style="dim")
+    if state.second_backend:
+        text.append(f" · second backend {state.second_backend}", style="dim")
+    if state.watching:
+        text.append(f"\n{state.watching}", style="dim")
+    return text
+
+
+def _tasks(state: BoardState) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
+    table.add_column("task", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("tests", justify="right", no_wrap=True)
+    table.add_column("tier", no_wrap=True)
+    for row in state.tasks.values():
+        status = Text(f"{_MARK[row.status]} {row.status}", style=_STYLE[row.status])
+        if row.stale:
+            status.stylize("dim")
+            status.append(" (earlier version)", style="dim")
+        if row.grading:
+            status.append("  grading…", style="cyan")
+        tests = f"{row.passed}/{row.total}" if row.total else ""
+        table.add_row(f"{row.task}  {TASK_NAMES.get(row.task, row.task)}", status, tests,
+                      row.tier or "")
+    return table
+
+
+def _runs(runs: list[RunLine]) -> Text:
+    text = Text()
+    for index, run in enumerate(runs):
+        if index:
+            text.append("\n")
+        label = f"{run.tier} tier on {run.backend}"
+        if run.state == "waiting":
+            text.append(f"{label}: next", style="dim")
+            continue
+        style = {"done": "green", "running": "cyan", "cancelled": "dim"}.get(run.state, "red")
+        text.append(f"{_RUN_MARK.get(run.state, '')} {label}: ", style=style)
+        if run.state == "running":
+            progress = f" ({run.done}/{run.total} tests)" if run.total else ""
+            text.append(f"grading {run.elapsed:.1f} s{progress}", style=style)
+        else:
+            text.append(f"{run.state} in {run.elapsed:.1f} s", style=style)
+    return text
+
+
+def _interview(now: InterviewClock) -> Text:
+    text = Text()
+    if now.finished:
+        text.append("Interview: time is up", style="bold magenta")
+        return text
+    text.append("Interview ", style="bold magenta")
+    text.append(f"{now.part_name} ", style="bold")
+    text.append(f"{minutes(now.part_left)} left in this part · {minutes(now.total_left)} left "
+                "of 60 min\n")
+    for index, (name, length) in enumerate(PARTS):
+        style = "bold reverse magenta" if index == now.part else (
+            "dim" if index < now.part else "")
+        text.append(f" {name} {length} ", style=style)
+    return text
+
+
+def _summary(lines: list[SummaryLine]) -> Table:
+    table = Table(title="What passed, and when", title_justify="left", box=box.SIMPLE_HEAD,
+                  show_edge=False)
+    table.add_column("task")
+    table.add_column("passed the full tier")
+    for line in lines:
+        when = (f"at {minutes(line.passed_after)} ({line.part})"
+                if line.passed_after is not None else "not passed")
+        table.add_row(f"{line.task}  {TASK_NAMES.get(line.task, '')}",
+                      Text(when, style="green" if line.passed_after is not None else "dim"))
+    return table
+
+
+def _output(state: BoardState) -> Panel:
+    lines = list(state.output)
+    title = "output of your code"
+    if state.output_dropped:
+        title += f" (output truncated: {state.output_dropped} earlier lines not shown)"
+    return Panel(Text("\n".join(lines)), title=title, title_align="left", border_style="dim",
+                 box=box.ROUNDED)
+
+
+def _keys() -> Text:
+    text = Text()
+    for index, (key, meaning) in enumerate(KEYS):
+        if index:
+            text.append("  ")
+        text.append(f" {key} ", style="bold reverse")
+        text.append(f" {meaning}")
+    return text

@@ -1,0 +1,178 @@
+"""What a grading run found, as it goes: test results, per-task tallies, the solution's output."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .runner import GradeRequest
+
+__all__ = ["OUTPUT_LINES", "GradeRun", "OutputTail", "TaskTally", "Verdict"]
+
+#: Lines of the solution's own output kept for the board.
+OUTPUT_LINES = 20
+
+
+@dataclass(frozen=True)
+class Verdict:
+    id: str
+    task: str
+    outcome: str  # "pass" | "fail" | "skip"
+    diagnosis: str | None = None
+    duration: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return self.id.rsplit("::", 1)[-1]
+
+
+@dataclass
+class TaskTally:
+    """One task's results within one run."""
+
+    task: str
+    expected: int = 0
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    diagnoses: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        return self.expected > 0 and self.passed + self.failed + self.skipped >= self.expected
+
+    @property
+    def status(self) -> str:
+        """As the scorecard says it: passing, failing or not started."""
+        if self.failed == 0:
+            return "passing" if self.passed else "no tests"
+        if self.diagnoses and all(d.startswith("not started") for d in self.diagnoses):
+            return "not started"
+        return "failing"
+
+    @property
+    def diagnosis(self) -> str | None:
+        return self.diagnoses[0] if self.diagnoses else None
+
+
+class OutputTail:
+    """The last ``limit`` lines of what the solution printed, and how many were dropped."""
+
+    def __init__(self, limit: int = OUTPUT_LINES) -> None:
+        self.lines: deque[str] = deque(maxlen=limit)
+        self.dropped = 0
+        self._last_label: str | None = None
+
+    def add(self, text: str, label: str | None = None) -> None:
+        new = text.splitlines()
+        if label and label != self._last_label:
+            new.insert(0, f"── {label}")
+            self._last_label = label
+        overflow = max(0, len(self.lines) + len(new) - (self.lines.maxlen or 0))
+        self.dropped += overflow
+        self.lines.extend(new)
+
+    @property
+    def truncated(self) -> bool:
+        return self.dropped > 0
+
+
+@dataclass
+class GradeRun:
+    """A grading pass as it goes; the board reads it while it runs."""
+
+    request: GradeRequest
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    state: str = "running"  # running | done | timed out | crashed | cancelled
+    message: str | None = None
+    tests: dict[str, str] = field(default_factory=dict)  # test id -> task, in run order
+    results: dict[str, Verdict] = field(default_factory=dict)
+    current: str | None = None
+    output: OutputTail = field(default_factory=OutputTail)
+    raw: deque[str] = field(default_factory=lambda: deque(maxlen=400))
+    returncode: int | None = None
+    scorecard: dict[str, Any] | None = None  # the grader's JSON results
+    answered_at: float | None = None  # when the last verdict came (the process still exits)
+    recorded: bool = False  # its verdicts are in the progress file
+
+    @property
+    def tier(self) -> str:
+        return self.request.tier
+
+    @property
+    def backend(self) -> str:
+        return self.request.backend
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+    def elapsed(self, now: float | None = None) -> float:
+        end = self.finished if self.finished is not None else (now or time.monotonic())
+        return max(0.0, end - self.started)
+
+    def tallies(self) -> dict[str, TaskTally]:
+        tallies: dict[str, TaskTally] = {}
+        for task in self.tests.values():
+            tallies.setdefault(task, TaskTally(task)).expected += 1
+        for result in self.results.values():
+            tally = tallies.setdefault(result.task, TaskTally(result.task))
+            if result.outcome == "pass":
+                tally.passed += 1
+            elif result.outcome == "fail":
+                tally.failed += 1
+                if result.diagnosis:
+                    tally.diagnoses.append(result.diagnosis)
+            else:
+                tally.skipped += 1
+        return {task: tallies[task] for task in sorted(tallies) if task}
+
+    @property
+    def all_passing(self) -> bool:
+        tallies = self.tallies()
+        return self.state == "done" and bool(tallies) and all(
+            t.status == "passing" for t in tallies.values())
+
+    # --- events --------------------------------------------------------------------------------
+
+    def apply(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "collected":
+            self.tests = {test["id"]: test["task"] for test in event["tests"]}
+        elif kind == "start":
+            self.current = event["id"]
+        elif kind == "result":
+            self.results[event["id"]] = Verdict(
+                event["id"], event.get("task") or self.tests.get(event["id"], ""),
+                event["outcome"], event.get("diagnosis"), event.get("duration", 0.0))
+            if self.current == event["id"]:
+                self.current = None
+            if self.answered_at is None and len(self.results) >= len(self.tests):
+                self.answered_at = time.monotonic()
+        elif kind == "output":
+            self.output.add(event["text"], label=event["id"].rsplit("::", 1)[-1])
+
+    def absorb_scorecard(self, data: dict[str, Any]) -> None:
+        """The grader's JSON: the authority on results, when the event stream has none."""
+        self.scorecard = data
+        if self.results:
+            return
+        for index, test in enumerate(data.get("tests", [])):
+            test_id = f"{test['name']}#{index}"
+            self.tests[test_id] = test["task"]
+            self.results[test_id] = Verdict(test_id, test["task"], test["status"],
+                                               test.get("message"), test.get("duration", 0.0))
+
+    def stop(self, state: str, message: str | None = None) -> None:
+        """End the run as ``state``; a test still going fails with ``message``."""
+        self.state, self.message = state, message
+        self.finished = time.monotonic()
+        current = self.current
+        if current and current not in self.results and message:
+            task = self.tests.get(current, "")
+            self.results[current] = Verdict(current, task, "fail", message)
+        self.current = None

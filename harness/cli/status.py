@@ -1,0 +1,45 @@
+"""``python -m harness status``: the candidate's progress, per task."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+from rich import box
+from rich.table import Table
+from rich.text import Text
+
+from ..hints import LEVELS
+from .app import App
+from .board import TASK_NAMES
+from .interview import clock, minutes
+from .progress import now_utc
+
+
+@click.command(short_help="Show your progress: status, first pass and hints used, per task.")
+@click.pass_obj
+def status(app: App) -> None:
+    """Per task: what the grader last said, when it first passed the full tier (and on which
+    backends), and how many hint levels you have seen."""
+    progress = app.progress
+    table = Table(box=box.SIMPLE_HEAD, title="Your progress", title_justify="left")
+    for column in ("task", "last status", "first passed", "backends", "hints"):
+        table.add_column(column)
+    for task, info in progress.tasks.items():
+        last = info.last_status or "not graded"
+        style = {"passing": "green", "failing": "red", "not started": "yellow"}.get(last, "dim")
+        hints = f"{info.hint_level}/{LEVELS}" if task in "ABCD" else ""
+        table.add_row(f"{task}  {TASK_NAMES[task]}", Text(last, style=style),
+                      _when(info.first_passed), ", ".join(info.backends), hints)
+    app.terminal.print(table)
+    if progress.interview is not None:
+        now = clock(progress.interview.started_at, now_utc())
+        state = "finished" if now.finished else f"{now.part_name}, {minutes(now.total_left)} left"
+        app.terminal.info(f"Interview started {_when(progress.interview.started)} ({state}).")
+    app.terminal.info(f"Progress file: {app.progress_path}")
+
+
+def _when(iso: str | None) -> str:
+    if iso is None:
+        return "—"
+    return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")

@@ -1,0 +1,250 @@
+"""Hints for the four tasks, three levels each: a nudge, the concept, the shape of the code.
+
+A candidate reads these mid-interview, stuck and short of time. Each level gives away a little
+more than the one before: the nudge points at the question to ask, the concept names the
+technique and why it works, the shape shows the structure of the code with the details left for
+the candidate to fill in. The texts are Markdown; ``python -m harness hint A`` and the ``h`` key
+of ``python -m harness dev`` show them one level at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["LEVELS", "LEVEL_NAMES", "Hint", "hint", "hints_up_to"]
+
+LEVEL_NAMES = ("a nudge", "the concept", "the shape of the code")
+LEVELS = len(LEVEL_NAMES)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hint:
+    task: str
+    level: int
+    text: str
+
+    @property
+    def name(self) -> str:
+        return LEVEL_NAMES[self.level - 1]
+
+
+_TEXTS: dict[str, tuple[str, str, str]] = {
+    "A": (
+        # --- nudge ---
+        """\
+Twenty workers call `claim_next_job` at the same instant. If your code *reads* a pending job in
+one statement and *marks* it running in another, what can a second worker do in between?
+
+And when a worker loses that race, what does it do next: return `None` while claimable jobs are
+still waiting? The grader treats that as giving up early.""",
+        # --- concept ---
+        """\
+Make choosing the job and claiming it **one statement**, so that there is no gap between them:
+
+    UPDATE jobs SET status = 'running', ...
+     WHERE id = (SELECT id FROM jobs WHERE <claimable>
+                  ORDER BY run_after, id LIMIT 1)
+    RETURNING *
+
+The database picks the row and marks it in one step, and `RETURNING *` hands you the claimed row
+without another round trip (`Job.from_row(row)` turns it into a `Job`).
+
+- **PostgreSQL**: add `FOR UPDATE SKIP LOCKED` to the sub-select. `FOR UPDATE` locks the row it
+  picks; without it, two workers' sub-selects can pick the same id and both UPDATEs succeed.
+  `SKIP LOCKED` makes the second worker take the next row instead of waiting for the first.
+- **SQLite** has no row locks, and needs none here: a single write statement holds the database's
+  write lock for its whole duration. `db.dialect` tells you which backend you are on.
+- A transaction is not a lock. On PostgreSQL, wrapping a SELECT and an UPDATE in
+  `transaction()` still lets two workers read the same pending row.
+- A read followed by an update only works if the update re-checks `status = 'pending'` and you
+  **try again** when it changed nothing. Returning `None` is only right when the queue is empty.""",
+        # --- shape ---
+        """\
+```python
+_CLAIM = \"\"\"
+UPDATE jobs
+   SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
+ WHERE id = (SELECT id FROM jobs
+              WHERE status = 'pending' AND run_after <= ?
+              ORDER BY run_after, id
+              LIMIT 1{lock})
+RETURNING *
+\"\"\"
+
+async def claim_next_job(worker_id: str) -> Job | None:
+    now = utcnow()
+    lock = ...   # " FOR UPDATE SKIP LOCKED" on PostgreSQL, "" on SQLite
+    rows = await execute_sql(_CLAIM.format(lock=lock), [...])   # one value per ?
+    return Job.from_row(rows[0]) if rows else None
+```""",
+    ),
+    "B": (
+        """\
+Count the round trips. Every statement costs one (the SQLite backend simulates 1 ms each):
+how long do 50,000 `Job.create(...)` calls take?
+
+Then imagine address 30,000 is rejected: which jobs exist afterwards? And what happens when the
+same campaign is created a second time, or when an address appears twice in the list?""",
+        """\
+Send **many rows per statement**: a multi-row
+`INSERT INTO jobs (campaign_id, email) VALUES (?, ?), (?, ?), ...`, in batches.
+
+- **Batch size**: each statement has a limit on `?` parameters — 32,766 on SQLite, 65,535 on
+  PostgreSQL. At 2 parameters a row, a few thousand rows per batch stay well under both.
+- **All or nothing**: run every batch inside one `async with transaction():`, so a failure
+  part-way rolls all of them back.
+- **Re-runs**: let the unique `(campaign_id, email)` constraint do the work.
+  `ON CONFLICT (campaign_id, email) DO NOTHING RETURNING id` skips rows that exist and returns
+  only the ones it inserted, so `len(rows)` counts what this call created.
+- **Duplicates in the input**: de-duplicate before inserting; `list(dict.fromkeys(emails))`
+  keeps the original order. Without `ON CONFLICT`, a repeated address breaks the unique
+  constraint and fails the whole campaign.
+- **Empty list**: `VALUES` with nothing after it is a syntax error; make sure no statement is
+  sent at all.""",
+        """\
+```python
+_BATCH = 2000   # rows per INSERT: 4,000 parameters, far below both limits
+
+async def create_campaign_jobs(campaign_id: int, customer_emails: list[str]) -> int:
+    emails = list(dict.fromkeys(customer_emails))
+    created = 0
+    async with transaction():
+        for start in range(0, len(emails), _BATCH):
+            batch = emails[start : start + _BATCH]
+            values = ", ".join("(?, ?)" for _ in batch)
+            params = [...]   # campaign_id, email, campaign_id, email, ...
+            rows = await execute_sql(
+                f"INSERT INTO jobs (campaign_id, email) VALUES {values} "
+                "ON CONFLICT (campaign_id, email) DO NOTHING RETURNING id",
+                params,
+            )
+            created += len(rows)
+    return created
+```""",
+    ),
+    "C": (
+        """\
+Not every failure is the same kind. Of `RateLimitError`, `ServiceTimeoutError` and
+`InvalidEmailError`, which can succeed if you try again, and which never will? What does each
+one tell you about *when* to try again?
+
+And a timeout does not mean nothing happened: if the email went out just before the timeout,
+what stops your retry from sending it twice?""",
+        """\
+Sort the errors into **transient** (retry them) and **permanent** (give up at once):
+
+- `InvalidEmailError` is permanent. Fail the job now, with `last_error`, after exactly one
+  attempt. Retrying it is a violation.
+- `RateLimitError` is transient and tells you how long to wait: never retry before its
+  `.retry_after` seconds have passed.
+- `ServiceTimeoutError` is transient, but the request may already have taken effect.
+
+Retry with **exponential backoff plus jitter** (double the delay each attempt, cap it, add a
+random fraction so that twenty workers don't retry in lockstep), and wait at least `retry_after`
+for a rate limit. After `MAX_ATTEMPTS` tries, mark the job `failed` with `last_error`.
+
+The **idempotency key** makes a retry safe: derive it from the job and the step (say
+`f"job-{job.id}-send_email"`), never from the attempt. Then a retry after a timeout that did
+deliver gets the same message id back instead of a second email.
+
+Never call the API inside `transaction()`. The worker would hold a database connection (on SQLite,
+the write lock) for the whole network wait, and the harness flags it. Call first, then record the
+result.
+
+Retrying inside the call is one option. The other is returning the job to the queue: set it
+`pending` with `attempts + 1` and `run_after` in the future.""",
+        """\
+```python
+async def send_email_step(job: Job) -> None:
+    key = f"job-{job.id}-{Step.SEND_EMAIL.value}"   # the same on every attempt
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        try:
+            message_id = await send_email(job.email, body, idempotency_key=key)
+            break
+        except InvalidEmailError as error:
+            ...   # fail the job now: status failed, last_error, attempts = 1
+            return
+        except (RateLimitError, ServiceTimeoutError) as error:
+            if attempt == MAX_ATTEMPTS:
+                ...   # fail the job: status failed, last_error, attempts
+                return
+            delay = min(CAP, BASE * 2 ** (attempt - 1))
+            if isinstance(error, RateLimitError):
+                delay = max(delay, error.retry_after)
+            await asyncio.sleep(delay * (1 + random.random() / 4))
+    await Job.filter(id=job.id).update(message_id=message_id)   # outside any transaction
+    job.message_id = message_id
+```""",
+    ),
+    "D": (
+        """\
+Assume `process_job` runs twice for the same job: with a stale job object, on two workers at
+the same moment, or again after a worker died half-way through. Go through your code line by
+line and ask what the *second* run does. Which line would send a second email, perform a second
+CRM action, or write an older step over a newer one?""",
+        """\
+Three habits make a step safe to repeat:
+
+1. **Re-read first.** The job you were given may be stale: load it again, and stop if it is no
+   longer `running`.
+2. **Idempotent side effects.** Reuse what earlier runs recorded (a `message_id` already
+   there means the email was sent). Pass an idempotency key derived from the job and step, so
+   that repeating a call returns the earlier result instead of acting twice.
+3. **Advance with compare-and-set.** Make the update conditional on the step you ran:
+   `UPDATE jobs SET step = ?, ... WHERE id = ? AND step = ? AND status = 'running'`, or
+   `Job.filter(id=..., step=current).update(step=next, ...)`. If another worker got there first,
+   nothing changes, and you must not overwrite its progress. `job.save()` on a stale object
+   writes old values back.
+
+Record each step's result (`sentiment`, `action_id`) in the same conditional update that moves
+the job on.
+
+The worker may also crash. `WorkerCrashed` is a `BaseException`: `except Exception` doesn't catch
+it, and you shouldn't try, because it stands for a killed process. The dangerous moment is the
+crash *between* a side effect and the write that records it. The next run can't see that the
+effect happened, so the idempotency key is what stops it from happening twice.""",
+        """\
+```python
+async def process_job(job: Job) -> None:
+    fresh = await Job.filter(id=job.id).first()
+    if fresh is None or fresh.status != JobStatus.RUNNING:
+        return
+    if fresh.step == Step.SEND_EMAIL:
+        if fresh.message_id is None:
+            await send_email_step(fresh)          # idempotency key: job + step
+        await advance(fresh, to=Step.ANALYZE)
+    elif fresh.step == Step.ANALYZE:
+        sentiment = ...                           # get_reply, then analyze_sentiment
+        await advance(fresh, to=Step.TAKE_ACTION, sentiment=sentiment)
+    elif fresh.step == Step.TAKE_ACTION:
+        action_id = ...                           # route_customer(..., idempotency_key=...)
+        await advance(fresh, to=Step.DONE, action_id=action_id)
+
+async def advance(job: Job, to: Step, **fields) -> bool:
+    status = JobStatus.COMPLETED if to == Step.DONE else JobStatus.RUNNING
+    changed = await Job.filter(id=job.id, step=job.step, status=JobStatus.RUNNING).update(
+        step=to, status=status, **fields)
+    return changed == 1                           # 0: someone else advanced it first
+```""",
+    ),
+}
+
+_HINTS: dict[str, tuple[Hint, ...]] = {
+    task: tuple(Hint(task=task, level=level, text=text) for level, text in enumerate(texts, 1))
+    for task, texts in _TEXTS.items()
+}
+
+
+def hint(task: str, level: int) -> Hint:
+    """The hint for ``task`` (A-D) at ``level`` (1 to ``LEVELS``)."""
+    task = task.upper()
+    if task not in _HINTS:
+        raise KeyError(f"no hints for task {task!r}: tasks A, B, C and D have hints")
+    if not 1 <= level <= LEVELS:
+        raise ValueError(f"hint levels go from 1 to {LEVELS}, not {level}")
+    return _HINTS[task][level - 1]
+
+
+def hints_up_to(task: str, level: int) -> list[Hint]:
+    """Every hint of ``task`` from the nudge up to ``level``."""
+    return [hint(task, n) for n in range(1, min(level, LEVELS) + 1)]
