@@ -118,3 +118,11 @@ def test_the_stub_has_the_contract_signatures_and_raises_not_implemented() -> No
 def test_execute_sql_and_transaction_have_the_documented_shape() -> None:
     assert list(inspect.signature(harness.execute_sql).parameters) == ["sql", "params"]
     assert inspect.signature(harness.execute_sql).parameters["params"].default == ()
+
+
+def test_the_stub_that_reset_restores_is_the_shipped_stub() -> None:
+    """`python -m harness reset` restores harness/cli/pristine_solution.py: it must be the stub
+    the project ships, or a reset would hand the candidate a different task statement. (In a
+    tree where someone is doing the kata, restore the stub first: python -m harness reset all.)"""
+    pristine = CANDIDATE_PATH.parent.parent / "harness" / "cli" / "pristine_solution.py"
+    assert pristine.read_text() == CANDIDATE_PATH.read_text()
