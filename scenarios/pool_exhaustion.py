@@ -20,7 +20,6 @@ from harness import (
     execute_sql,
     send_email,
     transaction,
-    utcnow,
 )
 from harness.faults import FaultPlan, Latency, ServiceFaults
 
@@ -30,25 +29,8 @@ from .workflow import create_campaign_jobs
 
 # --- what production runs ---------------------------------------------------------------------
 
-_CLAIM = """
-UPDATE jobs
-   SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
- WHERE id = (
-       SELECT id FROM jobs
-        WHERE status = 'pending' AND run_after <= ?
-        ORDER BY run_after, id
-        LIMIT 1{lock}
- )
-RETURNING *
-"""
-
-
-async def claim_next_job(worker_id: str) -> Job | None:
-    """Atomically claim the oldest claimable job (one statement; SKIP LOCKED on PostgreSQL)."""
-    now = utcnow()
-    lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
-    rows = await execute_sql(_CLAIM.format(lock=lock), [worker_id, now, now, now])
-    return Job.from_row(rows[0]) if rows else None
+# The claim is healthy here: one atomic statement (scenarios/workflow.py).
+claim_next_job = workflow.claim_next_job
 
 
 async def send_email_step(job: Job) -> None:
@@ -113,20 +95,8 @@ DEPLOYMENT = Deployment(
 # A bigger pool only moves the problem: every connection would still sit idle during the send.
 
 
-async def fixed_send_email_step(job: Job) -> None:
-    key = workflow.step_key(job, Step.SEND_EMAIL)
-    try:
-        message_id = await workflow.with_retries(
-            lambda: send_email(job.email, workflow.email_body(job), idempotency_key=key)
-        )
-    except InvalidEmailError as error:
-        await workflow.fail_job(job, f"InvalidEmailError: {error}", attempts=1)
-        return
-    except workflow.GaveUp as error:
-        await workflow.fail_job(job, str(error), attempts=error.attempts)
-        return
-    await Job.filter(id=job.id).update(message_id=message_id)
-    job.message_id = message_id
+# The email step of scenarios/workflow.py: a key stable across retries, no transaction open.
+fixed_send_email_step = workflow.send_email_step
 
 
 async def fixed_process_job(job: Job) -> None:

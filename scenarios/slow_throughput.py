@@ -104,24 +104,8 @@ DEPLOYMENT = Deployment(lease=2.0, heartbeat=True, pool_timeout=30.0, apis=produ
 # UPDATE SKIP LOCKED) instead of queueing behind them. The email is sent by process_job, with no
 # transaction open; its stable idempotency key is what makes "never email twice" true, not a lock.
 
-_CLAIM = """
-UPDATE jobs
-   SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
- WHERE id = (
-       SELECT id FROM jobs
-        WHERE status = 'pending' AND run_after <= ?
-        ORDER BY run_after, id
-        LIMIT 1{lock}
- )
-RETURNING *
-"""
-
-
-async def fixed_claim_next_job(worker_id: str) -> Job | None:
-    now = utcnow()
-    lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
-    rows = await execute_sql(_CLAIM.format(lock=lock), [worker_id, now, now, now])
-    return Job.from_row(rows[0]) if rows else None
+# The claim of scenarios/workflow.py: one atomic UPDATE ... RETURNING statement.
+fixed_claim_next_job = workflow.claim_next_job
 
 
 async def fixed_process_job(job: Job) -> None:

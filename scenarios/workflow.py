@@ -1,4 +1,5 @@
-"""The parts of the campaign worker that are not on fire: bulk create, retries, analyze, act.
+"""The parts of the campaign worker that are not on fire: claim, bulk create, send, retries,
+analyze, act.
 
 Every incident module imports these, so that its file shows the code on the incident's path and
 nothing else. They are written as the production service would write them, and they are correct:
@@ -16,6 +17,7 @@ from typing import TypeVar
 
 from harness import (
     MAX_ATTEMPTS,
+    InvalidEmailError,
     Job,
     JobStatus,
     RateLimitError,
@@ -23,20 +25,25 @@ from harness import (
     ServiceTimeoutError,
     Step,
     analyze_sentiment,
+    db,
     execute_sql,
     get_reply,
     route_customer,
+    send_email,
     transaction,
+    utcnow,
 )
 
 __all__ = [
     "GaveUp",
     "SendStep",
     "advance",
+    "claim_next_job",
     "create_campaign_jobs",
     "email_body",
     "fail_job",
     "run_current_step",
+    "send_email_step",
     "step_key",
     "with_retries",
 ]
@@ -48,6 +55,27 @@ SendStep = Callable[[Job], Awaitable[None]]
 INSERT_BATCH = 2000
 BACKOFF_BASE = 0.02  # seconds, doubled per attempt
 BACKOFF_CAP = 2.0
+
+
+_CLAIM = """
+UPDATE jobs
+   SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
+ WHERE id = (
+       SELECT id FROM jobs
+        WHERE status = 'pending' AND run_after <= ?
+        ORDER BY run_after, id
+        LIMIT 1{lock}
+ )
+RETURNING *
+"""
+
+
+async def claim_next_job(worker_id: str) -> Job | None:
+    """Atomically claim the oldest claimable job (one statement; SKIP LOCKED on PostgreSQL)."""
+    now = utcnow()
+    lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
+    rows = await execute_sql(_CLAIM.format(lock=lock), [worker_id, now, now, now])
+    return Job.from_row(rows[0]) if rows else None
 
 
 async def create_campaign_jobs(campaign_id: int, customer_emails: list[str]) -> int:
@@ -109,6 +137,24 @@ async def fail_job(job: Job, error: str, attempts: int) -> None:
         [error, attempts, job.id],
     )
     job.status, job.last_error, job.attempts = JobStatus.FAILED, error, attempts
+
+
+async def send_email_step(job: Job) -> None:
+    """Send the campaign email outside any transaction, with a key stable across retries, and
+    record its message id; fail the job on a permanent error or when retries run out."""
+    key = step_key(job, Step.SEND_EMAIL)
+    try:
+        message_id = await with_retries(
+            lambda: send_email(job.email, email_body(job), idempotency_key=key)
+        )
+    except InvalidEmailError as error:
+        await fail_job(job, f"InvalidEmailError: {error}", attempts=1)
+        return
+    except GaveUp as error:
+        await fail_job(job, str(error), attempts=error.attempts)
+        return
+    await Job.filter(id=job.id).update(message_id=message_id)
+    job.message_id = message_id
 
 
 async def advance(job: Job, to: Step, **fields: object) -> bool:
