@@ -32,10 +32,10 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
 from typing import Any
 
 from . import crashes
+from .attempts import Attempt
 from .context import caller_name, current_job_id
 from .exceptions import (
     IdempotencyKeyReusedError,
@@ -44,11 +44,9 @@ from .exceptions import (
     NoActiveServices,
     RateLimitError,
     ServiceError,
-    ServiceTimeoutError,
-    WorkerCrashed,
 )
-from .faults import Decision, Fault, FaultPlan
-from .ledger import Call, CrmAction, Delivery, Ledger, Violation, ViolationKind
+from .faults import FaultPlan
+from .ledger import CrmAction, Delivery, Ledger, Violation, ViolationKind
 from .replies import (
     REPLY_TEMPLATES,
     SENTIMENTS,
@@ -84,123 +82,6 @@ CRM_ACTIONS: dict[str, str] = {
 RETRY_AFTER_TOLERANCE = max(0.001, time.get_clock_info("monotonic").resolution)
 """How early a retry may arrive and still count as patient. asyncio wakes a sleep up to one clock
 tick early (15.6 ms on Windows), and a correct solution must never be flagged."""
-
-
-@dataclass(kw_only=True)
-class _Attempt:
-    """One call in flight: its decided fault, and what the ledger will say about it."""
-
-    service: str
-    operation: str
-    subject: str
-    key: str | None
-    args: dict[str, Any]
-    decision: Decision
-    caller: str
-    job_id: int | None
-    in_transaction: bool
-    at: float
-    wall: float
-    outcome: str = "ok"
-    result: str | None = None
-    error: str | None = None
-
-    def succeed(self, result: str, *, replayed: bool = False) -> None:
-        self.result = result
-        self.outcome = "replayed" if replayed else "ok"
-
-    async def respond(self) -> None:
-        """The service takes its time. A timed-out call spends half its wait here and half after
-        the point where its effect would (or would not) be applied."""
-        if self.decision.outcome in (Fault.TIMEOUT_BEFORE, Fault.TIMEOUT_AFTER):
-            await asyncio.sleep(self.decision.timeout_seconds / 2)
-        else:
-            await asyncio.sleep(self.decision.latency)
-
-    async def before_effect(self) -> None:
-        """Raise the faults that leave no effect behind."""
-        if self.decision.outcome is Fault.RATE_LIMIT:
-            retry_after = self.decision.retry_after
-            raise RateLimitError(
-                f"429 Too Many Requests from {self.service} for {self.describe()}: "
-                f"retry after {retry_after:.2f} s",
-                retry_after=retry_after,
-                reset_at=time.time() + retry_after,
-                service=self.service,
-            )
-        if self.decision.outcome is Fault.TIMEOUT_BEFORE:
-            await asyncio.sleep(self.decision.timeout_seconds / 2)
-            raise self._timeout()
-
-    async def after_effect(self) -> None:
-        """Raise the fault that hides an effect already applied: the response is lost."""
-        if self.decision.outcome is Fault.TIMEOUT_AFTER:
-            await asyncio.sleep(self.decision.timeout_seconds / 2)
-            raise self._timeout()
-
-    def _timeout(self) -> ServiceTimeoutError:
-        # The same words for both timeout kinds: the client cannot tell them apart, nor may we.
-        return ServiceTimeoutError(
-            f"{self.service} did not answer {self.describe()} within "
-            f"{self.decision.timeout_seconds:.3f} s; the request may or may not have taken effect",
-            service=self.service,
-        )
-
-    def describe(self) -> str:
-        return describe_call(self.operation, self.subject)
-
-    def fail(self, exc: BaseException) -> None:
-        self.result = None
-        self.error = type(exc).__name__
-        self.outcome = _outcome_of(exc, self.decision)
-
-    def to_call(self, finished: float) -> Call:
-        return Call(
-            at=self.at,
-            wall=self.wall,
-            duration=finished - self.at,
-            service=self.service,
-            operation=self.operation,
-            caller=self.caller,
-            job_id=self.job_id,
-            subject=self.subject,
-            idempotency_key=self.key,
-            args=self.args,
-            outcome=self.outcome,
-            result=self.result,
-            error=self.error,
-            in_transaction=self.in_transaction,
-        )
-
-
-def describe_call(operation: str, subject: str) -> str:
-    """``send_email to a@x.com``, for messages and violation details."""
-    if operation == "send_email":
-        return f"send_email to {subject}"
-    if operation == "get_reply":
-        return f"get_reply for message {subject}"
-    if operation == "analyze_sentiment":
-        text = subject if len(subject) <= 40 else subject[:37] + "..."
-        return f"analyze_sentiment of {text!r}"
-    return f"{operation} for {subject}"
-
-
-def _outcome_of(exc: BaseException, decision: Decision) -> str:
-    if isinstance(exc, RateLimitError):
-        return "rate_limited"
-    if isinstance(exc, ServiceTimeoutError):
-        return decision.outcome.value
-    if isinstance(exc, IdempotencyKeyReusedError):
-        return "key_reused"
-    if isinstance(exc, ServiceError) and exc.status == 404:
-        return "not_found"
-    if isinstance(exc, ServiceError):  # 400s: a bad address, a bad sentiment
-        return "invalid"
-    if isinstance(exc, WorkerCrashed):
-        return "crashed"
-    if isinstance(exc, asyncio.CancelledError):
-        return "cancelled"
-    return "error"
 
 
 def _token(*parts: object, size: int = 16) -> str:
@@ -309,7 +190,7 @@ class Services:
 
     # -- effects --------------------------------------------------------------------------------
 
-    def _deliver(self, attempt: _Attempt, to: str, body: str) -> tuple[Delivery, bool]:
+    def _deliver(self, attempt: Attempt, to: str, body: str) -> tuple[Delivery, bool]:
         # No await between the key check and the write: concurrent sends with one key cannot
         # both deliver, exactly as a real idempotency store guarantees.
         key = attempt.key
@@ -336,7 +217,7 @@ class Services:
             self._deliveries_by_key[key] = delivery
         return delivery, False
 
-    def _route(self, attempt: _Attempt, email: str, sentiment: str) -> tuple[CrmAction, bool]:
+    def _route(self, attempt: Attempt, email: str, sentiment: str) -> tuple[CrmAction, bool]:
         key = attempt.key
         if key is not None and (prior := self._actions_by_key.get(key)) is not None:
             self._check_same_args(attempt, {"email": prior.email, "sentiment": prior.sentiment})
@@ -363,7 +244,7 @@ class Services:
             self._actions_by_key[key] = action
         return action, False
 
-    def _check_same_args(self, attempt: _Attempt, first: dict[str, Any]) -> None:
+    def _check_same_args(self, attempt: Attempt, first: dict[str, Any]) -> None:
         changed = {name: value for name, value in attempt.args.items() if first[name] != value}
         if not changed:
             return
@@ -387,12 +268,12 @@ class Services:
     @asynccontextmanager
     async def _attempt(
         self, service: str, operation: str, subject: str, key: str | None, args: dict[str, Any]
-    ) -> AsyncIterator[_Attempt]:
+    ) -> AsyncIterator[Attempt]:
         """Check the caller, decide the call's fate, and record it in the ledger however it ends."""
         loop = asyncio.get_running_loop()
         self._calls_per_subject[(service, subject)] += 1
         nth = self._calls_per_subject[(service, subject)]
-        attempt = _Attempt(
+        attempt = Attempt(
             service=service,
             operation=operation,
             subject=subject,
@@ -418,7 +299,7 @@ class Services:
             self.in_flight.pop(attempt.caller, None)
             self.ledger.calls.append(attempt.to_call(loop.time()))
 
-    def _check_caller(self, attempt: _Attempt) -> None:
+    def _check_caller(self, attempt: Attempt) -> None:
         what = attempt.describe()
         if attempt.in_transaction:
             self._violate(
@@ -451,7 +332,7 @@ class Services:
                 "on retry",
             )
 
-    def _remember_error(self, attempt: _Attempt, exc: BaseException, now: float) -> None:
+    def _remember_error(self, attempt: Attempt, exc: BaseException, now: float) -> None:
         subject = (attempt.service, attempt.subject)
         if isinstance(exc, RateLimitError):
             self._retry_after[subject] = (now, exc.retry_after)
@@ -459,7 +340,7 @@ class Services:
             # The latest failure: a retry is excused only by a crash after the failure it repeats.
             self._permanent[subject] = (now, f"InvalidEmailError ({exc.reason})")
 
-    def _violate(self, attempt: _Attempt, kind: ViolationKind, detail: str) -> None:
+    def _violate(self, attempt: Attempt, kind: ViolationKind, detail: str) -> None:
         self.ledger.violations.append(
             Violation(
                 kind=kind,
@@ -482,7 +363,7 @@ def _crashed_since(job_id: int | None, since: float) -> bool:
     return any(crash.at >= since for crash in plan.crashes_of(job_id))
 
 
-def _who(attempt: _Attempt) -> str:
+def _who(attempt: Attempt) -> str:
     return attempt.caller if attempt.job_id is None else f"{attempt.caller} on job {attempt.job_id}"
 
 
