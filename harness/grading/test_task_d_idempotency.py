@@ -3,37 +3,26 @@
 Each test starts from a job the harness created and claimed itself (Task D never depends on
 Task A), then drives ``process_job`` the way the contract's worker loop does: once per step, with
 stale job objects, with two workers at once, with workers crashing at every point of every step,
-and — under hypothesis — with faults and crashes together. The choreographed fake services below
-make "two workers inside the same API call" and "a worker paused mid-call while another moves
-on" happen every time, not when the scheduler happens to allow it.
+and — under hypothesis (``exploration``) — with faults and crashes together. Choreographed fake
+services (``choreography``) make "two workers inside the same API call" and "a worker paused
+mid-call while another moves on" happen every time, not when the scheduler happens to allow it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
-import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import strategies as st
 
-from harness.context import caller_name
-from harness.crashes import CrashKind, CrashPlan, CrashPoint, use_crash_plan
-from harness.database import current_database
-from harness.faults import FaultPlan, Latency, ServiceFaults
+from harness.crashes import CrashPlan, CrashPoint, use_crash_plan
 from harness.models import Job, JobStatus, Step
 from harness.orm import utcnow
-from harness.runner import Runner, RunnerConfig
-from harness.services import Services, use_services
-from harness.solutions import Solution
 
+from .choreography import Rendezvous, copy_job, paused_in_first_call, serving
 from .diagnosis import fail
-from .invariants import check_invariants, drain_and_judge
+from .exploration import WRITES_OF_A_JOB, explore, first_counterexample, harness_claim, scenarios
+from .invariants import check_invariants
 from .kit import Kata, graded
 
 _ORDER = list(Step)
@@ -62,137 +51,9 @@ _PROGRESS = (
     "sentiment",
     "action_id",
 )
-#: Database writes the reference makes for a full job: the message id, then three advances.
-_WRITES_OF_A_JOB = 4
 
 
-# --- the world: choreographed services and small helpers ---------------------------------------
-
-
-class _Choreographed(Services):
-    """Fake services that let a test hold a call before it reaches the API (so the ledger records
-    it when it really happens)."""
-
-    async def before_call(self, operation: str, subject: str) -> None:
-        return None
-
-    async def send_email(self, to: str, body: str, idempotency_key: str | None) -> str:
-        await self.before_call("send_email", to)
-        return await super().send_email(to, body, idempotency_key)
-
-    async def get_reply(self, message_id: str) -> str:
-        await self.before_call("get_reply", message_id)
-        return await super().get_reply(message_id)
-
-    async def analyze_sentiment(self, text: str) -> str:
-        await self.before_call("analyze_sentiment", text)
-        return await super().analyze_sentiment(text)
-
-    async def route_customer(self, email: str, sentiment: str, idempotency_key: str | None) -> str:
-        await self.before_call("route_customer", email)
-        return await super().route_customer(email, sentiment, idempotency_key)
-
-
-class _Rendezvous(_Choreographed):
-    """Each call waits (briefly) for a second call of the same request, so that two workers on one
-    job are inside the same API call at the same moment."""
-
-    def __init__(self, patience: float = 0.25) -> None:
-        super().__init__()
-        self.patience = patience
-        self._waiting: dict[tuple[str, str], asyncio.Event] = {}
-
-    async def before_call(self, operation: str, subject: str) -> None:
-        request = (operation, subject)
-        if (partner := self._waiting.pop(request, None)) is not None:
-            partner.set()
-            return
-        arrived = self._waiting[request] = asyncio.Event()
-        try:
-            async with asyncio.timeout(self.patience):
-                await arrived.wait()
-        except TimeoutError:
-            pass  # nobody came: the other worker had nothing to call
-        finally:
-            if self._waiting.get(request) is arrived:
-                del self._waiting[request]
-
-
-class _Gate(_Choreographed):
-    """Holds ``worker``'s API calls until the test opens the gate."""
-
-    def __init__(self, worker: str) -> None:
-        super().__init__()
-        self.worker = worker
-        self.held: str | None = None
-        self.arrived = asyncio.Event()
-        self.opened = asyncio.Event()
-
-    async def before_call(self, operation: str, subject: str) -> None:
-        if caller_name() == self.worker and not self.opened.is_set():
-            self.held = operation
-            self.arrived.set()
-            await self.opened.wait()
-
-
-@dataclasses.dataclass
-class _Pause:
-    """A worker held in its first API call of ``process_job(read)``."""
-
-    gate: _Gate
-    task: asyncio.Task[object]
-    read: Job
-
-    @property
-    def held(self) -> str | None:
-        """The API call the worker is held in (None: it returned without calling one)."""
-        return self.gate.held
-
-    async def resume(self) -> None:
-        """Let the worker go on, and wait for its ``process_job`` to return (or raise)."""
-        self.gate.opened.set()
-        await self.task
-
-
-@asynccontextmanager
-async def _paused_in_first_call(kata: Kata, job: Job, worker: str) -> AsyncIterator[_Pause]:
-    """``worker`` starts ``process_job`` on ``job`` and is held at its first API call for the
-    block. However the block ends, the worker is let go and not left behind."""
-    gate = _Gate(worker)
-    with _serving(kata, gate):
-        read = await kata.fresh(job)
-        task = asyncio.create_task(
-            kata.call("process_job", _copy(read), worker=worker, job_id=job.id)
-        )
-        arrival = asyncio.ensure_future(gate.arrived.wait())
-        await asyncio.wait({arrival, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
-        arrival.cancel()
-        try:
-            yield _Pause(gate, task, read)
-        finally:
-            gate.opened.set()
-            if not task.done():
-                await asyncio.wait({task}, timeout=5)
-                task.cancel()
-            if task.done() and not task.cancelled():
-                task.exception()  # retrieved: reported through resume(), or moot after a failure
-
-
-@contextmanager
-def _serving(kata: Kata, services: Services) -> Iterator[Services]:
-    """Make ``services`` the kata's fake APIs for the block (like ``kata.faults``)."""
-    previous = kata.services
-    kata.services = services
-    try:
-        with use_services(services):
-            yield services
-    finally:
-        kata.services = previous
-
-
-def _copy(job: Job) -> Job:
-    """Another object for the same row: what a second worker (or an old variable) holds."""
-    return Job.from_row(job.as_dict())
+# --- small helpers ------------------------------------------------------------------------------
 
 
 def _progress(job: Job) -> dict[str, object]:
@@ -253,7 +114,7 @@ async def test_a_job_walks_every_step_to_completed(kata: Kata) -> None:
 @graded("D", timeout=30)
 async def test_a_stale_job_object_processed_again_changes_nothing(kata: Kata) -> None:
     claimed = await kata.running_job()
-    stale = _copy(claimed)  # the job as it was at the claim: step send_email, nothing recorded
+    stale = copy_job(claimed)  # the job as it was at the claim: step send_email, nothing recorded
     for _ in range(2):
         current = await kata.fresh(claimed)
         if current.status is not JobStatus.RUNNING or current.step is Step.TAKE_ACTION:
@@ -271,7 +132,7 @@ async def test_a_stale_job_object_processed_again_changes_nothing(kata: Kata) ->
 async def _process_stale(kata: Kata, stale: Job, ahead: Job) -> None:
     sent, acted = kata.deliveries_for(ahead), kata.actions_for(ahead)
     calls = len(kata.services.ledger.calls)
-    await kata.call("process_job", _copy(stale), worker="worker-1", job_id=ahead.id)
+    await kata.call("process_job", copy_job(stale), worker="worker-1", job_id=ahead.id)
     after = await kata.fresh(ahead)
     harm = []
     redone = [
@@ -312,7 +173,7 @@ _CRASH_POINTS = [
     pytest.param(CrashPoint.after_effect("crm"), id="right-after-the-crm-action"),
     *(
         pytest.param(CrashPoint.before_write(n), id=f"before-database-write-{n}")
-        for n in range(1, _WRITES_OF_A_JOB + 3)
+        for n in range(1, WRITES_OF_A_JOB + 3)
     ),
 ]
 
@@ -365,7 +226,7 @@ async def test_two_workers_on_one_job_deliver_and_act_once(kata: Kata) -> None:
     # No rate limits here: the fakes key retry_after by request, so worker-2 would be blamed
     # for a 429 given to worker-1.
     job = await kata.running_job()
-    with _serving(kata, _Rendezvous()):
+    with serving(kata, Rendezvous()):
         for _ in range(2 * len(_ORDER)):
             current = await kata.fresh(job)
             if current.status in _FINAL:
@@ -375,7 +236,7 @@ async def test_two_workers_on_one_job_deliver_and_act_once(kata: Kata) -> None:
                 current = await kata.claim_for(job.id, "worker-1")
             results = await asyncio.gather(
                 *(
-                    kata.call("process_job", _copy(current), worker=worker, job_id=job.id)
+                    kata.call("process_job", copy_job(current), worker=worker, job_id=job.id)
                     for worker in ("worker-1", "worker-2")
                 ),
                 return_exceptions=True,
@@ -398,7 +259,7 @@ async def test_two_workers_on_one_job_deliver_and_act_once(kata: Kata) -> None:
 @graded("D", timeout=30)
 async def test_a_worker_paused_mid_step_cannot_undo_newer_progress(kata: Kata) -> None:
     job = await kata.running_job(worker="worker-2")
-    async with _paused_in_first_call(kata, job, "worker-2") as paused:
+    async with paused_in_first_call(kata, job, "worker-2") as paused:
         if paused.held:
             await _expire_claim(kata, job, new_worker="worker-1")
             ahead = await kata.process_until_settled(job, worker="worker-1")
@@ -428,7 +289,7 @@ async def test_a_worker_whose_claim_was_taken_over_is_noted_when_it_still_writes
 ) -> None:
     """Advice, never a failure: the contract does not ask for fencing, real queues do."""
     job = await kata.running_job(worker="worker-1")
-    async with _paused_in_first_call(kata, job, "worker-1") as paused:
+    async with paused_in_first_call(kata, job, "worker-1") as paused:
         if paused.held:
             taken = await _expire_claim(kata, job, new_worker="worker-2")
             await paused.resume()
@@ -453,155 +314,12 @@ def _fencing_advice(job: Job, call: str | None, taken: Job, after: Job) -> str:
 
 # --- faults and crashes, explored ----------------------------------------------------------------
 
-_EXPLORED_JOBS = 8
-_EXPLORED_WORKERS = 4
-_EXPLORED_LEASE = 0.3
-_EXPLORED_POINTS = (
-    CrashPoint.after_effect("sendgrid"),
-    CrashPoint.after_effect("crm"),
-    *(CrashPoint.before_write(n) for n in range(1, _WRITES_OF_A_JOB + 3)),
-)
-
-
-@dataclasses.dataclass(frozen=True)
-class _Scenario:
-    """One explored world: timeouts on every API, crashes at chosen points and at random."""
-
-    seed: int
-    timeouts: float
-    points: tuple[CrashPoint, ...]
-    crash_rate: float
-
-    def fault_plan(self) -> FaultPlan:
-        # Timeouts only: 429s would blame a worker for a retry_after given to a worker whose
-        # lease ran out under it (the short lease is what makes crash recovery quick).
-        faults = ServiceFaults(
-            timeout_before=self.timeouts / 2,
-            timeout_after=self.timeouts / 2,
-            latency=Latency(median=0.001, p99=0.01),
-        )
-        return FaultPlan(seed=self.seed, sendgrid=faults, sentiment=faults, crm=faults)
-
-    def crash_plan(self) -> CrashPlan:
-        return CrashPlan(
-            seed=self.seed,
-            points=self.points,
-            after_effect_rate=self.crash_rate,
-            before_write_rate=self.crash_rate,
-            max_crashes_per_job=len(self.points) + (1 if self.crash_rate else 0),
-        )
-
-    def describe(self) -> str:
-        where = [_where(p) for p in self.points if p.kind is CrashKind.AFTER_EFFECT]
-        writes = sorted(p.nth for p in self.points if p.kind is CrashKind.BEFORE_WRITE)
-        if writes:
-            where.append(
-                "before each job's database write " + " and ".join(f"#{n}" for n in writes)
-            )
-        if self.crash_rate:
-            where.append(f"at random ({self.crash_rate:.0%} of effects and writes)")
-        crashes = f"workers crashing {' and '.join(where)}" if where else "no crashes"
-        return f"with timeouts on {self.timeouts:.0%} of API calls and {crashes} (seed {self.seed})"
-
-
-def _where(point: CrashPoint) -> str:
-    if point.service == "sendgrid":
-        return "right after each email was delivered"
-    return "right after each CRM action"
-
-
-def _scenarios() -> st.SearchStrategy[_Scenario]:
-    return st.builds(
-        _Scenario,
-        seed=st.integers(0, 10_000),
-        timeouts=st.sampled_from([0.0, 0.05, 0.15]),
-        points=st.lists(st.sampled_from(_EXPLORED_POINTS), max_size=2, unique=True).map(tuple),
-        crash_rate=st.sampled_from([0.0, 0.05]),
-    )
-
-
-_CLAIM = """
-UPDATE jobs SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
- WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
-              ORDER BY run_after, id LIMIT 1{lock})
-RETURNING *
-"""
-
-
-async def _harness_claim(worker_id: str) -> Job | None:
-    """The harness's own claim, so that Task D's runs never depend on Task A."""
-    database = current_database()
-    lock = " FOR UPDATE SKIP LOCKED" if database.dialect == "postgresql" else ""
-    now = utcnow()
-    result = await database.run(_CLAIM.format(lock=lock), [worker_id, now, now, now])
-    return Job.from_row(result.rows[0]) if result.rows else None
-
-
-async def _explore(kata: Kata, solution: Solution, scenario: _Scenario, n: int) -> str | None:
-    campaign = await kata.campaign(f"exploration {n}")
-    emails = [f"customer.{n}.{i}@example.com" for i in range(_EXPLORED_JOBS)]
-    jobs = await kata.add_jobs(campaign.id, emails)
-    crash_plan = scenario.crash_plan()
-    config = RunnerConfig(workers=_EXPLORED_WORKERS, lease=_EXPLORED_LEASE, deadline=20)
-    kata.phase = (
-        f"example {n}: {_EXPLORED_WORKERS} workers draining {_EXPLORED_JOBS} jobs "
-        f"{scenario.describe()}"
-    )
-    with kata.faults(scenario.fault_plan()) as services:
-        runner = Runner(solution, config, services=services, crash_plan=crash_plan)
-        problems = await drain_and_judge(runner, jobs=jobs)
-    if problems and problems[0].startswith("not started"):
-        return problems[0]
-    return f"{scenario.describe()}: {problems[0]}" if problems else None
-
-
-async def _first_counterexample(
-    strategy: st.SearchStrategy[_Scenario],
-    check: Callable[[_Scenario, int], Coroutine[Any, Any, str | None]],
-) -> str | None:
-    """Let hypothesis pick the scenarios (examples from the active profile) and run each one on
-    this event loop; the first diagnosis ends the search.
-
-    Hypothesis drives a synchronous test, so its engine runs in a thread while every example runs
-    here, on the loop that owns the database. No shrinking: a diagnosis, not a minimal example,
-    is what a candidate needs, and every example costs a run of workers.
-    """
-    loop = asyncio.get_running_loop()
-    found: list[str] = []
-    stop = threading.Event()
-    running: list[concurrent.futures.Future[str | None]] = []
-
-    @settings(
-        database=None,
-        deadline=None,
-        phases=[Phase.explicit, Phase.generate],
-        suppress_health_check=[HealthCheck.too_slow],
-    )
-    @given(strategy)
-    def explore(scenario: _Scenario) -> None:
-        if found or stop.is_set():
-            return
-        future = asyncio.run_coroutine_threadsafe(check(scenario, len(running) + 1), loop)
-        running.append(future)
-        diagnosis = future.result()
-        if diagnosis:
-            found.append(diagnosis)
-
-    try:
-        await asyncio.to_thread(explore)
-    except asyncio.CancelledError:  # the test's time ran out: stop the engine and the example
-        stop.set()
-        for future in running:
-            future.cancel()
-        raise
-    return found[0] if found else None
-
 
 @graded("D", timeout=120, full_only=True)
 async def test_faults_and_crashes_never_break_the_invariants(kata: Kata) -> None:
-    solution = dataclasses.replace(kata.solution, claim_next_job=_harness_claim)
-    diagnosis = await _first_counterexample(
-        _scenarios(), lambda scenario, n: _explore(kata, solution, scenario, n)
+    solution = dataclasses.replace(kata.solution, claim_next_job=harness_claim)
+    diagnosis = await first_counterexample(
+        scenarios(), lambda scenario, n: explore(kata, solution, scenario, n)
     )
     if diagnosis:
         fail(diagnosis)
