@@ -9,5 +9,10 @@
 * ``diagnosis.py`` — turning a candidate's exception or a broken invariant into one sentence in
   the candidate's terms, with the evidence.
 * ``scorecard.py`` — per-task results, the rich scorecard and the JSON results file.
+* ``invariants.py`` — the contract's end-to-end invariants, judged in one place (Task D, end to
+  end, the runner's tests and the stress command share it).
+* ``choreography.py`` — fake services that hold calls, so that "two workers inside one API call"
+  and "a worker paused mid-call" happen every time; ``exploration.py`` — hypothesis over fault
+  plans and crash points for Task D; ``processes.py`` — claims from separate OS processes.
 * ``test_*.py`` — the graded tests, one file per task, each test marked with its task.
 """
