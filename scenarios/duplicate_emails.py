@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import uuid
 
-from harness import InvalidEmailError, Job, send_email
+from harness import Job, send_email
 from harness.faults import FaultPlan, Latency, ServiceFaults
 
 from . import workflow
@@ -37,16 +37,7 @@ async def send_email_step(job: Job) -> None:
             job.email, workflow.email_body(job), idempotency_key=str(uuid.uuid4())
         )
 
-    try:
-        message_id = await workflow.with_retries(one_request)
-    except InvalidEmailError as error:
-        await workflow.fail_job(job, f"InvalidEmailError: {error}", attempts=1)
-        return
-    except workflow.GaveUp as error:
-        await workflow.fail_job(job, str(error), attempts=error.attempts)
-        return
-    await Job.filter(id=job.id).update(message_id=message_id)
-    job.message_id = message_id
+    await workflow.send_and_record(job, one_request)
 
 
 async def process_job(job: Job) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 
 from harness import (
-    InvalidEmailError,
     Job,
     Step,
     db,
@@ -47,18 +46,9 @@ async def send_email_step(job: Job) -> None:
         if rows and rows[0]["message_id"] is not None:
             job.message_id = rows[0]["message_id"]
             return
-        try:
-            message_id = await workflow.with_retries(
-                lambda: send_email(job.email, workflow.email_body(job), idempotency_key=key)
-            )
-        except InvalidEmailError as error:
-            await workflow.fail_job(job, f"InvalidEmailError: {error}", attempts=1)
-            return
-        except workflow.GaveUp as error:
-            await workflow.fail_job(job, str(error), attempts=error.attempts)
-            return
-        await Job.filter(id=job.id).update(message_id=message_id)
-    job.message_id = message_id
+        await workflow.send_and_record(
+            job, lambda: send_email(job.email, workflow.email_body(job), idempotency_key=key)
+        )
 
 
 async def process_job(job: Job) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from harness.database import Database
 from harness.ledger import ViolationKind
 from harness.metrics import RunMetrics, Sample, percentile
+from harness.pool import PoolStats
 from harness.runner import RunnerConfig
 from harness.services import Services
 
@@ -24,7 +25,6 @@ __all__ = [
     "RECENT",
     "STATES",
     "Observer",
-    "PoolView",
     "Snapshot",
     "WorkerView",
 ]
@@ -48,18 +48,6 @@ class WorkerView:
     name: str
     state: str  # one of STATES
     detail: str = ""
-
-
-@dataclass(frozen=True)
-class PoolView:
-    max_size: int
-    size: int
-    in_use: int
-    waiting: int
-    acquisitions: int
-    timeouts: int
-    mean_wait: float
-    max_wait: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -87,7 +75,7 @@ class Snapshot:
     worker_views: list[WorkerView]
     states: dict[str, int]
     states_avg: dict[str, float]  # time-averaged over the run
-    pool: PoolView
+    pool: PoolStats
     pool_saturated_share: float  # share of samples with every connection in use
     pool_peak_waiting: int
     transactions_open: int
@@ -197,16 +185,7 @@ class Observer:
                 state: self._state_sums[state] / self._samples if self._samples else 0.0
                 for state in STATES
             },
-            pool=PoolView(
-                max_size=pool.max_size,
-                size=pool.size,
-                in_use=pool.in_use,
-                waiting=pool.waiting,
-                acquisitions=pool.acquisitions,
-                timeouts=pool.timeouts,
-                mean_wait=pool.mean_wait,
-                max_wait=pool.max_wait,
-            ),
+            pool=pool,
             pool_saturated_share=self._saturated / self._samples if self._samples else 0.0,
             pool_peak_waiting=self._peak_waiting,
             transactions_open=len(self.database.open_transactions),

@@ -43,6 +43,7 @@ __all__ = [
     "email_body",
     "fail_job",
     "run_current_step",
+    "send_and_record",
     "send_email_step",
     "step_key",
     "with_retries",
@@ -143,10 +144,17 @@ async def send_email_step(job: Job) -> None:
     """Send the campaign email outside any transaction, with a key stable across retries, and
     record its message id; fail the job on a permanent error or when retries run out."""
     key = step_key(job, Step.SEND_EMAIL)
+    await send_and_record(
+        job, lambda: send_email(job.email, email_body(job), idempotency_key=key)
+    )
+
+
+async def send_and_record(job: Job, request: Callable[[], Awaitable[str]]) -> None:
+    """Make ``request`` (a send_email call) with retries and record the message id it returns;
+    fail the job on a permanent error or when retries run out. Where it runs (in a transaction
+    or not) and how ``request`` keys the email are the caller's."""
     try:
-        message_id = await with_retries(
-            lambda: send_email(job.email, email_body(job), idempotency_key=key)
-        )
+        message_id = await with_retries(request)
     except InvalidEmailError as error:
         await fail_job(job, f"InvalidEmailError: {error}", attempts=1)
         return
