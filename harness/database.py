@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import reprlib
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -84,6 +84,9 @@ class Database:
         #: caller -> (SQL, monotonic start) of every statement under way: a statement that has
         #: been running for long is waiting on a lock (or, on SQLite, on the write lock).
         self.in_flight: dict[str, tuple[str, float]] = {}
+        #: Awaited after every statement with its SQL and result, in the caller's task: where the
+        #: grader's choreographies pause a worker between its read and its write.
+        self.after_statement: list[Callable[[str, Result], Awaitable[None]]] = []
 
     @property
     def dialect(self) -> str:
@@ -139,7 +142,7 @@ class Database:
         caller = caller_name()
         self.in_flight[caller] = (sql, time.monotonic())
         try:
-            return await self.backend.execute(conn, sql, list(params))
+            result = await self.backend.execute(conn, sql, list(params))
         except Exception as error:
             error.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
             if params:
@@ -147,6 +150,9 @@ class Database:
             raise
         finally:
             self.in_flight.pop(caller, None)
+        for hook in self.after_statement:
+            await hook(sql, result)
+        return result
 
 
 def current_database() -> Database:

@@ -1,7 +1,7 @@
 """The schema, for both dialects, with the indexes a real queue needs.
 
-* ``jobs_claimable``: a partial index on pending jobs by ``(run_after, id)``, so that "the oldest
-  claimable job" is an index range scan, not a scan of 50,000 finished rows.
+* ``jobs_claimable``: a partial index on pending jobs by ``id``, so that "the claimable job with
+  the lowest id" walks the pending jobs in id order, not a scan of 50,000 finished rows.
 * ``UNIQUE (campaign_id, email)``: the database, not the application, guarantees one job per
   customer per campaign; re-running a bulk create can lean on it (``ON CONFLICT DO NOTHING``).
 * A CHECK on ``email`` rejects what cannot be an address at all (no ``@``, over 254 characters):
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated_at TIMESTAMPTZ NOT NULL DEFAULT {now},
     UNIQUE (campaign_id, email)
 );
-CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (run_after, id) WHERE status = 'pending';
+CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (id) WHERE status = 'pending';
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status);
 CREATE TABLE IF NOT EXISTS job_transitions (
     id {serial},

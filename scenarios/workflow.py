@@ -64,7 +64,7 @@ UPDATE jobs
  WHERE id = (
        SELECT id FROM jobs
         WHERE status = 'pending' AND run_after <= ?
-        ORDER BY run_after, id
+        ORDER BY id
         LIMIT 1{lock}
  )
 RETURNING *

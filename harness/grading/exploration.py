@@ -112,7 +112,7 @@ def scenarios() -> st.SearchStrategy[Scenario]:
 _CLAIM = """
 UPDATE jobs SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
  WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
-              ORDER BY run_after, id LIMIT 1{lock})
+              ORDER BY id LIMIT 1{lock})
 RETURNING *
 """
 

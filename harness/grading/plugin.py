@@ -23,6 +23,7 @@ from ..config import DatabaseConfig, default_database_url
 from ..isolation import isolated_database
 from ..services import Services, use_services
 from ..solutions import CANDIDATE_PATH, Solution, load_solution
+from .clock import use_grading_time_zone
 from .diagnosis import describe_exception
 from .kit import FAST, FULL, Kata, LoopBlocked
 from .scorecard import Outcome, Scorecard
@@ -46,6 +47,7 @@ class _Grading:
     """Session state of the plugin (one per pytest run, kept on the config)."""
 
     def __init__(self, config: pytest.Config) -> None:
+        use_grading_time_zone()  # before the solution loads: it may read the clock at import
         self.solution_path = Path(config.getoption("--solution")).resolve()
         url = config.getoption("--db") or default_database_url()
         self.base = DatabaseConfig(url=url)

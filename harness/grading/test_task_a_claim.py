@@ -1,16 +1,27 @@
-"""Task A — claim_next_job: atomic, exactly once, oldest first, never giving up early."""
+"""Task A — claim_next_job: atomic, exactly once, lowest id first, never giving up early.
+
+The race the task is about is provoked, not hoped for: the re-check test pauses a worker right
+after each read of its claim and changes the job it read under it (``claim_race``), every run.
+Twenty concurrent workers and separate processes remain as extra nets."""
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from datetime import timedelta
 
+import pytest
+
+from harness.context import current_worker_id
 from harness.models import Job, JobStatus
 from harness.orm import utcnow
+from harness.sqlparams import Kind, tokenize
 
+from .claim_race import ClaimRace, RowChange, reads_of_one_claim
 from .diagnosis import fail
 from .kit import Kata, graded
 from .processes import claim_in_process
@@ -52,34 +63,133 @@ async def test_claims_only_pending_jobs_whose_run_after_has_come(kata: Kata) -> 
         fail(f"claim_next_job returned {job!r} although job {due.id} is pending and due")
 
 
+# Ids 1-8, inserted, created and made due in three other orders, over two campaigns: only a
+# claim that orders by id claims them in id order, on every backend and whatever plan it gets.
+_INSERTED = (5, 2, 8, 1, 7, 3, 6, 4)
+_DUE_MINUTES_AGO = {1: 3, 2: 9, 3: 1, 4: 6, 5: 8, 6: 2, 7: 7, 8: 4}
+_CREATED_MINUTES_AGO = {1: 10, 2: 30, 3: 50, 4: 20, 5: 60, 6: 40, 7: 80, 8: 70}
+
+
+async def _jobs_in_telling_orders(kata: Kata) -> dict[str, list[int]]:
+    """The eight jobs, and the order each plausible (wrong) claim would take them in."""
+    older, newer = await kata.campaign("Winter sale"), await kata.campaign("Spring launch")
+    now = utcnow()
+    for job_id in _INSERTED:
+        await kata.database.run(
+            "INSERT INTO jobs (id, campaign_id, email, run_after, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [
+                job_id,
+                older.id if job_id % 2 else newer.id,
+                f"customer{job_id}@example.com",
+                now - timedelta(minutes=_DUE_MINUTES_AGO[job_id]),
+                now - timedelta(minutes=_CREATED_MINUTES_AGO[job_id]),
+            ],
+        )
+    by = sorted(_INSERTED)
+    return {
+        "run_after": sorted(by, key=lambda i: -_DUE_MINUTES_AGO[i]),
+        "created_at": sorted(by, key=lambda i: -_CREATED_MINUTES_AGO[i]),
+        "the order the rows were inserted in": list(_INSERTED),
+        "id, newest first": sorted(by, reverse=True),
+        f"campaign {newer.id} only": [i for i in by if i % 2 == 0],
+        f"campaign {older.id} only": [i for i in by if i % 2],
+    }
+
+
 @graded("A")
 async def test_lone_worker_claims_in_id_order(kata: Kata) -> None:
-    campaign = await kata.campaign()
-    jobs = [*await kata.add_jobs(campaign.id, emails(10, "a"))]
-    jobs += await kata.add_jobs(campaign.id, emails(10, "b"))
-    claimed = []
-    for _ in range(len(jobs) + 1):
-        job = await kata.call("claim_next_job", "worker-1", worker="worker-1")
-        if job is None:
-            break
-        claimed.append(job.id)
-    expected = [job.id for job in jobs]
-    if claimed != expected:
+    telling = await _jobs_in_telling_orders(kata)
+    unordered = _UnorderedLimit(kata)
+    claimed: list[int] = []
+    with unordered.watching():
+        for _ in range(len(_INSERTED) + 1):
+            job = await kata.call("claim_next_job", "worker-1", worker="worker-1")
+            if job is None:
+                break
+            claimed.append(job.id)
+            running = await Job.filter(status=JobStatus.RUNNING).count()
+            if running > len(claimed):
+                fail(
+                    f"claim_next_job returned job {job.id} but set {running - len(claimed) + 1} "
+                    "jobs running for worker-1 — claim exactly one job: UPDATE ... WHERE id = "
+                    "(SELECT id ... ORDER BY id LIMIT 1) RETURNING *"
+                )
+    expected = sorted(_INSERTED)
+    if claimed == expected and unordered.sql is None:
+        return
+    if unordered.sql is not None:
         fail(
-            f"a lone worker claimed jobs in the order {claimed[:8]}..., expected {expected[:8]}... "
-            "— claim the oldest claimable job first (ORDER BY run_after, id)"
+            f"claim_next_job ran `{_short_sql(unordered.sql)}`: LIMIT without ORDER BY returns "
+            "whichever row the database's plan finds first (here a lone worker claimed "
+            f"{claimed}; id order is {expected}) — say the order: ORDER BY id (with the ORM, "
+            ".order_by('id') before .first())"
         )
+    shown = f"claimed jobs {claimed} in that order; expected {expected} (id order)"
+    for name, order in telling.items():
+        if claimed == order:
+            if name.startswith("campaign"):
+                fail(
+                    f"a lone worker {shown}: it claimed {name} and then answered None while "
+                    f"jobs {sorted(set(expected) - set(claimed))} of the other campaign were "
+                    "pending and due — every campaign's pending jobs are claimable"
+                )
+            fail(
+                f"a lone worker {shown}, but they were claimed by {name} — claim the claimable "
+                "job with the lowest id first (ORDER BY id): run_after, created_at and the "
+                "order rows come back in do not follow the ids"
+            )
+    fail(f"a lone worker {shown} — claim the oldest claimable job first (ORDER BY id)")
+
+
+class _UnorderedLimit:
+    """Notices a claim's statement that picks rows with LIMIT but says no order (and does not
+    pin one row by id): right on one plan, wrong on another."""
+
+    def __init__(self, kata: Kata) -> None:
+        self.database = kata.database
+        self.sql: str | None = None
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        self.database.after_statement.append(self._check)
+        try:
+            yield
+        finally:
+            self.database.after_statement.remove(self._check)
+
+    async def _check(self, sql: str, result: object) -> None:
+        if self.sql is not None or current_worker_id.get() != "worker-1":
+            return
+        live = [
+            (t.kind, t.text.upper().strip('"'))
+            for t in tokenize(sql)
+            if t.kind in (Kind.WORD, Kind.PLACEHOLDER, Kind.IDENTIFIER) or t.text == "="
+        ]
+        words = [text for kind, text in live if kind is Kind.WORD]
+        pins_one_row = any(
+            text == "ID" and live[i + 1][1] == "=" and live[i + 2][0] is Kind.PLACEHOLDER
+            for i, (_, text) in enumerate(live[:-2])
+        )
+        if "LIMIT" in words and "ORDER" not in words and not pins_one_row:
+            self.sql = " ".join(sql.split())
 
 
 @graded("A")
 async def test_claim_records_worker_and_claimed_at(kata: Kata) -> None:
     campaign = await kata.campaign()
-    (created,) = await kata.add_jobs(campaign.id, ["ada@example.com"])
+    created, _ = await kata.add_jobs(campaign.id, ["ada@example.com", "grace@example.com"])
     before = utcnow()
     job = await kata.call("claim_next_job", "worker-7", worker="worker-7")
     after = utcnow()
     if job is None:
-        fail("claim_next_job returned None although one job was pending and due")
+        fail("claim_next_job returned None although two jobs were pending and due")
+    taken = await Job.filter(status=JobStatus.RUNNING).count()
+    if taken > 1:
+        fail(
+            f"one call of claim_next_job set {taken} jobs running for worker-7 — claim exactly "
+            "one job: UPDATE ... WHERE id = (SELECT id ... ORDER BY id LIMIT 1) RETURNING *"
+        )
     if not isinstance(job, Job):
         fail(
             f"claim_next_job returned a {type(job).__name__}, not a Job "
@@ -99,20 +209,110 @@ async def test_claim_records_worker_and_claimed_at(kata: Kata) -> None:
             )
 
 
+_RACE_JOBS = 3
+
+
+@pytest.mark.parametrize("change", list(RowChange), ids=lambda c: f"job-{c.value}-under-it")
+@graded("A")
+async def test_a_claim_rechecks_the_job_it_read_before_taking_it(
+    kata: Kata, change: RowChange
+) -> None:
+    """Deterministic: worker-1 is paused right after each read of its claim in turn, and the job
+    it read is changed under it by another worker before it may write."""
+    campaign = await kata.campaign()
+
+    async def fresh_queue() -> list[Job]:
+        await Job.all().delete()
+        return await kata.add_jobs(campaign.id, emails(_RACE_JOBS, prefix=f"race{change.value}"))
+
+    await fresh_queue()
+    reads = await reads_of_one_claim(
+        kata.database,
+        "worker-1",
+        lambda: kata.call("claim_next_job", "worker-1", worker="worker-1"),
+    )
+    for pause_at in range(1, min(reads, 4) + 1):
+        await fresh_queue()
+        race = ClaimRace(kata.database, worker="worker-1", change=change, pause_at=pause_at)
+        kata.phase = f"worker-1 paused after read {pause_at} of its claim while its job {change}"
+        with race.installed():
+            job = await kata.call("claim_next_job", "worker-1", worker="worker-1")
+        if race.intrusion is not None and race.intrusion.applied:
+            await _judge_race(kata, race, job)
+
+
+async def _judge_race(kata: Kata, race: ClaimRace, job: Job | None) -> None:
+    intrusion = race.intrusion
+    assert intrusion is not None
+    taken = intrusion.job_id
+    read = " ".join(intrusion.read_sql.split())
+    story = (
+        f"worker-1 read job {taken} as pending (`{_short_sql(read)}`); before worker-1 wrote, "
+        f"{intrusion.change.story(taken, race.other)}; "
+    )
+    stored = await kata.fresh(taken)
+    if (job is not None and job.id == taken) or stored.worker_id == "worker-1":
+        if intrusion.change is RowChange.CLAIMED:
+            fail(
+                f"{story}worker-1 then claimed job {taken} too, so two workers hold it — the "
+                "select and the update are not one atomic step: claim with one UPDATE ... "
+                "WHERE id = (SELECT ... ) RETURNING *, or make the UPDATE a compare-and-set "
+                "(WHERE id = ? AND status = 'pending' AND run_after <= ?) and try the next job "
+                "when it changed no row"
+            )
+        if intrusion.change is RowChange.REQUEUED:
+            fail(
+                f"{story}worker-1 then claimed job {taken} although its run_after is an hour "
+                "away — the UPDATE re-checks only part of the claimable condition: repeat all "
+                "of it (status = 'pending' AND run_after <= now) in the UPDATE's WHERE"
+            )
+        fail(
+            f"{story}worker-1 then claimed job {taken}, taking a {intrusion.change.value} job "
+            f"back to running (now {stored.status.value}) — the UPDATE must re-check "
+            "status = 'pending' (a compare-and-set) and try the next job when it changed no row"
+        )
+    if job is None:
+        left = await Job.filter(status=JobStatus.PENDING).count()
+        fail(
+            f"{story}worker-1 then answered None although {left} other jobs were pending "
+            "and due — a claim that loses a race gave up early: when the compare-and-set "
+            "changes no row, look for the next claimable job instead of reporting an empty queue"
+        )
+    mine = await kata.fresh(job)
+    if mine.status is not JobStatus.RUNNING or mine.worker_id != "worker-1":
+        fail(
+            f"{story}worker-1's claim returned job {job.id}, which the database holds as "
+            f"{mine.status.value} for {mine.worker_id!r} — return the row your UPDATE changed"
+        )
+
+
+def _short_sql(sql: str, limit: int = 90) -> str:
+    return sql if len(sql) <= limit else sql[: limit - 3] + "..."
+
+
 async def _claim_concurrently(kata: Kata, total: int, workers: int) -> None:
     campaign = await kata.campaign()
     await kata.add_jobs(campaign.id, emails(total))
     claimed_by: dict[int, list[str]] = defaultdict(list)
     gave_up: list[tuple[str, int]] = []
 
+    # The verdict is certain at the first double claim: every worker stops there, instead of
+    # claiming thousands more jobs that are already known to be claimed twice.
+    decided = asyncio.Event()
+
     async def worker(name: str) -> None:
         for _ in range(total + 1):
+            if decided.is_set():
+                return
             job = await kata.call("claim_next_job", name, worker=name)
             if job is None:
                 left = await Job.filter(status=JobStatus.PENDING).count()
                 gave_up.append((name, left))
                 return
             claimed_by[job.id].append(name)
+            if len(claimed_by[job.id]) > 1:
+                decided.set()
+                return
         fail(f"{name} claimed more jobs than exist — claims are not exclusive")
 
     try:
