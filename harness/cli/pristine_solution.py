@@ -1,8 +1,9 @@
 """Your solution. This is the only file you edit.
 
 Run `python -m harness dev` and keep it open: every save re-grades this file and redraws the
-board. `python -m harness hint A` when you are stuck. The harness API is in the README
-("Quick reference"); everything you need is importable from `harness`.
+board. `python -m harness hint A` when you are stuck. Every name you may import and every rule
+the grader holds you to are in CONTRACT.md; the README ("Quick reference") shows how to use the
+harness. Everything you need is importable from `harness`.
 
 Twenty workers run this code at once. External APIs fail. Workers crash. Make it correct.
 """
@@ -14,6 +15,7 @@ from harness import (  # noqa: F401 - all here so that you don't have to look th
     InvalidEmailError,
     Job,
     JobStatus,
+    MessageNotFoundError,
     RateLimitError,
     ServiceError,
     ServiceTimeoutError,
@@ -30,19 +32,21 @@ from harness import (  # noqa: F401 - all here so that you don't have to look th
 
 
 async def claim_next_job(worker_id: str) -> Job | None:
-    """Task A — claim the oldest claimable job for `worker_id`.
+    """Task A — claim the claimable job with the lowest id for `worker_id`.
 
-    A job is claimable when its status is `pending` and its `run_after` has been reached.
-    Claiming sets it `running` with `worker_id` and `claimed_at` recorded, and returns it.
-    Return None when nothing is claimable.
+    A job is claimable when its status is `pending` and its `run_after` has been reached, in
+    any campaign. Claiming sets it `running` with `worker_id` and `claimed_at` (now: `utcnow()`,
+    timezone-aware UTC) recorded, and returns it. Return None when nothing is claimable.
 
     The challenge: 20 workers call this at the same moment. Reading a pending job and then
     marking it running are two steps; between them another worker can read the same job.
 
     The grader checks: an empty queue gives None; only pending, due jobs are claimed; a lone
-    worker claims in id order; 20 concurrent workers (and, on PostgreSQL, several processes)
-    claim thousands of jobs with every job claimed exactly once and none left behind, over
-    several trials; a worker never gives up (returns None) while claimable jobs remain.
+    worker claims in id order (ORDER BY id); the write re-checks the whole claimable condition,
+    status and run_after (the grader changes the row between your read and your write); 20
+    concurrent workers (and several processes) claim thousands of jobs with every job claimed
+    exactly once and none left behind, over several trials; a worker never gives up (returns
+    None) while claimable jobs remain.
     """
     raise NotImplementedError("Task A: claim_next_job")
 
@@ -53,10 +57,13 @@ async def create_campaign_jobs(campaign_id: int, customer_emails: list[str]) -> 
     The challenge: 50,000 addresses. Every statement is a network round trip (the SQLite
     backend simulates 1 ms each), and the ORM has no bulk create.
 
-    The grader checks: the right rows and fields; 50,000 addresses within a budget of round
-    trips (counted, not timed) and a generous time limit; all or nothing (a row the schema
-    rejects part-way leaves no jobs); running it again creates nothing and returns 0; an
-    address repeated in the input counts once; an empty list creates nothing and returns 0.
+    The grader checks: the right rows and fields, each address stored exactly as given;
+    50,000 addresses within 250 round trips (every statement counts; counted, not timed; your
+    function is stopped the moment it goes over) and a generous time limit; at most 65,535
+    parameters in one statement, on both backends; all or nothing (a row the schema rejects
+    part-way leaves no jobs, and the error reaches the caller); running it again creates
+    nothing and returns 0; an exact duplicate in the input counts once; an empty list creates
+    nothing and returns 0.
     """
     raise NotImplementedError("Task B: create_campaign_jobs")
 
@@ -65,15 +72,19 @@ async def send_email_step(job: Job) -> None:
     """Task C — send the job's email and record the `message_id` on the job.
 
     The challenge: `send_email` fails. `RateLimitError` and `ServiceTimeoutError` are transient
-    (retry — after `retry_after` for a rate limit; a timeout may already have delivered);
-    `InvalidEmailError` is permanent (fail the job now, never retry it). Retry in the call, or
-    return the job to the queue (`pending`, `attempts` + 1, `run_after` in the future). After
-    `MAX_ATTEMPTS` tries the job is `failed` with `last_error`.
+    (retry — no sooner than `retry_after`, counted from when the 429 arrived; a timeout may
+    already have delivered); `InvalidEmailError` is permanent (fail the job now, never retry
+    it). Retry in the call (`await asyncio.sleep`, never `time.sleep`), or return the job to
+    the queue (`pending`, `attempts` + 1, `run_after` at most 30 s in the future). One budget
+    per step: after `MAX_ATTEMPTS` tries in all, whatever the errors, the job is `failed` with
+    `last_error`.
 
     The grader checks: success records the message id; each transient error is retried and
-    ends in exactly one delivered email; `retry_after` is honoured; a permanent error fails the
-    job after exactly one attempt, with `last_error`; persistent transient errors end in
-    `failed` after at most MAX_ATTEMPTS tries; no API call while you hold a transaction.
+    ends in exactly one delivered email; `retry_after` is honoured; the MAX_ATTEMPTS-th try may
+    succeed; persistent transient errors end in `failed` after at most MAX_ATTEMPTS tries; a
+    permanent error fails the job after exactly one attempt, with `last_error`; idempotency
+    keys per job and step (never the address alone, never per attempt); no API call and no
+    backoff wait while you hold a transaction; backoff waits up to 20 s per step pass.
     """
     raise NotImplementedError("Task C: send_email_step")
 
@@ -85,14 +96,16 @@ async def process_job(job: Job) -> None:
     -> done, at which point the job is `completed`.
 
     The challenge: the same job may be processed twice — a stale copy, two workers at once, or
-    again after a worker crashed half-way (the harness raises `WorkerCrashed`, which you cannot
-    catch with `except Exception`, and later returns the job to the queue). Each side effect
-    (email delivered, CRM action) must happen exactly once per job, and the step must advance
-    exactly once.
+    again after a worker crashed half-way (the harness raises `WorkerCrashed`, a
+    `BaseException` you must never catch, and later returns the job to the queue). Each side
+    effect (email delivered, CRM action) must happen exactly once per job, and the step must
+    advance exactly once: advance with a compare-and-set on the step and the status. Every API
+    call follows Task C's rules; `MessageNotFoundError` is permanent.
 
     The grader checks: a full walk to `completed`; the same stale job object processed twice;
-    two workers on one job at once; a crash injected at every point of every step; random
-    fault plans and crash points, with every job ending with exactly one email, one sentiment
-    and one CRM action.
+    two workers on one job at once; a worker paused mid-step cannot undo newer progress; a
+    crash injected at every point of every step; no `ServiceError` escapes; random fault plans
+    and crash points, with every job ending with exactly one email, one sentiment and one CRM
+    action.
     """
     raise NotImplementedError("Task D: process_job")
