@@ -9,6 +9,7 @@ All of it runs on one asyncio loop and no method awaits, so no lock is needed.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ __all__ = [
     "CrmAction",
     "Delivery",
     "Ledger",
+    "Recovery",
     "Violation",
     "ViolationKind",
 ]
@@ -119,6 +121,16 @@ class Violation:
         return self.detail
 
 
+@dataclass(frozen=True, kw_only=True)
+class Recovery:
+    """The harness took a job from a worker whose claim had expired and put it back in the queue
+    (loop time ``at``). Only this excuses a second worker for a 429 told to the first one."""
+
+    job_id: int
+    worker: str | None
+    at: float
+
+
 @dataclass
 class Ledger:
     """Append-only record of one run. ``reset()`` starts a new run with the same object."""
@@ -127,12 +139,19 @@ class Ledger:
     deliveries: list[Delivery] = field(default_factory=list)
     actions: list[CrmAction] = field(default_factory=list)
     violations: list[Violation] = field(default_factory=list)
+    recoveries: list[Recovery] = field(default_factory=list)
 
     def reset(self) -> None:
         self.calls.clear()
         self.deliveries.clear()
         self.actions.clear()
         self.violations.clear()
+        self.recoveries.clear()
+
+    def record_recovery(self, job_id: int, worker: str | None) -> None:
+        """Note that the harness returned ``job_id``, claimed by ``worker``, to the queue."""
+        at = asyncio.get_running_loop().time()
+        self.recoveries.append(Recovery(job_id=job_id, worker=worker, at=at))
 
     # -- queries --------------------------------------------------------------------------------
 

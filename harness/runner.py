@@ -369,6 +369,7 @@ class Runner:
         )
         for row in rows.rows:
             self.recovered.append((int(row["id"]), row["worker_id"]))
+            self.services.ledger.record_recovery(int(row["id"]), row["worker_id"])
         self.metrics.recoveries += len(rows.rows)
 
     async def _sample(self) -> None:

@@ -20,10 +20,9 @@ and, from the same transition history, the step only ever moved forward, each st
 
 What no solution can avoid is excused, never more: a worker that dies between a permanent error
 and the write that records it cannot help the next worker trying again (3 and 4 allow one more
-attempt per crash of that job after the error), and a 429 given to a worker that was still at work
-when a second worker — handed the job because the first one's lease had run out — called the same
-API is the harness's doing (the retry_after check is keyed by the request's subject, not by who
-was told to wait).
+attempt per crash of that job after the error), and a 429 given to one worker cannot bind a second
+worker that the harness's lease recovery handed the job to after that 429 (the ledger records
+every recovery; without one between the 429 and the early call, nothing is excused).
 
 The grader (Task D and end to end), the runner's tests and the stress command share this judge.
 ``report_problems`` turns a ``RunReport`` that did not drain cleanly into diagnoses of the same
@@ -324,13 +323,16 @@ class _Judge:
             told = [
                 c for c in made if c.outcome == "rate_limited" and c.at + c.duration <= violation.at
             ]
-            if not told:
+            if not told or violation.job_id is None:
                 return False
-            waiting = max(told, key=lambda c: c.at + c.duration).caller
-            # The one told to wait was still at work after this call began: two workers held the
-            # job at once, because the harness's lease handed a live worker's job to another.
-            return waiting != violation.caller and any(
-                c.caller == waiting and c.at > violation.at for c in made
+            latest = max(told, key=lambda c: c.at + c.duration)
+            # Only the harness's lease can put a second worker on a job while the first one was
+            # told to wait (it crashed before recording the 429, or its claim ran out under it):
+            # the second cannot know. A rule, not a timing margin: it needs a recovery of this
+            # job between the 429 and the early call.
+            return latest.caller != violation.caller and any(
+                r.job_id == violation.job_id and latest.at + latest.duration <= r.at <= violation.at
+                for r in self.ledger.recoveries
             )
         return False
 

@@ -200,6 +200,12 @@ class Kata:
         )
         return await Job.get(id=job_id)
 
+    async def expire_claim(self, job_id: int, worker: str | None) -> None:
+        """What the lease does to a worker that stopped renewing its claim: the job goes back to
+        the queue, and the ledger notes it (the one excuse for a second worker's early retry)."""
+        await Job.filter(id=job_id, status=JobStatus.RUNNING).update(status=JobStatus.PENDING)
+        self.services.ledger.record_recovery(job_id, worker)
+
     async def fresh(self, job: Job | int) -> Job:
         return await Job.get(id=job if isinstance(job, int) else job.id)
 
@@ -290,9 +296,7 @@ class Kata:
                 await self.call("process_job", fresh, worker=worker, job_id=fresh.id)
             except WorkerCrashed:
                 # The worker died mid-step; its lease runs out and the job goes back to the queue.
-                await Job.filter(id=fresh.id, status=JobStatus.RUNNING).update(
-                    status=JobStatus.PENDING
-                )
+                await self.expire_claim(fresh.id, worker)
         final = await self.fresh(job)
         fail(
             f"job {final.id} was still {final.status.value} at step {final.step.value} after "

@@ -75,7 +75,7 @@ def _missing_result(job: Job) -> str | None:
 async def _expire_claim(kata: Kata, job: Job, *, new_worker: str) -> Job:
     """What the lease does to a worker that stopped renewing its claim: the job goes back to the
     queue, and another worker claims it."""
-    await Job.filter(id=job.id, status=JobStatus.RUNNING).update(status=JobStatus.PENDING)
+    await kata.expire_claim(job.id, job.worker_id)
     return await kata.claim_for(job.id, new_worker)
 
 
