@@ -55,7 +55,7 @@ def variants(scenario: str) -> tuple[str, str, str, str, str]:
     reference = (ROOT / "fixtures" / "solutions" / "reference.py").read_text()
     if scenario == "a":
         good = with_function(stub, "claim_next_job", reference_section(reference, "A"))
-        bad = good.replace("ORDER BY run_after, id", "ORDER BY run_after DESC, id DESC")
+        bad = good.replace("ORDER BY id", "ORDER BY id DESC")
         assert bad != good
         return "A", bad, good, "passing", bad
     header, _ = reference.split("# --- Task A", 1)
