@@ -20,7 +20,7 @@ from . import crashes
 from .backends import Backend, Result, create_backend
 from .config import DatabaseConfig
 from .context import caller_name
-from .exceptions import NoActiveDatabase, RoundTripBudgetExceeded
+from .exceptions import NoActiveDatabase, RoundTripBudgetExceeded, TooManyParameters
 from .pool import PoolStats
 from .sqlparams import is_write
 
@@ -43,6 +43,9 @@ _sql_repr.maxstring = 400
 _sql_repr.maxlist = 12
 _sql_repr.maxtuple = 12
 
+#: Parameters one statement may carry: PostgreSQL's limit, enforced on every backend.
+MAX_PARAMETERS = 65_535
+
 
 @dataclass
 class RoundTrips:
@@ -53,23 +56,35 @@ class RoundTrips:
 
     count: int = 0
     writes: int = 0
+    #: Statements that opened a transaction (``BEGIN``): one per batch is not all or nothing.
+    transactions: int = 0
     #: When set, the statement that would make ``count`` exceed it raises
-    #: ``RoundTripBudgetExceeded`` instead of running (a ROLLBACK still runs, to clean up).
+    #: ``RoundTripBudgetExceeded`` instead of running (a ROLLBACK still runs, to clean up), and
+    #: so does every statement after it: code that swallows the stop cannot carry on.
     limit: int | None = None
+    #: The first stop since ``reset()``, kept even if the caller's code swallowed it, so that
+    #: the verdict comes from the budget and not from whatever the code did next.
+    exceeded: RoundTripBudgetExceeded | None = None
 
     def reset(self) -> None:
         self.count = 0
         self.writes = 0
+        self.transactions = 0
+        self.exceeded = None
 
     def spend(self, sql: str, writes: bool) -> None:
+        verb = sql.lstrip()[:8].upper()
         if (
             self.limit is not None
             and self.count >= self.limit
-            and not sql.lstrip()[:8].upper().startswith(("ROLLBACK", "RELEASE"))
+            and not verb.startswith(("ROLLBACK", "RELEASE"))
         ):
-            raise RoundTripBudgetExceeded(self.limit, self.writes)
+            stop = RoundTripBudgetExceeded(self.limit, self.writes)
+            self.exceeded = self.exceeded or stop
+            raise stop
         self.count += 1
         self.writes += writes
+        self.transactions += verb.startswith("BEGIN")
 
 
 class Database:
@@ -135,6 +150,12 @@ class Database:
                 f"SQL parameters must be a list or tuple, not {type(params).__name__} "
                 "(placeholders are ? on every backend)"
             )
+        if len(params) > MAX_PARAMETERS:
+            # Refused before it is sent or counted, as libpq refuses it: the same verdict on
+            # SQLite (whose build here takes 250,000) as on PostgreSQL.
+            error = TooManyParameters(len(params), MAX_PARAMETERS, sql)
+            error.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
+            raise error
         writes = is_write(sql)
         if writes:
             crashes.check_before_write()

@@ -7,6 +7,7 @@
     ├── NoActiveDatabase
     ├── NoActiveServices
     ├── SetupRefused                 setup_db.py will not touch tables it did not create
+    ├── TooManyParameters            a statement over 65,535 parameters, on every backend
     └── ServiceError                 (what the fake external APIs raise)
         ├── RateLimitError           transient: wait ``retry_after`` seconds, then retry
         ├── ServiceTimeoutError      transient, a TimeoutError: may or may not have taken effect
@@ -39,6 +40,7 @@ __all__ = [
     "ServiceError",
     "ServiceTimeoutError",
     "SetupRefused",
+    "TooManyParameters",
     "WorkerCrashed",
 ]
 
@@ -81,6 +83,24 @@ class NoActiveServices(HarnessError):
 class SetupRefused(HarnessError):
     """The database holds kata tables (or a schema) that ``setup_db.py`` did not create, so it
     refuses to write into them or drop them."""
+
+
+class TooManyParameters(HarnessError):
+    """A statement carried more parameters than one statement may: 65,535, PostgreSQL's limit.
+
+    The harness refuses it on every backend (SQLite as built here would take 250,000), so that a
+    batch size that breaks on the production database breaks on the practice one too. Nothing
+    was sent: the connection and its transaction are untouched.
+    """
+
+    def __init__(self, count: int, limit: int, sql: str = ""):
+        super().__init__(
+            f"this statement has {count:,} parameters; one statement takes at most {limit:,} "
+            "(PostgreSQL's limit, enforced on every backend) — send fewer rows per statement"
+        )
+        self.count = count
+        self.limit = limit
+        self.sql = sql
 
 
 class ServiceError(HarnessError):

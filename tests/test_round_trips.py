@@ -14,7 +14,8 @@ import pytest
 import harness.backends.postgres as postgres_backend
 import harness.backends.sqlite as sqlite_backend
 from conftest import base_config
-from harness.database import Database, execute_sql
+from harness.database import MAX_PARAMETERS, Database, execute_sql
+from harness.exceptions import RoundTripBudgetExceeded, TooManyParameters
 from harness.isolation import isolated_database
 from harness.models import Campaign, Job
 from harness.transactions import transaction
@@ -116,6 +117,52 @@ async def test_failed_statement_still_costs_a_round_trip(database: Database) -> 
     with pytest.raises((sqlite3.OperationalError, psycopg.errors.UndefinedTable)):
         await execute_sql("SELECT * FROM no_such_table")
     assert counted(database) == (1, 0)
+
+
+# --- the limits the grader holds Task B to ----------------------------------------------------
+
+
+def in_list(n: int) -> str:
+    return "SELECT 1 AS one WHERE 1 IN (" + ", ".join("?" for _ in range(n)) + ")"
+
+
+async def test_a_statement_of_65535_parameters_runs_on_every_backend(database: Database) -> None:
+    assert await execute_sql(in_list(MAX_PARAMETERS), list(range(MAX_PARAMETERS))) == [{"one": 1}]
+
+
+async def test_one_parameter_more_is_refused_on_every_backend_before_it_is_sent(
+    database: Database,
+) -> None:
+    # SQLite as built here would run it (its limit is 250,000): the harness holds it to
+    # PostgreSQL's, so that a batch size that breaks in production breaks in practice too.
+    with pytest.raises(TooManyParameters, match="65,536 parameters") as refused:
+        await execute_sql(in_list(MAX_PARAMETERS + 1), list(range(MAX_PARAMETERS + 1)))
+    assert refused.value.count == MAX_PARAMETERS + 1
+    assert counted(database) == (0, 0)
+
+
+async def test_every_statement_over_the_budget_raises_and_the_first_stop_is_kept(
+    database: Database,
+) -> None:
+    trips = database.round_trips
+    trips.limit = 2
+    swallowed = 0
+    for _ in range(5):
+        try:
+            await execute_sql("INSERT INTO campaigns (name) VALUES (?)", ["a"])
+        except RoundTripBudgetExceeded:  # what a candidate's `except BaseException` would do
+            swallowed += 1
+    assert (swallowed, counted(database)) == (3, (2, 2))
+    assert trips.exceeded is not None and trips.exceeded.limit == 2
+    trips.reset()
+    assert trips.exceeded is None
+
+
+async def test_transactions_are_counted_by_their_begin(database: Database) -> None:
+    for _ in range(3):
+        async with transaction():
+            await execute_sql("SELECT 1 AS one")
+    assert database.round_trips.transactions == 3
 
 
 # --- simulated latency --------------------------------------------------------------------------

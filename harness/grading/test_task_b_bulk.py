@@ -1,13 +1,20 @@
-"""Task B — create_campaign_jobs: the right rows, in a few round trips, all or nothing, counted
-once per distinct address, and nothing new when run again.
+"""Task B — create_campaign_jobs: the right rows, stored exactly as given, in a few round trips,
+all or nothing, counted once per distinct address, and nothing new when run again.
 
 The tests run in this order so that each classic mistake is the first thing the scorecard names:
-a per-row insert fails the round-trip budget, a missing transaction fails all-or-nothing, a
-missing de-duplication fails the duplicates tests, and a missing ON CONFLICT fails the re-runs.
+a list shorter than one batch that creates nothing fails the first test, a normalised address
+fails the spelling test, a per-row insert or an oversized batch fails the round-trip budget, a
+missing (or per-batch) transaction fails all-or-nothing, a missing de-duplication fails the
+duplicates tests, and a missing ON CONFLICT fails the re-runs.
+
+Every call into the candidate runs under the round-trip budget, so that a per-row insert is
+stopped after 250 statements in every test instead of paying for thousands of rows each time:
+the verdict on wrong code is what a candidate waits for.
 """
 
 from __future__ import annotations
 
+import re
 import reprlib
 import sqlite3
 from datetime import datetime, timedelta
@@ -15,18 +22,22 @@ from typing import Any
 
 import psycopg
 
-from harness.exceptions import RoundTripBudgetExceeded
+from harness.database import MAX_PARAMETERS
+from harness.exceptions import RoundTripBudgetExceeded, TooManyParameters
 from harness.models import Job, JobStatus, Step
 from harness.orm import utcnow
 
 from .diagnosis import describe_exception, fail
-from .kit import Kata, graded
+from .kit import FULL, Kata, graded
 
 #: Python's clock and the database's ``now()`` are read at slightly different moments.
 _CLOCK_SLACK = timedelta(seconds=2)
 #: Passes the schema's ``LIKE '%_@_%'`` but not its ``length(email) <= 254``: a client-side
 #: "does it look like an email" filter keeps it, and the INSERT that carries it fails.
 _TOO_LONG = "x" * 290 + "@example.com"
+#: Round trips allowed for the 200-address sample that shows what an over-budget solution does
+#: per row: enough for one statement per row, and a stop for a solution that never ends.
+_SAMPLE_LIMIT = 1000
 
 
 def emails(n: int, prefix: str = "customer", start: int = 0) -> list[str]:
@@ -39,8 +50,37 @@ async def jobs_in(campaign_id: int) -> int:
 
 async def create(kata: Kata, campaign_id: int, addresses: list[str]) -> int:
     """Call the candidate; a count that is not an int is a diagnosis of its own."""
-    created = await kata.call("create_campaign_jobs", campaign_id, addresses)
+    created = await call_within_budget(kata, campaign_id, addresses)
     return as_count(created, len(addresses))
+
+
+async def call_within_budget(kata: Kata, campaign_id: int, addresses: list[str]) -> object:
+    """Call ``create_campaign_jobs`` under the round-trip budget (B3) and the parameter limit
+    (B2): the statement that goes over the budget stops the call, and so does every statement
+    after it, so that the verdict is certain after ``budget`` statements, whatever the size of
+    the list. Over the budget, the diagnosis is the budget's, even if the candidate's code
+    swallowed the stop (``except BaseException``) and returned, or re-raised it as another
+    error."""
+    trips = kata.database.round_trips
+    budget = kata.sizes.bulk_round_trips
+    trips.reset()
+    trips.limit = budget
+    created: object = None
+    try:
+        created = await kata.call("create_campaign_jobs", campaign_id, addresses)
+    except (Exception, RoundTripBudgetExceeded) as error:
+        if trips.exceeded is None:
+            too_many = too_many_parameters(error)
+            if too_many is not None:
+                fail(_over_the_parameter_limit(addresses, too_many))
+            raise
+    finally:
+        trips.limit = None
+    if trips.exceeded is not None:
+        stop = trips.exceeded
+        left = await jobs_in(campaign_id)
+        fail(await _over_budget(kata, len(addresses), budget, stop, left))
+    return created
 
 
 def as_count(created: object, given: int) -> int:
@@ -76,9 +116,80 @@ def is_duplicate_key(error: BaseException | None) -> bool:
     return False
 
 
-def is_too_many_parameters(error: BaseException) -> bool:
-    text = str(error)
-    return "too many SQL variables" in text or "number of parameters must be between" in text
+def too_many_parameters(error: BaseException | None) -> TooManyParameters | None:
+    """The harness's refusal of a statement over 65,535 parameters, also when re-raised."""
+    while error is not None:
+        if isinstance(error, TooManyParameters):
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _over_the_parameter_limit(addresses: list[str], error: TooManyParameters) -> str:
+    """ "... sent a batch of 40,000 rows x 2 = 80,000 parameters ...": the real statement's
+    size, read from its first VALUES tuple, so that a batch too big is not called one INSERT."""
+    values = re.search(r"\bVALUES\s*\(([^)]*)\)", error.sql, re.IGNORECASE)
+    per_row = values.group(1).count("?") if values else 0
+    if per_row:
+        rows = error.count // per_row
+        size = (
+            f"all {rows:,} rows in one INSERT ({rows:,} rows x {per_row} = {error.count:,} "
+            "parameters)"
+            if rows >= len(set(addresses))
+            else f"a batch of {rows:,} rows x {per_row} = {error.count:,} parameters"
+        )
+    else:
+        size = f"one statement with {error.count:,} parameters"
+    return (
+        f"create_campaign_jobs with {len(addresses):,} addresses sent {size}; one statement "
+        f"takes at most {MAX_PARAMETERS:,} (PostgreSQL's limit, which the grader holds every "
+        "backend to) — split the rows into batches of a few thousand, inside one transaction"
+    )
+
+
+async def _over_budget(
+    kata: Kata, total: int, budget: int, stop: RoundTripBudgetExceeded, left: int
+) -> str:
+    evidence = f"stopped at statement {budget + 1:,} after {stop.writes:,} writes"
+    if left:
+        evidence += f", which had stored {left:,} rows: " + _per_insert(left / max(stop.writes, 1))
+    else:
+        evidence += ", which the transaction rolled back"
+        sample = await _round_trips_for(kata, 200)
+        if sample is not None:
+            count, writes = sample
+            evidence += (
+                f"; 200 addresses took {count} round trips, {writes} of them writes: "
+                + _per_insert(200 / max(writes, 1))
+            )
+    rows, trips = FULL.bulk_rows, FULL.bulk_round_trips
+    return (
+        f"creating jobs for {total:,} addresses went over the budget of {budget:,} round trips "
+        f"({evidence}) — {rows:,} rows in {trips:,} round trips need {rows // trips:,} or more "
+        "rows per statement: insert in batches (one INSERT with multi-row VALUES (?, ?), "
+        "(?, ?), ... per few thousand rows) inside one transaction"
+    )
+
+
+def _per_insert(rows: float) -> str:
+    return "about one statement per row" if rows < 1.5 else f"about {rows:,.0f} rows per INSERT"
+
+
+async def _round_trips_for(kata: Kata, n: int) -> tuple[int, int] | None:
+    """Round trips and writes the candidate needs for ``n`` new addresses (None if it fails)."""
+    campaign = await kata.campaign("Round-trip sample")
+    trips = kata.database.round_trips
+    trips.reset()
+    trips.limit = _SAMPLE_LIMIT
+    try:
+        await kata.call("create_campaign_jobs", campaign.id, emails(n, "sample"))
+    except (Exception, RoundTripBudgetExceeded):
+        return None
+    finally:
+        trips.limit = None
+    if trips.exceeded is not None:
+        return None
+    return trips.count, trips.writes
 
 
 @graded("B")
@@ -109,10 +220,24 @@ async def test_creates_one_pending_send_email_job_per_address(kata: Kata) -> Non
     addresses = emails(120)
     before = utcnow()
     created = await create(kata, campaign.id, addresses)
+    writes = kata.database.round_trips.writes
     after = utcnow()
     jobs = await Job.filter(campaign_id=campaign.id).order_by("id").all()
     stored = {job.email for job in jobs}
     missing = [a for a in addresses if a not in stored]
+    if missing and not stored and not writes:
+        # Fewer addresses than one batch, and not one write: a loop over whole batches only.
+        fail(
+            f"create_campaign_jobs returned {created:,} for 120 new addresses without sending "
+            "a single INSERT — a list shorter than one batch is one shorter batch: loop with "
+            "range(0, len(emails), size), not over len(emails) // size whole batches"
+        )
+    if missing and missing == addresses[-len(missing) :] and len(missing) < len(addresses):
+        fail(
+            f"the last {len(missing)} of 120 new addresses got no job (from {missing[0]} on) — "
+            "the last, shorter batch was never sent: loop with range(0, len(emails), size), "
+            "not over len(emails) // size whole batches"
+        )
     if missing:
         also = (
             " (they have jobs in another campaign: an address may be in many campaigns)"
@@ -178,35 +303,67 @@ def _check_new_job(job: Job, before: datetime, after: datetime) -> None:
         )
 
 
+#: Five distinct strings (B1: duplicates are exact string duplicates). Two spellings of one
+#: person, a mixed-case address with no lowercase twin (it shows whether the stored value was
+#: changed), and a +tag next to its plain address.
+_SPELLINGS = [
+    "Ada.Lovelace@Example.com",
+    "ada.lovelace@example.com",
+    "Grace.Hopper@Navy.MIL",
+    "alan.turing+news@example.com",
+    "alan.turing@example.com",
+]
+
+
+def _normalised(address: str) -> str:
+    """What a normalising de-duplication compares: trimmed, lowercased, without a +tag."""
+    local, _, domain = address.strip().lower().partition("@")
+    return f"{local.split('+')[0]}@{domain}"
+
+
+@graded("B")
+async def test_addresses_are_stored_exactly_as_given(kata: Kata) -> None:
+    campaign = await kata.campaign()
+    created = await create(kata, campaign.id, _SPELLINGS)
+    jobs = await Job.filter(campaign_id=campaign.id).order_by("id").all()
+    stored = [job.email for job in jobs]
+    changed = [email for email in stored if email not in _SPELLINGS]
+    if changed:
+        given = next((a for a in _SPELLINGS if _normalised(a) == _normalised(changed[0])), None)
+        if given is not None and changed[0] == given.lower():
+            fail(
+                f"the job for {given!r} was stored as {changed[0]!r}: the addresses were "
+                f"lowercased — store each address exactly as given ({_SPELLINGS[0]!r} and "
+                f"{_SPELLINGS[1]!r} are two addresses, two jobs)"
+            )
+        source = f" for {given!r}" if given is not None else ""
+        fail(
+            f"a job{source} was stored with the address {changed[0]!r}, which was never given "
+            "— store each address exactly as given (case and spelling preserved)"
+        )
+    missing = [a for a in _SPELLINGS if a not in stored]
+    if missing:
+        key = _normalised(missing[0])
+        twin = next((a for a in _SPELLINGS if a != missing[0] and _normalised(a) == key), None)
+        if twin is not None:
+            fail(
+                f"{missing[0]!r} got no job, though it is not the same string as {twin!r} — "
+                "duplicates are exact string duplicates: de-duplicate the addresses as given, "
+                "not a lowercased, trimmed or otherwise normalised form of them"
+            )
+        fail(f"{missing[0]!r} got no job — create one job per address, stored exactly as given")
+    if created != len(_SPELLINGS):
+        fail(
+            f"create_campaign_jobs returned {created:,} after creating {len(_SPELLINGS)} jobs "
+            f"for {len(_SPELLINGS)} distinct addresses — return how many jobs it created"
+        )
+
+
 @graded("B", timeout=60)
 async def test_fifty_thousand_addresses_within_the_round_trip_budget(kata: Kata) -> None:
-    total, budget = kata.sizes.bulk_rows, kata.sizes.bulk_round_trips
+    total = kata.sizes.bulk_rows
     campaign = await kata.campaign()
-    addresses = emails(total)
-    trips = kata.database.round_trips
-    created: object = None
-    stopped: RoundTripBudgetExceeded | None = None
-    trips.reset()
-    trips.limit = budget
-    try:
-        created = await kata.call("create_campaign_jobs", campaign.id, addresses)
-    except RoundTripBudgetExceeded as stop:
-        stopped = stop
-    except Exception as error:
-        if is_too_many_parameters(error):
-            fail(
-                f"creating {total:,} jobs in one INSERT raised {raised(kata, error)} — one "
-                "statement takes at most 65,535 parameters on PostgreSQL (32,766 on a default "
-                "SQLite build): split the rows into batches of a few thousand, inside one "
-                "transaction"
-            )
-        raise
-    finally:
-        trips.limit = None
-    if stopped is not None:
-        left = await jobs_in(campaign.id)
-        fail(await _over_budget(kata, total, budget, stopped, left))
-    created = as_count(created, total)
+    created = await create(kata, campaign.id, emails(total))
     stored = await jobs_in(campaign.id)
     if stored != total:
         fail(f"{total:,} new addresses gave {stored:,} jobs, expected one per address")
@@ -217,49 +374,10 @@ async def test_fifty_thousand_addresses_within_the_round_trip_budget(kata: Kata)
         )
 
 
-async def _over_budget(
-    kata: Kata, total: int, budget: int, stop: RoundTripBudgetExceeded, left: int
-) -> str:
-    evidence = f"stopped at statement {budget + 1:,} after {stop.writes:,} writes"
-    if left:
-        evidence += f", which had stored {left:,} rows: " + _per_insert(left / max(stop.writes, 1))
-    else:
-        evidence += ", which the transaction rolled back"
-        sample = await _round_trips_for(kata, 200)
-        if sample is not None:
-            count, writes = sample
-            evidence += (
-                f"; 200 addresses took {count} round trips, {writes} of them writes: "
-                + _per_insert(200 / max(writes, 1))
-            )
-    return (
-        f"creating {total:,} jobs went over the budget of {budget:,} round trips ({evidence}) "
-        f"— {total:,} rows in {budget:,} round trips need {total // budget:,} or more rows per "
-        "statement: insert in batches (one INSERT with multi-row VALUES (?, ?), (?, ?), ... "
-        "per few thousand rows) inside one transaction"
-    )
-
-
-def _per_insert(rows: float) -> str:
-    return "about one statement per row" if rows < 1.5 else f"about {rows:,.0f} rows per INSERT"
-
-
-async def _round_trips_for(kata: Kata, n: int) -> tuple[int, int] | None:
-    """Round trips and writes the candidate needs for ``n`` new addresses (None if it fails)."""
-    campaign = await kata.campaign("Round-trip sample")
-    trips = kata.database.round_trips
-    trips.reset()
-    try:
-        await kata.call("create_campaign_jobs", campaign.id, emails(n, "sample"))
-    except Exception:
-        return None
-    return trips.count, trips.writes
-
-
 @graded("B", timeout=60)
 async def test_a_rejected_address_part_way_leaves_no_jobs(kata: Kata) -> None:
     # Late in a list longer than the usual batch sizes (up to 5,000 rows), so that whole batches
-    # have been sent before the one that fails. Not longer: a per-row insert pays for every row.
+    # have been sent before the one that fails.
     total = min(6000, kata.sizes.bulk_rows)
     position = total * 9 // 10
     campaign = await kata.campaign()
@@ -272,18 +390,19 @@ async def test_a_rejected_address_part_way_leaves_no_jobs(kata: Kata) -> None:
     error: Exception | None = None
     created: object = None
     try:
-        created = await kata.call("create_campaign_jobs", campaign.id, addresses)
+        created = await call_within_budget(kata, campaign.id, addresses)
     except NotImplementedError:
         raise
     except Exception as raised_error:
         error = raised_error
+    transactions = kata.database.round_trips.transactions
     left = await jobs_in(campaign.id)
     if error is not None:
         if left:
             fail(
                 f"{left:,} jobs were left behind after create_campaign_jobs raised part-way "
-                f"({raised(kata, error)}; {bad}) — wrap all batches in one transaction, so that "
-                "a failure rolls every batch back"
+                f"({raised(kata, error)}; {bad}) — {_committed(transactions)}: wrap all batches "
+                "in one transaction, so that a failure rolls every batch back"
             )
         return
     # It returned: acceptable only if it skipped the one bad address and created every other job.
@@ -291,7 +410,7 @@ async def test_a_rejected_address_part_way_leaves_no_jobs(kata: Kata) -> None:
         return
     if left == total:
         fail(
-            f"create_campaign_jobs returned {reprlib.repr(created)} after creating {total:,} jobs "
+            f"create_campaign_jobs returned {_shown(created)} after creating {total:,} jobs "
             f"and skipping the one address the schema rejects ({bad}) — return how many jobs it "
             "created"
         )
@@ -302,10 +421,28 @@ async def test_a_rejected_address_part_way_leaves_no_jobs(kata: Kata) -> None:
             "propagate, and keep all batches in one transaction so that nothing is half done"
         )
     fail(
-        f"create_campaign_jobs returned {reprlib.repr(created)} without raising, yet created no "
-        f"jobs for {total:,} valid addresses ({bad}): the error was swallowed — let it propagate "
-        "so that the caller learns nothing was created"
+        f"create_campaign_jobs returned {_shown(created)} without raising, yet created no jobs "
+        f"for {total:,} valid addresses ({bad}): the error was swallowed — let it propagate so "
+        "that the caller learns nothing was created"
     )
+
+
+def _shown(created: object) -> str:
+    if isinstance(created, int) and not isinstance(created, bool):
+        return f"{created:,}"
+    return reprlib.repr(created)
+
+
+def _committed(transactions: int) -> str:
+    """Why the batches before the failing one stayed, from the BEGINs the call sent."""
+    if transactions == 0:
+        return "no transaction was opened, so every batch committed on its own"
+    if transactions > 1:
+        return (
+            f"each batch ran in a transaction of its own ({transactions} transactions), so the "
+            "batches before the failing one had committed"
+        )
+    return "the batches before the failing one were committed"
 
 
 @graded("B")
