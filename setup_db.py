@@ -457,7 +457,7 @@ def render_summary(result: dict[str, Any], where: str, seconds: float) -> Group:
     return Group(headline, table)
 
 
-@click.command()
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--database-url",
     help="sqlite:///file.db or postgresql://...  [default: DATABASE_URL, else kata.db]",

@@ -76,7 +76,13 @@ def database_config(choice: str | None) -> DatabaseConfig:
     return DatabaseConfig(url=choice)
 
 
-@click.command(name="scenarios", help=__doc__.split("\n\n")[0])
+@click.command(
+    name="scenarios",
+    help=__doc__.split("\n\n")[0],
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="\b\nThe drills:\n"
+    + "\n".join(f"  {number}  {incident.title}" for number, incident in INCIDENTS.items()),
+)
 @click.argument("number", type=click.IntRange(1, len(INCIDENTS)), required=False)
 @click.option(
     "--duration",
