@@ -32,6 +32,7 @@ from .solutions import CANDIDATE_PATH, REFERENCE_PATH
 __all__ = [
     "ALTERNATIVE_PATH",
     "CATALOGUE_DIR",
+    "REQUEUE_ORM_PATH",
     "CatalogueEntry",
     "catalogue",
     "check_entry",
@@ -40,6 +41,8 @@ __all__ = [
 
 CATALOGUE_DIR = PROJECT_ROOT / "fixtures" / "solutions" / "buggy"
 ALTERNATIVE_PATH = PROJECT_ROOT / "fixtures" / "solutions" / "alternative.py"
+#: A third correct solution: ORM compare-and-sets, and transient errors returned to the queue.
+REQUEUE_ORM_PATH = PROJECT_ROOT / "fixtures" / "solutions" / "requeue_orm.py"
 STUB_PATH = CANDIDATE_PATH
 #: The tasks whose tests involve concurrency, faults or crashes: what --stress repeats.
 STRESSED_TASKS = "ACDE"
@@ -218,7 +221,7 @@ def main(db: str | None, stress: int, first_seed: int, jobs: int) -> None:
                     )
                 )
             continue
-        for path in (REFERENCE_PATH, ALTERNATIVE_PATH):
+        for path in (REFERENCE_PATH, ALTERNATIVE_PATH, REQUEUE_ORM_PATH):
             checks.append(
                 (
                     f"{path.stem} passes every task on {backend}",

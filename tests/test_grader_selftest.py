@@ -10,6 +10,7 @@ from conftest import BACKENDS, POSTGRES_URL
 from harness.config import PROJECT_ROOT
 from harness.selftest import (
     ALTERNATIVE_PATH,
+    REQUEUE_ORM_PATH,
     STRESSED_TASKS,
     STUB_PATH,
     catalogue,
@@ -36,7 +37,9 @@ def test_the_stub_fails_every_task_as_not_started(url: str) -> None:
         assert info["status"] == "not started", (task, info)
 
 
-@pytest.mark.parametrize("solution", [REFERENCE_PATH, ALTERNATIVE_PATH], ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "solution", [REFERENCE_PATH, ALTERNATIVE_PATH, REQUEUE_ORM_PATH], ids=lambda p: p.stem
+)
 def test_a_correct_solution_passes_every_task(solution, url: str) -> None:
     assert check_correct(solution, url) is None
 

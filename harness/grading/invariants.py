@@ -284,7 +284,12 @@ class _Judge:
                 if c.operation == "send_email"
             ]
             refused = next((c for c in tries if c.outcome == "invalid"), None)
-            if refused is None or len(tries) <= 1:
+            if refused is None:
+                continue
+            # From the first refusal on: a transient error before it (were a 429 ever to come
+            # before the address check) is a try the solution rightly repeated.
+            tries = [c for c in tries if c.at >= refused.at]
+            if len(tries) <= 1:
                 continue
             allowed = 1 + self._crashes_between(job.id, refused.at, tries[-1].at)
             if len(tries) > allowed:
