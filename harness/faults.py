@@ -16,6 +16,7 @@ Faults a call can meet (all modelled on what SendGrid, a sentiment API and a CRM
 
 A *script* pins the first calls for one (service, subject), e.g. "the first two sends to
 a@example.com are rate limited, the third succeeds"; later calls fall back to the random plan.
+A scripted ``Succeed`` or ``RateLimit`` may also pin how long its answer takes to arrive.
 """
 
 from __future__ import annotations
@@ -154,17 +155,32 @@ class Fault(StrEnum):
 
 @dataclass(frozen=True)
 class Succeed:
+    latency: float | None = None
+    """Seconds before the answer arrives; ``None``: the service's own latency."""
     fault: ClassVar[Fault] = Fault.NONE
+
+    def __post_init__(self) -> None:
+        _check_latency(self.latency)
 
 
 @dataclass(frozen=True)
 class RateLimit:
     retry_after: float = 0.1
+    latency: float | None = None
+    """Seconds before the 429 arrives; ``None``: the service's own latency. A slow 429 tells a
+    client that counts ``retry_after`` from when the 429 arrived from one that counts it from
+    when the request was sent."""
     fault: ClassVar[Fault] = Fault.RATE_LIMIT
 
     def __post_init__(self) -> None:
         if self.retry_after < 0:
             raise ValueError(f"retry_after must be >= 0, got {self.retry_after}")
+        _check_latency(self.latency)
+
+
+def _check_latency(latency: float | None) -> None:
+    if latency is not None and latency < 0:
+        raise ValueError(f"latency must be >= 0 seconds, got {latency}")
 
 
 @dataclass(frozen=True)
@@ -278,6 +294,8 @@ class FaultPlan:
         if n <= len(scripted):
             outcome = scripted[n - 1]
             retry_after = outcome.retry_after if isinstance(outcome, RateLimit) else 0.0
+            if isinstance(outcome, Succeed | RateLimit) and outcome.latency is not None:
+                latency = outcome.latency
             return Decision(
                 outcome=outcome.fault,
                 latency=latency,

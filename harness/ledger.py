@@ -103,6 +103,9 @@ class ViolationKind(StrEnum):
     RETRY_BEFORE_RETRY_AFTER = "retry_before_retry_after"
     RETRY_AFTER_PERMANENT_ERROR = "retry_after_permanent_error"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    WAIT_IN_TRANSACTION = "wait_in_transaction"
+    """A backoff wait (``asyncio.sleep``) while holding a transaction; the grader's sleep guard
+    reports it (``Services.record_wait_in_transaction``), since no API call is involved."""
 
 
 @dataclass(frozen=True, kw_only=True)

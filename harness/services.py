@@ -340,6 +340,24 @@ class Services:
             # The latest failure: a retry is excused only by a crash after the failure it repeats.
             self._permanent[subject] = (now, f"InvalidEmailError ({exc.reason})")
 
+    def record_wait_in_transaction(self, seconds: float, where: str) -> None:
+        """Record a backoff wait of ``seconds`` (``asyncio.sleep`` at ``where``) that the calling
+        task made while holding a database transaction. The grader's sleep guard reports these:
+        they involve no API call, so the fakes cannot see them themselves."""
+        caller, job_id = caller_name(), current_job_id.get()
+        who = caller if job_id is None else f"{caller} on job {job_id}"
+        self.ledger.violations.append(
+            Violation(
+                kind=ViolationKind.WAIT_IN_TRANSACTION,
+                service="asyncio",
+                subject="sleep",
+                caller=caller,
+                job_id=job_id,
+                at=_now(),
+                detail=f"asyncio.sleep({seconds:g}) at {where}, by {who}, inside its transaction",
+            )
+        )
+
     def _violate(self, attempt: Attempt, kind: ViolationKind, detail: str) -> None:
         self.ledger.violations.append(
             Violation(

@@ -240,12 +240,13 @@ def test_ledger_reset_empties_every_list() -> None:
     assert ledger.summary()["calls"] == 0
 
 
-def test_violation_kinds_are_the_four_the_grader_knows() -> None:
+def test_violation_kinds_are_the_five_the_grader_knows() -> None:
     assert {k.value for k in ViolationKind} == {
         "call_in_transaction",
         "retry_before_retry_after",
         "retry_after_permanent_error",
         "idempotency_key_reused",
+        "wait_in_transaction",
     }
 
 

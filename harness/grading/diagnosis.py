@@ -72,6 +72,11 @@ _ADVICE = {
         "one idempotency key was sent with different arguments — derive the key from the job "
         "and step, and send the same arguments with it every time"
     ),
+    ViolationKind.WAIT_IN_TRANSACTION: (
+        "a backoff wait (asyncio.sleep) ran while the worker held a database transaction: the "
+        "connection (and on SQLite the write lock) is held for the whole wait — leave "
+        "`transaction()` before waiting, and keep it to the database writes"
+    ),
 }
 
 
