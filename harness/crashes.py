@@ -15,6 +15,10 @@ both are no-ops unless a ``CrashPlan`` is active (``use_crash_plan``) and a job 
 Random crashes are a pure function of ``(seed, job_id, kind, counter)`` - not of a shared stream -
 so a seed reproduces the same crashes however the workers interleave. Each job crashes at most
 ``max_crashes_per_job`` times, so every job eventually completes.
+
+A killed process does nothing more. Code that catches ``BaseException`` can swallow the crash and
+carry on as if it had survived; inside ``worker_life()`` (one call of the candidate's code) the
+plan notes what such a worker still does after its crash, for the grader to report.
 """
 
 from __future__ import annotations
@@ -37,10 +41,12 @@ __all__ = [
     "CrashKind",
     "CrashPlan",
     "CrashPoint",
+    "WorkerLife",
     "active_crash_plan",
     "check_after_effect",
     "check_before_write",
     "use_crash_plan",
+    "worker_life",
 ]
 
 
@@ -217,20 +223,36 @@ class CrashPlan:
     def _fire(self, job_id: int, kind: CrashKind, point: str, *, explicit: bool) -> None:
         progress = self._progress
         progress.crashes_per_job[job_id] += 1
-        progress.crashes.append(
-            Crash(
-                job_id=job_id,
-                kind=kind,
-                point=point,
-                caller=caller_name(),
-                at=_now(),
-                explicit=explicit,
-            )
+        crash = Crash(
+            job_id=job_id,
+            kind=kind,
+            point=point,
+            caller=caller_name(),
+            at=_now(),
+            explicit=explicit,
         )
-        raise WorkerCrashed(point)
+        progress.crashes.append(crash)
+        error = WorkerCrashed(point)
+        life = _life.get()
+        if life is not None and life.killed is None:
+            life.killed, life.error = crash, error
+        raise error
+
+
+@dataclass(eq=False)
+class WorkerLife:
+    """One call of a worker into the candidate's code, seen as one life of its process: a crash
+    inside ends it, and whatever the code still does in that call is done by a dead worker."""
+
+    killed: Crash | None = None
+    #: The crash as raised: its traceback shows where the candidate's code caught it.
+    error: WorkerCrashed | None = None
+    #: What the worker did after its crash, when (loop time): (at, "wrote to the database").
+    afterlife: list[tuple[float, str]] = field(default_factory=list)
 
 
 _active: ContextVar[CrashPlan | None] = ContextVar("kata_crash_plan", default=None)
+_life: ContextVar[WorkerLife | None] = ContextVar("kata_worker_life", default=None)
 
 
 @contextmanager
@@ -247,8 +269,30 @@ def active_crash_plan() -> CrashPlan | None:
     return _active.get()
 
 
+@contextmanager
+def worker_life() -> Iterator[WorkerLife]:
+    """Treat the block (one call of the candidate's code) as one life of the calling worker.
+
+    Only the grader's driver opens one, around a single call and nothing of its own: the runner
+    restarts a crashed worker in the same task under the same name, so outside a life a write
+    after a crash cannot be told from a restarted worker's."""
+    life = WorkerLife()
+    token = _life.set(life)
+    try:
+        yield life
+    finally:
+        _life.reset(token)
+
+
+def _note_afterlife(deed: str) -> None:
+    life = _life.get()
+    if life is not None and life.killed is not None:
+        life.afterlife.append((_now(), deed))
+
+
 def check_before_write() -> None:
     """Called by the database layer before each INSERT/UPDATE/DELETE; may raise WorkerCrashed."""
+    _note_afterlife("wrote to the database")
     plan = _active.get()
     job_id = current_job_id.get()
     if plan is None or job_id is None:
@@ -262,6 +306,7 @@ def check_after_effect(service: str, effect: str | None = None) -> None:
     ``effect`` completes the sentence "after <service> ... for job <id>", e.g.
     ``"delivered message <id> to a@example.com"``.
     """
+    _note_afterlife(f"{service} {effect}" if effect else f"had {service} take effect")
     plan = _active.get()
     job_id = current_job_id.get()
     if plan is None or job_id is None:

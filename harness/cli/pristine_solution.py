@@ -103,9 +103,12 @@ async def process_job(job: Job) -> None:
     call follows Task C's rules; `MessageNotFoundError` is permanent.
 
     The grader checks: a full walk to `completed`; the same stale job object processed twice;
-    two workers on one job at once; a worker paused mid-step cannot undo newer progress; a
-    crash injected at every point of every step; no `ServiceError` escapes; random fault plans
-    and crash points, with every job ending with exactly one email, one sentiment and one CRM
-    action.
+    two workers on one job at once; a worker paused mid-step cannot undo newer progress, nor
+    touch a job failed, completed or returned to the queue meanwhile; a crash injected at every
+    point of every step (a worker that swallows it and carries on fails); every fault (429,
+    timeouts, permanent errors, MAX_ATTEMPTS of them) on every API call of every step, each
+    step with its own budget; no `ServiceError` escapes; one address in two campaigns; random
+    fault plans and crash points, with every job ending with exactly one email, one sentiment
+    and one CRM action.
     """
     raise NotImplementedError("Task D: process_job")

@@ -114,10 +114,16 @@ class Pause:
 
 
 @asynccontextmanager
-async def paused_in_first_call(kata: Kata, job: Job, worker: str) -> AsyncIterator[Pause]:
+async def paused_in_first_call(
+    kata: Kata, job: Job, worker: str, gate: Gate | None = None
+) -> AsyncIterator[Pause]:
     """``worker`` starts ``process_job`` on ``job`` and is held at its first API call for the
-    block. However the block ends, the worker is let go and not left behind."""
-    gate = Gate(worker)
+    block. However the block ends, the worker is let go and not left behind. Pass the ``gate``
+    when the job was set up on it (an email it delivered, for a job past send_email)."""
+    if gate is None:
+        gate = Gate(worker)
+    elif gate.worker != worker:
+        raise ValueError(f"the gate holds {gate.worker}'s calls, not {worker}'s")
     with serving(kata, gate):
         read = await kata.fresh(job)
         task = asyncio.create_task(

@@ -2,28 +2,61 @@
 
 Each test starts from a job the harness created and claimed itself (Task D never depends on
 Task A), then drives ``process_job`` the way the contract's worker loop does: once per step, with
-stale job objects, with two workers at once, with workers crashing at every point of every step,
-and — under hypothesis (``exploration``) — with faults and crashes together. Choreographed fake
-services (``choreography``) make "two workers inside the same API call" and "a worker paused
-mid-call while another moves on" happen every time, not when the scheduler happens to allow it.
+stale job objects, with two workers at once, with workers crashing at every point of every step
+(a worker that swallows its crash and carries on is caught: ``afterlife``), with every fault
+class scripted on every API call of every step (``step_faults``), with the job taken out of
+running while a worker is mid-call, with one address in two campaigns, and — under hypothesis
+(``exploration``) — with faults and crashes together. Choreographed fake services
+(``choreography``) make "two workers inside the same API call" and "a worker paused mid-call
+while another moves on" happen every time, not when the scheduler happens to allow it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from datetime import timedelta
 
 import pytest
 
 from harness.crashes import CrashPlan, CrashPoint, use_crash_plan
-from harness.models import Job, JobStatus, Step
+from harness.exceptions import ServiceError
+from harness.faults import (
+    FaultPlan,
+    RateLimit,
+    ScriptedOutcome,
+    Succeed,
+    TimeoutAfter,
+    TimeoutBefore,
+)
+from harness.models import MAX_ATTEMPTS, Job, JobStatus, Step
 from harness.orm import utcnow
 
-from .choreography import Rendezvous, copy_job, paused_in_first_call, serving
+from .choreography import Gate, Rendezvous, copy_job, paused_in_first_call, serving
 from .diagnosis import fail
 from .exploration import WRITES_OF_A_JOB, explore, first_counterexample, harness_claim, scenarios
 from .invariants import check_invariants
 from .kit import Kata, graded
+from .step_faults import (
+    ANALYZE_SENTIMENT,
+    API_CALLS,
+    GET_REPLY,
+    ROUTE_CUSTOMER,
+    SEND_EMAIL,
+    ApiCall,
+    escaped,
+    gave_up_early,
+    job_at_step,
+    no_last_error,
+    not_failed,
+    retried_permanent,
+    script_call,
+    settle,
+    too_few_tries,
+    tries,
+    tries_of,
+    uncapped,
+)
 
 _ORDER = list(Step)
 _FINAL = (JobStatus.COMPLETED, JobStatus.FAILED)
@@ -276,7 +309,8 @@ async def test_a_worker_paused_mid_step_cannot_undo_newer_progress(kata: Kata) -
                     f"returned it wrote the job back to {after.step.value} "
                     f"({after.status.value}) — an advance that does not check the current step "
                     "overwrites newer progress: advance with a compare-and-set (UPDATE ... WHERE "
-                    "id = ? AND step = <the step you ran>) and change nothing when no row matches"
+                    "id = ? AND step = <the step you ran> AND status = 'running') and change "
+                    "nothing when no row matches"
                 )
         await paused.resume()
         await kata.process_until_settled(job, worker="worker-1")
@@ -310,6 +344,261 @@ def _fencing_advice(job: Job, call: str | None, taken: Job, after: Job) -> str:
         "queues fence stale workers: put the claim in the write's WHERE (... AND worker_id = ?), "
         "so that a worker that lost its claim changes nothing."
     )
+
+
+# --- every fault on every API call ---------------------------------------------------------------
+# Each test places a job at the step of one API call and scripts that call: every call of every
+# step follows Task C's rules (D1). Budgets allow a textbook 1, 2, 4, 8 s backoff (C3).
+
+_CALLS = [pytest.param(call, id=call.operation) for call in API_CALLS]
+_TRANSIENT_FAULTS = [
+    pytest.param(RateLimit(retry_after=0.2), id="rate-limit"),
+    pytest.param(TimeoutBefore(), id="timeout-before-the-effect"),
+    pytest.param(TimeoutAfter(), id="timeout-after-the-effect"),
+]
+
+
+@pytest.mark.parametrize("fault", _TRANSIENT_FAULTS)
+@pytest.mark.parametrize("call", _CALLS)
+@graded("D", timeout=40)
+async def test_a_transient_error_in_any_api_call_is_retried_and_the_job_completes(
+    kata: Kata, call: ApiCall, fault: ScriptedOutcome
+) -> None:
+    with kata.faults(FaultPlan.none()):
+        job = await job_at_step(kata, call.step)
+        script_call(kata, call, job, [fault, Succeed()])
+        final = await settle(kata, job, call)
+        if final.status is JobStatus.FAILED:
+            fail(gave_up_early(final, call, tries_of(kata, call, job)))
+        kata.assert_no_violations()
+        await _judge(kata, job, f"after one {type(fault).__name__} of {call.operation}: ")
+
+
+# analyze_sentiment has no permanent error, and route_customer's only one (a 400 for a sentiment
+# other than the three) needs a sentiment that analyze_sentiment never gives: no correct worker
+# can meet either, so only send_email's and get_reply's permanent errors are graded.
+_PERMANENT = [
+    pytest.param(SEND_EMAIL, "InvalidEmailError", id="send_email-invalid-address"),
+    pytest.param(GET_REPLY, "MessageNotFoundError", id="get_reply-message-not-found"),
+]
+
+
+@pytest.mark.parametrize(("call", "error"), _PERMANENT)
+@graded("D", timeout=40)
+async def test_a_permanent_error_in_any_api_call_fails_the_job_after_one_try(
+    kata: Kata, call: ApiCall, error: str
+) -> None:
+    with kata.faults(FaultPlan.none()):
+        if call is SEND_EMAIL:
+            job = await job_at_step(kata, Step.SEND_EMAIL, email="grace@example.invalid")
+        else:  # a message id SendGrid never issued: get_reply answers 404
+            job = await job_at_step(kata, Step.ANALYZE, message_id="msg-never-sent")
+        final = await settle(kata, job, call)
+        made = len(tries_of(kata, call, job))
+        why = f"{error} from {call.operation}"
+        if made > 1:
+            fail(retried_permanent(call, error, made))
+        if made == 0:
+            fail(
+                f"job {job.id} ended {final.status.value} at step {final.step.value} without "
+                f"calling {call.operation} — run the step: let the API judge, then fail the job on "
+                f"{error} after exactly one attempt"
+            )
+        if final.status is not JobStatus.FAILED:
+            fail(not_failed(final, why))
+        if not final.last_error:
+            fail(no_last_error(final, why))
+        kata.assert_no_violations()
+
+
+@pytest.mark.parametrize("call", _CALLS)
+@graded("D", timeout=40)
+async def test_transient_errors_in_any_api_call_fail_the_job_after_max_attempts_tries(
+    kata: Kata, call: ApiCall
+) -> None:
+    # A mix of every transient error (one budget whatever the mix), then a success: retrying
+    # beyond MAX_ATTEMPTS ends, and is diagnosed from the count instead of hanging the grader.
+    mix = (RateLimit(retry_after=0.05), TimeoutBefore(), TimeoutAfter())
+    outcomes = [mix[n % len(mix)] for n in range(MAX_ATTEMPTS + 3)]
+    with kata.faults(FaultPlan.none()):
+        job = await job_at_step(kata, call.step)
+        script_call(kata, call, job, [*outcomes, Succeed()])
+        final = await settle(kata, job, call)
+        made = len(tries_of(kata, call, job))
+        why = f"{made} transient errors of {call.operation}"
+        if made > MAX_ATTEMPTS:
+            fail(uncapped(call, made))
+        if final.status is not JobStatus.FAILED:
+            fail(not_failed(final, why))
+        if made < MAX_ATTEMPTS:
+            fail(too_few_tries(final, call, made))
+        if not final.last_error:
+            fail(no_last_error(final, why))
+        kata.assert_no_violations()
+
+
+@graded("D", timeout=40)
+async def test_each_step_has_its_own_budget_of_max_attempts_tries(kata: Kata) -> None:
+    # Each step stays within its budget, the job as a whole does not: a count of tries that is
+    # not reset when the job advances fails it at take_action. Five errors in all, in two steps:
+    # a backoff of up to 20 s per step (C3) still settles within the time limit.
+    faults: dict[ApiCall, list[ScriptedOutcome]] = {
+        ANALYZE_SENTIMENT: [RateLimit(retry_after=0.05), TimeoutAfter()],
+        ROUTE_CUSTOMER: [TimeoutBefore(), RateLimit(retry_after=0.05), TimeoutAfter()],
+    }
+    with kata.faults(FaultPlan.none()):
+        job = await kata.running_job()
+        for call, outcomes in faults.items():
+            script_call(kata, call, job, [*outcomes, Succeed()])
+        final = await settle(kata, job, ROUTE_CUSTOMER, within=36.0)
+        if final.status is JobStatus.FAILED:
+            call = next((c for c in faults if c.step is final.step), SEND_EMAIL)
+            made = tries_of(kata, call, job)
+            # A step's tries: the most tries of any of its calls (analyze calls two APIs a try).
+            before = sum(
+                max(len(tries_of(kata, c, job)) for c in API_CALLS if c.step is step)
+                for step in _ORDER[: _ORDER.index(final.step)]
+            )
+            if not before or not made:
+                fail(gave_up_early(final, call, made))
+            fail(
+                f"each step has its own budget of MAX_ATTEMPTS ({MAX_ATTEMPTS}) tries, yet job "
+                f"{job.id} failed at step {final.step.value} after {tries(len(made))} of "
+                f"{call.operation} (last_error {final.last_error!r}): the tries of the steps "
+                f"before it ({before}) were counted too — start each step's count afresh when "
+                "the job advances (e.g. reset attempts to 0 in the UPDATE that advances it)"
+            )
+        kata.assert_no_violations()
+        await _judge(kata, job, "after transient errors in every step, each within its budget: ")
+
+
+# --- a job that left running under a worker's feet ------------------------------------------------
+
+
+async def _take_out_of_running(kata: Kata, job: Job, how: str) -> str:
+    """Change ``job`` as another worker (or the queue) would while worker-1 is mid-call; what
+    happened, in words."""
+    running = Job.filter(id=job.id, status=JobStatus.RUNNING)
+    if how == "failed":
+        error = f"{job.step.value}: RateLimitError (still failing after {MAX_ATTEMPTS} tries)"
+        await running.update(status=JobStatus.FAILED, last_error=error)
+        return f"worker-2 failed it (last_error {error!r})"
+    if how == "completed":
+        await running.update(status=JobStatus.COMPLETED, step=Step.DONE)
+        return "worker-2 completed it"
+    later = utcnow() + timedelta(seconds=20)
+    await running.update(status=JobStatus.PENDING, attempts=job.attempts + 1, run_after=later)
+    return "it went back to the queue to be retried (pending, attempts + 1, run_after 20 s ahead)"
+
+
+@pytest.mark.parametrize("how", ["failed", "completed", "returned-to-the-queue"])
+@pytest.mark.parametrize(
+    "step", [Step.SEND_EMAIL, Step.ANALYZE, Step.TAKE_ACTION], ids=lambda step: step.value
+)
+@graded("D", timeout=30)
+async def test_a_worker_whose_job_left_running_during_its_call_changes_neither_status_nor_step(
+    kata: Kata, step: Step, how: str
+) -> None:
+    gate = Gate("worker-1")
+    with serving(kata, gate):
+        job = await job_at_step(kata, step)
+        async with paused_in_first_call(kata, job, "worker-1", gate=gate) as paused:
+            if not paused.held:
+                return  # it called no API at this step: the tests above judge that
+            what = await _take_out_of_running(kata, job, how)
+            left = await kata.fresh(job)
+            await paused.resume()
+            after = await kata.fresh(job)
+            if (after.status, after.step) != (left.status, left.step):
+                unchecked = (
+                    "compare-and-set on the step but not the status"
+                    if left.step is step
+                    else "an advance that checks neither the step nor the status"
+                )
+                fail(
+                    f"{unchecked}: worker-1 read job {job.id} "
+                    f"at step {step.value} (running) and was inside {paused.held} when {what}; "
+                    f"when its call returned, worker-1 changed the job from {left.status.value} "
+                    f"at {left.step.value} to {after.status.value} at {after.step.value} — a job "
+                    "that has left running (failed, completed, or returned to the queue) is no "
+                    "longer the worker's: advance with UPDATE ... WHERE id = ? AND step = <the "
+                    "step you ran> AND status = 'running', and change nothing when no row matches"
+                )
+
+
+# --- the same customer in two campaigns -----------------------------------------------------------
+
+
+@graded("D", timeout=30)
+async def test_the_same_address_in_two_campaigns_gets_two_emails_and_two_crm_actions(
+    kata: Kata,
+) -> None:
+    with kata.faults(FaultPlan.none()):
+        campaigns = [await kata.campaign("Spring launch"), await kata.campaign("Autumn launch")]
+        jobs = [await kata.running_job(campaign_id=c.id) for c in campaigns]
+        finals = []
+        for job in jobs:
+            try:
+                finals.append(await kata.process_until_settled(job))
+            except ServiceError as error:  # a 422 for a key shared by both jobs, say
+                _no_key_shared(kata, jobs, "send_email", Step.SEND_EMAIL)
+                _no_key_shared(kata, jobs, "route_customer", Step.TAKE_ACTION)
+                fail(await escaped(kata, job, error))
+        _no_key_shared(kata, finals, "send_email", Step.SEND_EMAIL)
+        _no_key_shared(kata, finals, "route_customer", Step.TAKE_ACTION)
+        for final in finals:
+            if final.status is not JobStatus.COMPLETED:
+                why = f" ({final.last_error})" if final.last_error else ""
+                fail(
+                    f"job {final.id} ended {final.status.value} at step {final.step.value}{why}, "
+                    "although no API failed and its address has a job in another campaign too"
+                )
+        _one_each(kata, finals, "message_id", len(kata.services.ledger.deliveries))
+        _one_each(kata, finals, "action_id", len(kata.services.ledger.actions))
+        problems = await check_invariants(kata.services, jobs=finals)
+        if problems:
+            fail(f"after one address was processed in two campaigns: {problems[0]}")
+
+
+def _same_address(jobs: list[Job]) -> str:
+    first, second = jobs
+    return (
+        f"the same address in two campaigns is two jobs: jobs {first.id} and {second.id} "
+        f"(campaigns {first.campaign_id} and {second.campaign_id}, both {first.email})"
+    )
+
+
+def _no_key_shared(kata: Kata, jobs: list[Job], operation: str, step: Step) -> None:
+    calls = [c for c in kata.services.ledger.calls if c.operation == operation]
+    keys = [{c.idempotency_key or "" for c in calls if c.job_id == job.id} - {""} for job in jobs]
+    shared = sorted(keys[0] & keys[1])
+    if not shared:
+        return
+    noun = "email" if operation == "send_email" else "CRM action"
+    second = [c for c in calls if c.job_id == jobs[1].id]
+    if any(c.outcome == "key_reused" for c in second):
+        answer = "refused it (422: the key came back with other arguments)"
+    else:
+        answer = f"answered it with the first job's {noun}"
+    fail(
+        f"{_same_address(jobs)} — {operation} was given the idempotency key {shared[0]!r} for "
+        f"both, so the API took the second job's call for a retry of the first job's and "
+        f"{answer}: derive the key "
+        f"from the job and the step (e.g. f'job-{{job.id}}-{step.value}'), never from the "
+        "address alone"
+    )
+
+
+def _one_each(kata: Kata, jobs: list[Job], field: str, made: int) -> None:
+    """Each job recorded its own ``field``, and the API made one effect per job."""
+    recorded = [getattr(job, field) for job in jobs]
+    if made != len(jobs) or len(set(recorded)) != len(jobs):
+        noun = "email" if field == "message_id" else "CRM action"
+        fail(
+            f"{_same_address(jobs)} — each gets its own {noun}, yet they got {made} between them "
+            f"and recorded {field}s {recorded[0]!r} and {recorded[1]!r}: record the id the API "
+            "returned for this job's own call"
+        )
 
 
 # --- faults and crashes, explored ----------------------------------------------------------------
