@@ -9,10 +9,18 @@
 * ``diagnosis.py`` — turning a candidate's exception or a broken invariant into one sentence in
   the candidate's terms, with the evidence.
 * ``scorecard.py`` — per-task results, the rich scorecard and the JSON results file.
+* ``supervisor.py`` — no pass without a report: a grading ``pytest`` runs its tests in a forked
+  child and gives the verdict itself, from the child's report, whatever the solution did to the
+  child (``os._exit``, a signal, a hang); ``tamper.py`` — what a solution may not do to the
+  grader (an audit hook refusing files, signals, processes; the harness's functions checked for
+  replacement after every test; the kata's schema checked too).
 * ``invariants.py`` — the contract's end-to-end invariants, judged in one place (Task D, end to
   end, the runner's tests and the stress command share it).
 * ``choreography.py`` — fake services that hold calls, so that "two workers inside one API call"
   and "a worker paused mid-call" happen every time; ``exploration.py`` — hypothesis over fault
   plans and crash points for Task D; ``processes.py`` — claims from separate OS processes.
+* ``step_faults.py`` — Task D's faults one API call at a time: a job placed at any step, a
+  script for one call of it, and what ``process_job`` did wrong with it; ``afterlife.py`` — a
+  worker that caught its crash and kept going: what it did, and which handler caught it.
 * ``test_*.py`` — the graded tests, one file per task, each test marked with its task.
 """

@@ -10,19 +10,25 @@ and attributes API calls to a worker and a job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import functools
 import signal
 import threading
+import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 import pytest
 
 from ..context import acting_as
+from ..crashes import WorkerLife, worker_life
 from ..database import Database
 from ..exceptions import WorkerCrashed
 from ..faults import FaultPlan
@@ -31,7 +37,10 @@ from ..models import MAX_ATTEMPTS, Campaign, Job, JobStatus, JobTransition, Step
 from ..orm import utcnow
 from ..services import Services, use_services
 from ..solutions import Solution
-from .diagnosis import describe_violation, fail
+from . import tamper
+from .afterlife import kept_going
+from .diagnosis import describe_exception, describe_violation, fail
+from .supervisor import OUTPUT_LIMIT
 
 __all__ = ["FAST", "FULL", "Kata", "LoopBlocked", "Sizes", "graded"]
 
@@ -53,8 +62,8 @@ class Sizes:
 
 
 FULL = Sizes(
-    claim_jobs=2000,
-    claim_trials=3,
+    claim_jobs=1000,
+    claim_trials=2,
     claim_processes=4,
     bulk_rows=50_000,
     e2e_jobs=300,
@@ -77,56 +86,244 @@ class LoopBlocked(BaseException):
         super().__init__(f"the event loop was blocked for {seconds:g} s")
         self.seconds = seconds
         self.frame = frame
+        outermost = tamper.outermost_candidate_frame(frame)
+        #: The solution's function that held the loop (its outermost frame), if it was the one.
+        self.function = outermost.f_code.co_name if outermost is not None else None
+
+
+#: Seconds the event loop may go without turning before the code holding it is interrupted: no
+#: correct solution (nor the grader) keeps it that long, even on a loaded machine.
+BLOCKED_AFTER = 10.0
+_TICK = 0.25  # how often the loop's heartbeat beats, and the watcher looks at it
+_AGAIN = 0.1  # after an interruption, how soon the watcher looks again
 
 
 @contextmanager
-def _hard_timeout(seconds: float) -> Iterator[None]:
-    """A last resort for code that blocks the loop (``time.sleep``, a busy loop), where
-    ``asyncio.timeout`` can never fire: SIGALRM interrupts the main thread wherever it is."""
+def _hard_timeout(
+    seconds: float, *, loop: asyncio.AbstractEventLoop | None = None
+) -> Iterator[None]:
+    """A last resort for code that blocks the loop (a busy loop, synchronous I/O), where
+    ``asyncio.timeout`` can never fire: the main thread is interrupted with ``LoopBlocked``
+    wherever it is, by SIGALRM sent to it alone (never to the database drivers' threads).
+
+    A watcher thread sends it when ``loop`` has not turned for ``BLOCKED_AFTER`` seconds (its
+    heartbeat, a callback every ``_TICK``, stopped), or ``seconds`` after the start whatever the
+    loop does. It keeps interrupting until the block ends: every ``_AGAIN`` seconds while the
+    loop still does not turn, the candidate's code, if it is running, gets ``LoopBlocked`` too
+    (the grader's own code, running between two of its busy workers, is left alone). So a test
+    whose twenty workers all spin ends within seconds, and is never left to an outer kill."""
     if (
-        not hasattr(signal, "setitimer")
+        not hasattr(signal, "pthread_kill")
         or threading.current_thread() is not threading.main_thread()
     ):
         yield
         return
+    main = threading.main_thread().ident
+    assert main is not None
+    started = time.monotonic()
+    beat = [started]
+    ticking: list[asyncio.TimerHandle] = []
+
+    def tick() -> None:
+        beat[0] = time.monotonic()
+        ticking[:] = [loop.call_later(_TICK, tick)] if loop is not None else []
+
+    if loop is not None:
+        tick()
+    armed = [True]
+    fired: list[float] = []
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
-        raise LoopBlocked(seconds, frame)
+        if not armed[0] or (fired and tamper.candidate_frame(frame) is None):
+            return
+        blocked = time.monotonic() - (beat[0] if loop is not None else started)
+        fired.append(blocked)
+        raise LoopBlocked(round(fired[0]), frame)
+
+    stop = threading.Event()
+
+    def watch() -> None:
+        wait = _TICK
+        while not stop.wait(wait):
+            now = time.monotonic()
+            due = now - started >= seconds
+            if loop is not None and not fired:
+                due = due or now - beat[0] >= BLOCKED_AFTER
+            elif loop is not None:
+                due = now - beat[0] >= _TICK * 4 or now - started >= seconds
+            wait = _AGAIN if due else _TICK
+            if due:
+                with contextlib.suppress(OSError):
+                    signal.pthread_kill(main, signal.SIGALRM)
 
     previous = signal.signal(signal.SIGALRM, interrupt)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    watcher = threading.Thread(target=watch, name="kata-loop-watcher", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        armed[0] = False
+        stop.set()
+        watcher.join()
+        for handle in ticking:
+            handle.cancel()
         signal.signal(signal.SIGALRM, previous)
+
+
+hard_timeout = _hard_timeout
+
+#: Each task's own function, which its tests exist to call.
+TASK_FUNCTIONS = {
+    "A": "claim_next_job",
+    "B": "create_campaign_jobs",
+    "C": "send_email_step",
+    "D": "process_job",
+}
+#: The solution's functions that did not return (timed out, or blocked the loop), with what to
+#: say instead of calling them again: waiting out another time limit per test (615 s for one
+#: ``await asyncio.sleep(forever)``) tells the candidate nothing new.
+_stuck: dict[str, str] = {}
+
+
+def forget_stuck_functions() -> None:
+    """A new grading session: every function gets its chance again."""
+    _stuck.clear()
 
 
 def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Callable[[F], F]:
     """Mark a test with its task and give it a time limit that reports what the candidate was
     doing, instead of hanging. ``full_only`` tests (processes, large loads) are left out of the
-    fast tier that watch mode runs first."""
+    fast tier that watch mode runs first.
+
+    Around the test: a task whose function did not return in an earlier test fails at once;
+    after it, an operation the grader refused to the solution, a thread of the solution's still
+    running, or a change to the kata's schema fails the test whatever else happened, since each
+    explains (or invalidates) the rest."""
 
     def decorate(test: F) -> F:
         @functools.wraps(test)
         async def run(*args: Any, **kwargs: Any) -> Any:
             kata: Kata | None = kwargs.get("kata")
+            own = TASK_FUNCTIONS.get(task)
+            if own in _stuck:
+                fail(_stuck[own])
+            refused = len(tamper.violations())
+            schema = await tamper.schema_of(kata.database) if kata else None
+            limit = None
             try:
-                with _hard_timeout(timeout + 10):
+                with _hard_timeout(timeout + 10, loop=asyncio.get_running_loop()):
                     async with asyncio.timeout(timeout) as limit:
-                        return await test(*args, **kwargs)
+                        result = await test(*args, **kwargs)
             except TimeoutError:
-                if not limit.expired():
+                if limit is None or not limit.expired():
                     raise
+                _fail_if_refused(refused)
+                deadline = limit.when()
+                function = kata.cut_off(deadline) if kata and deadline is not None else None
+                if function:
+                    _stuck.setdefault(
+                        function,
+                        f"{function} did not return in {test.__name__} (timed out after "
+                        f"{timeout:g} s); not run again",
+                    )
                 doing = kata.phase if kata else "running the test"
                 fail(f"timed out after {timeout:g} s while {doing}")
+            except LoopBlocked as blocked:
+                _fail_if_refused(refused)
+                function = blocked.function
+                if function not in TASK_FUNCTIONS.values() and kata:
+                    function = kata.current_function
+                if function:
+                    _stuck.setdefault(
+                        function,
+                        f"{function} blocked the event loop in {test.__name__} (for "
+                        f"{blocked.seconds:g} s); not run again",
+                    )
+                raise
+            except (KeyboardInterrupt, SystemExit) as error:
+                if not tamper.raised_by_solution(error):
+                    raise
+                await _check_after(kata, schema, refused)
+                fail(solution_raised(error, kata))
+            except asyncio.CancelledError:
+                raise
+            except BaseException as error:
+                await _check_after(kata, schema, refused)
+                _fail_if_flooded(error, kata, test.__name__)
+                raise
+            await _check_after(kata, schema, refused)
+            return result
 
-        marked = pytest.mark.task(task)(run)
+        marked = pytest.mark.task(task, timeout=timeout)(run)
         if full_only:
             marked = pytest.mark.full_only(marked)
         return marked  # type: ignore[return-value]
 
     return decorate
+
+
+def solution_raised(error: BaseException, kata: Kata | None) -> str:
+    """The diagnosis of a KeyboardInterrupt or SystemExit the solution raised in a test."""
+    function = kata.current_function if kata else None
+    if kata is not None:
+        said = describe_exception(error, kata.solution.path, function).replace(":  at ", " at ")
+    else:
+        said = f"the solution raised {type(error).__name__}"
+    return (
+        f"{said} — a task function must never raise {type(error).__name__}: it stops the whole "
+        "worker process, not one job"
+    )
+
+
+def _fail_if_flooded(error: BaseException, kata: Kata | None, test: str) -> None:
+    """A write past the output limit (a print in a loop), whatever the test made of it."""
+    seen: BaseException | None = error
+    while seen is not None and not (isinstance(seen, OSError) and seen.errno == errno.EFBIG):
+        seen = seen.__cause__ or seen.__context__
+    if seen is None:
+        return
+    function = (kata.current_function if kata else None) or "the solution"
+    frames = [f for f in traceback.extract_tb(seen.__traceback__)
+              if tamper.is_candidate_file(f.filename)]
+    at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    written = f"{function}() wrote more than {OUTPUT_LIMIT >> 20} MB of output"
+    if kata and kata.current_function:
+        _stuck.setdefault(kata.current_function, f"{written} in {test}; not run again")
+    fail(f"{written} (a print in a loop?){at}, the most a graded test may write")
+
+
+#: Why the rest of the run cannot go on (a thread of the solution's spinning in the grader),
+#: for the plugin to stop the session with.
+abandoned: list[str] = []
+
+
+def _fail_if_refused(refused: int) -> None:
+    new = tamper.violations()[refused:]
+    if new:
+        more = f" (and {len(new) - 1} more)" if len(new) > 1 else ""
+        fail(f"{new[0]}{more}: the grader refuses it — a solution reads and writes the kata's "
+             "tables and calls the services, nothing else")
+
+
+async def _check_after(kata: Kata | None, schema: dict[str, str] | None, refused: int) -> None:
+    _fail_if_refused(refused)
+    threads = tamper.running_threads()
+    if threads:
+        message = (f"{threads[0]} after the test ended — a solution's work must be done (or "
+                   "cancelled) when its function returns")
+        abandoned.append(message)  # it runs on in this process: the rest of the run stops
+        fail(message)
+    if kata is None or schema is None:
+        return
+    try:
+        changes = tamper.schema_changes(schema, await tamper.schema_of(kata.database))
+    except Exception as error:  # the database itself is unusable: that is the verdict
+        fail(f"the kata's database could not be read after the test ({type(error).__name__}: "
+             f"{error}) — did the solution drop or lock its tables?")
+    if changes:
+        more = f" (and {len(changes) - 1} more changes)" if len(changes) > 1 else ""
+        fail(f"the solution changed the kata's schema: {changes[0]}{more} — a solution reads "
+             "and writes rows; it never drops, creates or alters tables")
 
 
 class Kata:
@@ -150,6 +347,9 @@ class Kata:
         self.tier = tier
         self.phase = "setting up"
         self.current_function: str | None = None
+        #: (loop time, function) of each call cancelled before it returned: those cancelled by
+        #: the test's time limit are the functions that did not return.
+        self.cancelled_calls: list[tuple[float, str]] = []
 
     # --- world building (the harness's own SQL, never the candidate's) ----------------------
 
@@ -218,13 +418,25 @@ class Kata:
         self, function: str, *args: Any, worker: str | None = None, job_id: int | None = None
     ) -> Any:
         """Call one of the solution's functions as ``worker`` (on ``job_id``)."""
+        if function in _stuck:  # it did not return in an earlier test: say so at once
+            fail(_stuck[function])
         shown = ", ".join(repr(a) if not isinstance(a, (list, Job)) else _short(a) for a in args)
         self.phase = f"waiting for {function}({shown})"
         self.current_function = function
-        with acting_as(worker, job_id):
-            result = await getattr(self.solution, function)(*args)
+        try:
+            with acting_as(worker, job_id):
+                result = await getattr(self.solution, function)(*args)
+        except asyncio.CancelledError:
+            self.cancelled_calls.append((asyncio.get_running_loop().time(), function))
+            raise
         self.phase = f"after {function}({shown}) returned"
         return result
+
+    def cut_off(self, deadline: float) -> str | None:
+        """The solution's function that was still running when the time limit (``deadline``,
+        in loop time) came, if one was."""
+        late = [function for when, function in self.cancelled_calls if when >= deadline - 0.05]
+        return late[0] if late else None
 
     # --- drivers that accept every correct style ---------------------------------------------
 
@@ -264,7 +476,8 @@ class Kata:
         if delay > 30:
             fail(
                 f"job {job.id} went back to the queue with run_after {delay:.0f} s away — "
-                "backoff should start small (a fraction of a second) and honour retry_after"
+                "a retry may wait at most 30 s (the 429s here ask for at most 0.5 s): cap the "
+                "backoff"
             )
         self.phase = f"waiting {max(delay, 0):.2f} s for job {job.id}'s run_after"
         await asyncio.sleep(max(delay, 0) + 0.01)
@@ -292,9 +505,18 @@ class Kata:
             attempts = (
                 fresh.attempts
             )  # before the call: the candidate may update the object it gets
-            try:
-                await self.call("process_job", fresh, worker=worker, job_id=fresh.id)
-            except WorkerCrashed:
+            crashed = False
+            # One life per call: what the worker does after a crash in it is a dead worker's.
+            with worker_life() as life:
+                try:
+                    await self.call("process_job", fresh, worker=worker, job_id=fresh.id)
+                except WorkerCrashed:
+                    crashed = True
+                except BaseException:
+                    self._fail_if_kept_going(life, returned=False)  # the swallow is the bug
+                    raise
+            self._fail_if_kept_going(life, returned=not crashed)
+            if crashed:
                 # The worker died mid-step; its lease runs out and the job goes back to the queue.
                 await self.expire_claim(fresh.id, worker)
         final = await self.fresh(job)
@@ -302,6 +524,11 @@ class Kata:
             f"job {final.id} was still {final.status.value} at step {final.step.value} after "
             f"{max_rounds} calls of process_job — it does not advance"
         )
+
+    def _fail_if_kept_going(self, life: WorkerLife, *, returned: bool) -> None:
+        zombie = kept_going(life, self.solution.path, self.services.ledger, returned=returned)
+        if zombie:
+            fail(zombie)
 
     # --- checks ------------------------------------------------------------------------------
 

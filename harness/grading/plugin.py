@@ -7,12 +7,20 @@ backend; ``--kata-seed N`` fixes faults and data; ``--kata-tier fast|full`` pick
 Every graded test gets a fresh database (its own PostgreSQL schema, or its own SQLite file) and
 fresh fake services, so tests never see each other's data. A failure is reported as a diagnosis
 in the candidate's terms; the scorecard at the end gives one line per task.
+
+A grading run forks (``supervisor``): the child loads the solution, guarded (``tamper``), after
+the tests are collected, runs them and reports each event; the parent prints the scorecard and
+writes the JSON from that report, so that a solution that ends, interrupts or hangs the child
+fails instead of passing by default.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import traceback
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +31,22 @@ from ..config import DatabaseConfig, default_database_url
 from ..isolation import isolated_database
 from ..services import Services, use_services
 from ..solutions import CANDIDATE_PATH, Solution, load_solution
+from . import kit, tamper
+from .blocking import SleepGuard
 from .clock import use_grading_time_zone
-from .diagnosis import describe_exception
-from .kit import FAST, FULL, Kata, LoopBlocked
+from .diagnosis import describe_exception, fail
+from .kit import (
+    FAST,
+    FULL,
+    Kata,
+    LoopBlocked,
+    forget_stuck_functions,
+    hard_timeout,
+    solution_raised,
+)
 from .scorecard import Outcome, Scorecard
+from .supervisor import OUTPUT_LIMIT, child_report, supervise, wants_supervision
+from .tamper import Snapshot
 
 settings.register_profile("fast", max_examples=3, deadline=None, derandomize=True)
 settings.register_profile("thorough", max_examples=12, deadline=None, derandomize=True)
@@ -57,13 +77,86 @@ class _Grading:
         self.scorecard = Scorecard(self.solution_path.name, self.base.dialect, self.seed, self.tier)
         self.solution: Solution | None = None
         self.load_error: BaseException | None = None
+        self.tampered: str | None = None
+        # Before the load: `from time import sleep` at the top of the file gets the guard's too.
+        self.sleep_guard = SleepGuard(self.solution_path)
+        self.sleep_guard.install()
+        self.load_problem: str | None = None
+        self.snapshot: Snapshot | None = None
+        forget_stuck_functions()
+
+    def load(self, config: pytest.Config) -> None:
+        """Load the solution, once the tests are collected (so that what it does at import
+        cannot reach the test modules), guarded, and with the harness's identities taken first
+        so that anything it replaces is found."""
+        report = child_report()
+        tamper.install_guard(self.solution_path, on_exit=_report_exit)
+        self.snapshot = Snapshot.take(config.hook)
+        refused = len(tamper.violations())
+        if report:
+            report.emit("loading", solution=self.solution_path.name)
         try:
-            self.solution = load_solution(self.solution_path)
-        except BaseException as error:  # a syntax error must grade as a failure, not crash pytest
+            with hard_timeout(_IMPORT_LIMIT):
+                self.solution = load_solution(self.solution_path)
+        except LoopBlocked as error:
             self.load_error = error
+            self.load_problem = (
+                f"importing {self.solution_path.name} did not finish within {_IMPORT_LIMIT:g} s "
+                "(a loop or a blocking call at module level)" + _where(error, self.solution_path)
+            )
+        except BaseException as error:  # a syntax error must grade as a failure, not crash pytest
+            if isinstance(error, KeyboardInterrupt) and not tamper.raised_by_solution(error):
+                raise
+            self.load_error = error
+        new = tamper.violations()[refused:] + tamper.running_threads()
+        if new and self.load_problem is None:
+            self.load_problem = f"{new[0]} (at import): the grader refuses it"
+        if report:
+            report.emit("loaded")
+        self.check_harness(config, "at import")
+
+    def check_harness(self, config: pytest.Config, when: str) -> None:
+        """Fail every task if the solution replaced anything the grader relies on."""
+        if self.snapshot is None:
+            return
+        changes = self.snapshot.changes()
+        if not changes:
+            return
+        more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
+        message = f"the solution changed the harness {when}: {changes[0]} was replaced{more}"
+        self.snapshot = None  # said once
+        report = child_report()
+        if report:
+            report.emit("tampered", message=message)
+        self.tampered = message
+
+
+def _report_exit(status: int, where: str) -> None:
+    report = child_report()
+    if report:
+        report.emit("exit", status=status, where=where)
+
+
+#: Seconds the solution's import may take (the alarm interrupts a loop at module level).
+_IMPORT_LIMIT = 15.0
 
 
 _KEY = pytest.StashKey[_Grading]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    """A grading run goes to a child process; this one gives the verdict (see supervisor)."""
+    if not wants_supervision(config):
+        return None
+    url = config.getoption("--db") or default_database_url()
+    scorecard = Scorecard(
+        Path(config.getoption("--solution")).name,
+        DatabaseConfig(url=url).dialect,
+        config.getoption("--kata-seed"),
+        config.getoption("--kata-tier"),
+    )
+    return supervise(config, scorecard, config.getoption("--kata-json"))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,10 +186,111 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    graded = [item for item in session.items if item.get_closest_marker("task")]
+    report = child_report()
+    if report:
+        report.emit(
+            "collected",
+            tests=[
+                {
+                    "id": item.nodeid,
+                    "name": item.nodeid.split("::")[-1],
+                    "task": _task_of(item),
+                    "timeout": _timeout_of(item),
+                }
+                for item in graded
+            ],
+        )
+    if graded and not session.config.option.collectonly:
+        grading = _grading(session.config)
+        grading.load(session.config)
+        if grading.tampered:
+            session.shouldstop = grading.tampered
+
+
+def _task_of(item: pytest.Item) -> str:
+    marker = item.get_closest_marker("task")
+    return str(marker.args[0]) if marker else ""
+
+
+def _timeout_of(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("task")
+    return float(marker.kwargs.get("timeout", 30.0)) if marker else 30.0
+
+
+def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
+    report = child_report()
+    if report:
+        report.emit("start", id=nodeid)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    try:
+        return (yield)
+    finally:
+        if item.get_closest_marker("task"):
+            grading = _grading(item.config)
+            grading.check_harness(item.config, f"in {item.name}")
+            report = child_report()
+            if grading.tampered:
+                item.session.shouldstop = grading.tampered
+            elif kit.abandoned and not item.session.shouldstop:
+                item.session.shouldstop = kit.abandoned[0]
+                if report:
+                    report.emit("stopped", message=f"{kit.abandoned[0]} (in {item.name})")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
+    """A KeyboardInterrupt or SystemExit the solution raised in a worker task escapes the event
+    loop itself: it fails the test (a real Ctrl-C still stops the run)."""
+    try:
+        return (yield)
+    except (KeyboardInterrupt, SystemExit) as error:
+        if pyfuncitem.get_closest_marker("task") is None or not tamper.raised_by_solution(error):
+            raise
+        kata = pyfuncitem.funcargs.get("kata")
+        fail(solution_raised(error, kata if isinstance(kata, Kata) else None))
+
+
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    report = child_report()
+    if report and not isinstance(excinfo.value, pytest.Session.Interrupted):
+        report.emit("interrupted", what=_interruption(excinfo.value))
+
+
+def _interruption(error: BaseException) -> str:
+    """How the run was stopped, in the candidate's terms: "KeyboardInterrupt raised in
+    create_campaign_jobs() at solution.py:12", "pytest.exit() at ...", "a SIGINT"."""
+    name = "pytest.exit()" if isinstance(error, pytest.exit.Exception) else type(error).__name__
+    if isinstance(error, KeyboardInterrupt) and not tamper.raised_by_solution(error):
+        name = "a SIGINT (Ctrl-C) signal"
+    frames = [
+        f for f in traceback.extract_tb(error.__traceback__) if tamper.is_candidate_file(f.filename)
+    ]
+    if not frames:
+        return name
+    frame = frames[-1]
+    return f"{name} raised in {frame.name}() at {Path(frame.filename).name}:{frame.lineno}"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    report = child_report()
+    if report:
+        if session.shouldfail:  # -x or --maxfail: the candidate asked for it
+            report.emit("stopped", message=f"pytest was told to stop early ({session.shouldfail})")
+        report.emit("complete", exitstatus=int(exitstatus))
+
+
 @pytest.fixture
 def solution(request: pytest.FixtureRequest) -> Solution:
     grading = _grading(request.config)
-    if grading.solution is None:
+    if grading.solution is None or grading.load_problem:
+        if grading.load_problem:
+            fail(f"{grading.solution_path.name} does not load: {grading.load_problem}")
         error = grading.load_error
         assert error is not None
         pytest.fail(
@@ -117,6 +311,19 @@ async def kata(request: pytest.FixtureRequest, solution: Solution) -> AsyncItera
             yield Kata(
                 solution, database, services, seed=grading.seed, sizes=sizes, tier=grading.tier
             )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """A ``time.sleep`` in the solution fails the test naming its line, whatever else happened
+    after it (the solution may have swallowed the failure, or timed out because of it)."""
+    guard = _grading(item.config).sleep_guard
+    guard.reset()
+    try:
+        return (yield)
+    finally:
+        if guard.blocking and item.get_closest_marker("task") is not None:
+            fail(guard.blocking[0].diagnosis())
 
 
 @pytest.hookimpl(wrapper=True)
@@ -143,21 +350,47 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             kata = item.funcargs.get("kata") if hasattr(item, "funcargs") else None
             function = kata.current_function if isinstance(kata, Kata) else None
             diagnosis = describe_exception(error, grading.solution_path, function)
+            if isinstance(error, OSError) and error.errno == errno.EFBIG:
+                diagnosis += (
+                    f" — the solution wrote more than {OUTPUT_LIMIT >> 20} MB of output (a print "
+                    "in a loop?), the most a graded test may write"
+                )
         report.longrepr = diagnosis
+    _cut_output(item, report)
     if report.when == "call" or (report.when == "setup" and report.failed):
         status = "pass" if report.passed else "fail"
         advice = [value for key, value in report.user_properties if key == "advice"]
-        grading.scorecard.add(
-            Outcome(
-                item.nodeid.split("::")[-1],
-                marker.args[0],
-                status,
-                diagnosis,
-                round(report.duration, 3),
-                advice,
-            )
+        outcome = Outcome(
+            item.nodeid.split("::")[-1],
+            marker.args[0],
+            status,
+            diagnosis,
+            round(report.duration, 3),
+            advice,
         )
+        grading.scorecard.add(outcome)
+        child = child_report()
+        if child:
+            child.emit("result", id=item.nodeid, outcome=asdict(outcome))
     return report
+
+
+#: Characters of a test's captured output kept for the report (the end of it).
+_OUTPUT_KEPT = 20_000
+
+
+def _cut_output(item: pytest.Item, report: pytest.TestReport) -> None:
+    """A solution that prints in a loop must not flood the terminal with megabytes of it."""
+
+    def cut(content: str) -> str:
+        if len(content) <= _OUTPUT_KEPT:
+            return content
+        return f"[{len(content) - _OUTPUT_KEPT:,} characters cut]\n" + content[-_OUTPUT_KEPT:]
+
+    report.sections = [(title, cut(content)) for title, content in report.sections]
+    sections = getattr(item, "_report_sections", None)
+    if sections:
+        sections[:] = [(when, key, cut(content)) for when, key, content in sections]
 
 
 def _where(error: LoopBlocked, solution: Path) -> str:
@@ -171,8 +404,8 @@ def _where(error: LoopBlocked, solution: Path) -> str:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     grading = _grading(config)
-    if not grading.scorecard.outcomes:
-        return
+    if not grading.scorecard.outcomes or child_report():
+        return  # a supervised child: its parent prints the verdict (and writes the JSON)
     from rich.console import Console
 
     terminalreporter.write_line("")

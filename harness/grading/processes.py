@@ -1,21 +1,46 @@
 """Claimers in separate OS processes: the contract's "separate processes" for Task A.
 
-Each process loads the solution from its path, opens its own pool to the same database, and runs
-a few claiming workers until they get ``None``. It returns what it claimed and any error, as
-plain data, so that the grading test can check "exactly once" across processes.
+Each process loads the solution from its path (guarded as in the grading process, see
+``tamper``), opens its own pool to the same database, and runs a few claiming workers until they
+get ``None``. It returns what it claimed and any error, as plain data, so that the grading test
+can check "exactly once" across processes. ``worker_processes`` kills them if the test ends
+first (timed out): a claim that never returns must not outlive its test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import DatabaseConfig
 from ..context import acting_as
 from ..database import open_database
 from ..solutions import load_solution
+from .tamper import install_guard
 
-__all__ = ["claim_in_process"]
+__all__ = ["claim_in_process", "worker_processes"]
+
+
+@contextmanager
+def worker_processes(count: int) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``count`` fresh (spawned) processes, shut down after the block; killed instead
+    of waited for when the block fails (a time limit, a blocked loop)."""
+    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        yield pool
+    except BaseException:
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for process in processes:
+            process.kill()
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)
+        raise
+    pool.shutdown(wait=True)
 
 
 def claim_in_process(
@@ -28,6 +53,7 @@ def claim_in_process(
 async def _claim(
     config: DatabaseConfig, path: Path, prefix: str, workers: int
 ) -> tuple[list[tuple[str, int]], str | None]:
+    install_guard(path)
     solution = load_solution(path)
     claims: list[tuple[str, int]] = []
 

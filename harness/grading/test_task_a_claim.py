@@ -7,10 +7,8 @@ Twenty concurrent workers and separate processes remain as extra nets."""
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -24,7 +22,7 @@ from harness.sqlparams import Kind, tokenize
 from .claim_race import ClaimRace, RowChange, reads_of_one_claim
 from .diagnosis import fail
 from .kit import Kata, graded
-from .processes import claim_in_process
+from .processes import claim_in_process, worker_processes
 
 
 def emails(n: int, prefix: str = "customer") -> list[str]:
@@ -375,8 +373,7 @@ async def test_workers_in_separate_processes_claim_every_job_exactly_once(kata: 
     per_process = max(1, kata.sizes.claim_workers // processes)
     kata.phase = f"{processes} processes x {per_process} workers claiming"
     loop = asyncio.get_running_loop()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+    with worker_processes(processes) as pool:
         results = await asyncio.gather(
             *(
                 loop.run_in_executor(

@@ -1,0 +1,462 @@
+"""No pass without a report: the graded tests run in a child process, the verdict is given here.
+
+A solution runs inside the process that grades it, so it can end that process (``os._exit(0)``
+exits 0 with nothing printed), interrupt it (``KeyboardInterrupt``), or hang it. So a grading
+``pytest`` forks: the child runs the session as usual and reports to the parent through a pipe,
+one JSON line per event (the tests collected, the solution loaded, each test's start and
+result, and a last line once the session is complete). The parent never loads the solution; it
+passes only when the child exited by itself, its report is complete and every collected graded
+test has a result. Otherwise it says what happened in the candidate's terms ("the solution
+ended the grading process with os._exit(0) ... during test_x of Task B"), fails the test that
+was running and every test that never ran, and exits non-zero. The scorecard and ``--kata-json``
+are written here, from the child's results, so that they always agree with that verdict; the
+watch mode's event stream (``KATA_EVENTS``) gets the same failures.
+
+The parent also keeps time: a child that stops reporting for longer than its test's limit (plus
+the alarm's margin) is killed, and so is whatever the child left behind (on Linux the parent is
+a "child subreaper": orphans of the child become its children). A fork, not a fresh interpreter:
+the child has everything already imported, so the extra process costs milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..config import PROJECT_ROOT
+from . import tamper
+from .scorecard import Outcome, Scorecard
+
+__all__ = ["OUTPUT_LIMIT", "ChildRun", "Report", "child_report", "supervise", "wants_supervision"]
+
+#: The largest file the child may write (the captured output of a test is one): a solution that
+#: prints in a loop is stopped there instead of filling the disk.
+OUTPUT_LIMIT = 128 * 1024 * 1024
+#: Seconds the parent waits, beyond a test's own limit, before it calls the child unresponsive:
+#: the alarm fires 10 s after the limit, then the test's teardown needs a few seconds.
+_MARGIN = 40.0
+_BETWEEN_TESTS = 90.0  # teardown of one test and setup of the next
+_LOADING = 60.0  # the import has its own 30 s alarm
+_COLLECTING = 600.0  # no candidate code runs before the tests are collected
+_EXITING = 30.0  # after the last line of the report
+_EVENTS_ENV = "KATA_EVENTS"  # the watch mode's event stream (see harness.cli.pytest_events)
+_GRADING_DIR = PROJECT_ROOT / "harness" / "grading"
+
+
+# --- the child's side ----------------------------------------------------------------------------
+
+
+class Report:
+    """The child's report to the parent: JSON lines on a pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def emit(self, event: str, **fields: Any) -> None:
+        data = (json.dumps({"event": event, "pid": os.getpid(), **fields}) + "\n").encode()
+        with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
+            while data:
+                data = data[os.write(self.fd, data) :]
+
+
+_report: Report | None = None
+
+
+def child_report() -> Report | None:
+    """The report of this process, when it is a supervised grading child."""
+    return _report
+
+
+def wants_supervision(config: pytest.Config) -> bool:
+    """A grading run (tests under harness/grading selected) that runs tests, where fork exists."""
+    if _report is not None or not hasattr(os, "fork"):
+        return False
+    option = config.option
+    for flag in (
+        "help",
+        "version",
+        "collectonly",
+        "showfixtures",
+        "show_fixtures_per_test",
+        "markers",
+        "setupplan",
+        "setuponly",
+    ):
+        if getattr(option, flag, False):
+            return False
+    here = config.invocation_params.dir
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = (path if path.is_absolute() else here / path).resolve()
+        if path == _GRADING_DIR or _GRADING_DIR in path.parents:
+            return True
+    return False
+
+
+def supervise(config: pytest.Config, scorecard: Scorecard, json_path: str | None) -> int | None:
+    """Run the session in a child and give the verdict. Returns the exit status in the parent;
+    in the child, returns None (the session then runs as usual) and never comes back here."""
+    global _report
+    read_fd, write_fd = os.pipe()
+    _become_subreaper()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        _report = Report(write_fd)
+        _run_child(config, parent)  # never returns
+    os.close(write_fd)
+    # A debugger session in the child may sit at its prompt for as long as it likes.
+    run = ChildRun(pid, patient=bool(config.option.usepdb or getattr(config.option, "trace", 0)))
+    try:
+        _follow(run, read_fd)
+    finally:
+        os.close(read_fd)
+        _kill_leftovers()
+    return _conclude(run, scorecard, json_path)
+
+
+def _run_child(config: pytest.Config, parent: int) -> None:
+    code: int = pytest.ExitCode.INTERNAL_ERROR
+    try:
+        _die_with(parent)
+        _limit_output()
+        tamper.watch_sigint()
+        code = int(config.hook.pytest_cmdline_main(config=config))
+    except BaseException:  # the session's own errors are reported by pytest; this is the rest
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        # At once: no atexit handler, no wait for threads the solution may have left running.
+        tamper.exit_now(code)
+
+
+def _limit_output() -> None:
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+        if soft == resource.RLIM_INFINITY or soft > OUTPUT_LIMIT:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, hard))
+        # A write past the limit fails with EFBIG (reported), instead of killing the process.
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    except (ImportError, OSError, ValueError, AttributeError):
+        pass
+
+
+def _prctl(option: int, value: int) -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+
+
+def _become_subreaper() -> None:
+    _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: the child's orphans become ours, to be killed
+
+
+def _die_with(parent: int) -> None:
+    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed parent takes the child with it
+    if os.getppid() != parent:
+        tamper.exit_now(1)
+
+
+# --- the parent's side ---------------------------------------------------------------------------
+
+
+@dataclass
+class _Test:
+    id: str
+    name: str
+    task: str
+    timeout: float
+
+
+@dataclass
+class ChildRun:
+    """What the parent knows of its child: its report so far, and how it ended."""
+
+    pid: int
+    collected: dict[str, _Test] = field(default_factory=dict)
+    results: dict[str, Outcome] = field(default_factory=dict)
+    current: str | None = None
+    last: str | None = None  # the last test that finished
+    loading: str | None = None  # the solution's file name while it is being imported
+    exit_call: dict[str, Any] | None = None
+    tampered: str | None = None
+    stopped: str | None = None  # why the child stopped its session early
+    interrupted: dict[str, Any] | None = None
+    complete: int | None = None  # the child's own exit status, once its report is complete
+    status: int | None = None  # how the process ended (negative: killed by that signal)
+    killed: float | None = None  # killed by the parent after this many seconds of silence
+    user_interrupt: bool = False
+    patient: bool = False  # never called unresponsive
+    last_event: float = field(default_factory=time.monotonic)
+
+    def apply(self, event: dict[str, Any]) -> None:
+        if event.get("pid") != self.pid:
+            return  # a fork of the child (the guard refuses those): not its report
+        self.last_event = time.monotonic()
+        kind = event.get("event")
+        if kind == "collected":
+            self.collected = {t["id"]: _Test(**t) for t in event["tests"]}
+        elif kind == "loading":
+            self.loading = event["solution"]
+        elif kind == "loaded":
+            self.loading = None
+        elif kind == "start":
+            self.current = event["id"]
+        elif kind == "result":
+            self.results[event["id"]] = Outcome(**event["outcome"])
+            self.current, self.last = None, event["id"]
+        elif kind == "exit":
+            self.exit_call = event
+        elif kind == "tampered":
+            self.tampered = self.tampered or event["message"]
+        elif kind == "stopped":
+            self.stopped = self.stopped or event["message"]
+        elif kind == "interrupted":
+            self.interrupted = event
+        elif kind == "complete":
+            self.complete = int(event["exitstatus"])
+
+    def allowance(self) -> float:
+        """Seconds of silence after which the child is called unresponsive."""
+        if self.patient:
+            return float("inf")
+        if self.complete is not None:
+            return _EXITING
+        if self.loading:
+            return _LOADING
+        if self.current in self.collected:
+            return self.collected[self.current].timeout + _MARGIN
+        return _BETWEEN_TESTS if self.collected else _COLLECTING
+
+    def during(self) -> str:
+        if self.current in self.collected:
+            test = self.collected[self.current]
+            return f" during {test.name} of Task {test.task}"
+        if self.loading:
+            return f" while {self.loading} was being imported"
+        if self.last in self.collected:
+            return f" after {self.collected[self.last].name}"
+        return " before the first test"
+
+    def problem(self) -> str | None:
+        """Why the child's report cannot be taken as the verdict (None: it can)."""
+        if self.tampered:
+            return self.tampered
+        during = self.during()
+        if self.killed is not None:
+            return (
+                f"the grading process stopped responding{during}: nothing happened for "
+                f"{self.killed:.0f} s, so it was killed (a blocking call or a thread the time "
+                "limit could not interrupt?)"
+            )
+        if self.complete is None:
+            if self.exit_call is not None:
+                code = self.exit_call["status"]
+                return (
+                    f"the solution ended the grading process with os._exit({code}) at "
+                    f"{self.exit_call['where']} (exit status {code}, no report){during}"
+                )
+            status = self.status
+            if status is not None and status < 0:
+                name = _signal_name(-status)
+                why = (
+                    " (the solution wrote more than the output limit)" if name == "SIGXFSZ" else ""
+                )
+                return f"the grading process was killed by {name}{why}{during}"
+            return (
+                f"the grading process ended with exit status {status} before its report was "
+                f"complete (os._exit or a crash in the solution?){during}"
+            )
+        if self.user_interrupt:
+            return f"grading was interrupted (Ctrl-C){during}"
+        if self.stopped is not None:
+            return self.stopped
+        if self.interrupted is not None:
+            return f"the solution interrupted the grading: {self.interrupted['what']}{during}"
+        missing = [t for t in self.collected if t not in self.results]
+        if missing:
+            return f"the grading process stopped early (pytest exit status {self.complete}){during}"
+        if self.status not in (0, 1, 5) and self.status != self.complete:
+            return f"the grading process ended with exit status {self.status} after its report"
+        return None
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _follow(run: ChildRun, fd: int) -> None:
+    """Read the child's report until it exits; kill it when it stops responding."""
+
+    def interrupted(signum: int, frame: Any) -> None:
+        run.user_interrupt = True
+        interrupted_at.append(time.monotonic())
+
+    interrupted_at: list[float] = []
+    previous = signal.signal(signal.SIGINT, interrupted)
+    partial = b""
+    reading = True
+    forwarded = False
+    try:
+        while True:
+            if reading:
+                ready, _, _ = select.select([fd], [], [], 0.2)
+                if ready:
+                    chunk = os.read(fd, 1 << 16)
+                    if not chunk:
+                        reading = False
+                    *lines, partial = (partial + chunk).split(b"\n")
+                    for line in lines:
+                        with contextlib.suppress(ValueError, KeyError, TypeError):
+                            run.apply(json.loads(line))
+            else:
+                time.sleep(0.01)
+            done, status = os.waitpid(run.pid, os.WNOHANG)
+            if done:
+                run.status = os.waitstatus_to_exitcode(status)
+                _drain(run, fd, partial)
+                return
+            now = time.monotonic()
+            if interrupted_at and not forwarded and now - interrupted_at[0] > 2:
+                # The terminal's Ctrl-C reaches the child too; a SIGINT sent to us alone is
+                # passed on, and a child that ignores it is killed.
+                forwarded = True
+                with contextlib.suppress(OSError):
+                    os.kill(run.pid, signal.SIGINT)
+            silent = now - run.last_event
+            if silent > run.allowance() or (interrupted_at and now - interrupted_at[0] > 15):
+                run.killed = silent
+                with contextlib.suppress(OSError):
+                    os.kill(run.pid, signal.SIGKILL)
+                _, status = os.waitpid(run.pid, 0)
+                run.status = os.waitstatus_to_exitcode(status)
+                _drain(run, fd, partial)
+                return
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _drain(run: ChildRun, fd: int, partial: bytes) -> None:
+    """The lines still in the pipe (a descendant may hold it open: never wait for its end)."""
+    os.set_blocking(fd, False)
+    with contextlib.suppress(OSError):
+        while chunk := os.read(fd, 1 << 16):
+            partial += chunk
+    for line in partial.split(b"\n"):
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            run.apply(json.loads(line))
+
+
+def _kill_leftovers() -> None:
+    """Kill what the child left running (processes it started, which are ours now)."""
+    if not sys.platform.startswith("linux"):
+        return
+    me = os.getpid()
+    for _ in range(5):
+        children = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == me:
+                    children.append(int(entry))
+        if not children:
+            return
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        for pid in children:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, 0)
+
+
+def _conclude(run: ChildRun, scorecard: Scorecard, json_path: str | None) -> int:
+    problem = run.problem()
+    added: list[tuple[str, Outcome]] = []
+    for test in run.collected.values():
+        outcome = run.results.get(test.id)
+        if run.tampered:
+            duration = outcome.duration if outcome else 0.0
+            outcome = Outcome(test.name, test.task, "fail", run.tampered, duration)
+            added.append((test.id, outcome))
+        elif outcome is None:
+            message = problem or "no result was reported"
+            if test.id != run.current:
+                message = f"not run: {message}"
+            outcome = Outcome(test.name, test.task, "fail", message, 0.0)
+            added.append((test.id, outcome))
+        scorecard.add(outcome)
+    _tell_watch_mode(added)
+    if problem:
+        _print_problem(problem)
+    if scorecard.outcomes:
+        from rich.console import Console
+
+        print()
+        scorecard.print(Console())
+        if json_path:
+            scorecard.write_json(Path(json_path))
+    if problem:
+        return pytest.ExitCode.INTERRUPTED if run.user_interrupt else pytest.ExitCode.TESTS_FAILED
+    code = run.complete if run.complete is not None else pytest.ExitCode.INTERNAL_ERROR
+    if scorecard.outcomes and scorecard.status != "pass" and code == pytest.ExitCode.OK:
+        return pytest.ExitCode.TESTS_FAILED
+    return int(code)
+
+
+def _print_problem(problem: str) -> None:
+    from rich.console import Console
+    from rich.text import Text
+
+    Console(stderr=False).print(Text(f"\n✘ {problem}", style="bold red"))
+
+
+def _tell_watch_mode(added: list[tuple[str, Outcome]]) -> None:
+    """The failures decided here, in the watch mode's event stream (its board reads that)."""
+    path = os.environ.get(_EVENTS_ENV)
+    if not path or not added:
+        return
+    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as events:
+        for test_id, outcome in added:
+            events.write(
+                json.dumps(
+                    {
+                        "event": "result",
+                        "id": test_id,
+                        "task": outcome.task,
+                        "outcome": "fail",
+                        "diagnosis": outcome.message,
+                        "duration": outcome.duration,
+                    }
+                )
+                + "\n"
+            )
+
+
+def outcome_fields(outcome: Outcome) -> dict[str, Any]:
+    return asdict(outcome)

@@ -1,0 +1,195 @@
+"""Solutions that attack the grader get a clear failed verdict, quickly, and never a pass.
+
+Each program in ``fixtures/solutions/hostile/`` ends, hangs, floods, tampers with or damages the
+process that grades it (see its docstring). It is graded as a candidate would grade it: ``pytest``
+on the fast tier and its task, with ``--kata-json``, and ``python -m harness grade``; both must
+fail, say what happened (``EXPECTED_MESSAGE``), and finish within ``EXPECTED_SECONDS``. The
+project's files must come out untouched (``canary.txt`` is what one of them tries to delete).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import BACKENDS, POSTGRES_URL
+from harness.config import PROJECT_ROOT
+from harness.grading.processes import worker_processes
+
+HOSTILE_DIR = PROJECT_ROOT / "fixtures" / "solutions" / "hostile"
+CANARY = HOSTILE_DIR / "canary.txt"
+URLS = {"sqlite": f"sqlite:///{PROJECT_ROOT / 'kata.db'}", "postgresql": POSTGRES_URL}
+#: Wide enough that no verdict is wrapped across lines (rich and pytest both read COLUMNS).
+ENVIRONMENT = {**os.environ, "COLUMNS": "400", "HYPOTHESIS_PROFILE": "fast"}
+
+
+@dataclass(frozen=True)
+class Hostile:
+    path: Path
+    task: str
+    message: str
+    board: str  # what `python -m harness grade` says (its own time limits may answer first)
+    backends: tuple[str, ...]
+    seconds: float
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def hostile_programs() -> list[Hostile]:
+    """Every program in the hostile directory, read without importing it (some end the process
+    that imports them)."""
+    programs = []
+    for path in sorted(HOSTILE_DIR.glob("*.py")):
+        values: dict[str, Any] = {}
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+                try:
+                    values[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+        programs.append(
+            Hostile(
+                path=path,
+                task=values["EXPECTED_TASK"],
+                message=values["EXPECTED_MESSAGE"],
+                board=values.get("EXPECTED_BOARD", values["EXPECTED_MESSAGE"]),
+                backends=tuple(values.get("EXPECTED_BACKENDS", ("sqlite",))),
+                seconds=float(values.get("EXPECTED_SECONDS", 30)),
+            )
+        )
+    return programs
+
+
+PROGRAMS = hostile_programs()
+ANY_BACKEND = [pytest.param(p, id=p.name) for p in PROGRAMS if p.backends == ("sqlite",)]
+EVERY_BACKEND = [
+    pytest.param(p, backend, id=f"{p.name}-{backend}")
+    for p in PROGRAMS
+    if p.backends != ("sqlite",)
+    for backend in BACKENDS
+    if backend in p.backends
+]
+
+
+def run(command: list[str], program: Hostile) -> tuple[subprocess.CompletedProcess[str], float]:
+    started = time.monotonic()
+    completed = subprocess.run(
+        command,
+        cwd=PROJECT_ROOT,
+        env=ENVIRONMENT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=program.seconds + 90,
+    )
+    return completed, time.monotonic() - started
+
+
+def assert_failed_clearly(program: Hostile, url: str, tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    completed, seconds = run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(PROJECT_ROOT / "harness" / "grading"),
+            f"--solution={program.path}",
+            f"--db={url}",
+            "--kata-tier=fast",
+            f"--kata-task={program.task}",
+            f"--kata-json={results}",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        program,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 1, (completed.returncode, output[-3000:])
+    assert program.message in output, output[-3000:]
+    assert seconds <= program.seconds, f"pytest took {seconds:.1f} s"
+    verdict = json.loads(results.read_text())
+    task = verdict["tasks"][program.task[0]]
+    assert verdict["status"] != "pass" and task["status"] != "passing", verdict
+    assert program.message in (task["diagnosis"] or ""), task
+
+    completed, seconds = run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "grade",
+            f"--solution={program.path}",
+            f"--db={url}",
+            "--tier=fast",
+            f"--task={program.task}",
+        ],
+        program,
+    )
+    board = completed.stdout + completed.stderr
+    assert completed.returncode == 1, (completed.returncode, board[-3000:])
+    assert program.board in board, board[-3000:]
+    assert seconds <= program.seconds, f"python -m harness grade took {seconds:.1f} s"
+    assert CANARY.exists(), "a hostile solution deleted a file of the project"
+
+
+@pytest.mark.parametrize("program", ANY_BACKEND)
+def test_a_hostile_solution_fails_with_a_clear_verdict(program: Hostile, tmp_path: Path) -> None:
+    """SQLite only: these attack the grading process (its exit, its signals, its time, its
+    objects, its files), not the database, so the backend changes nothing in what they do;
+    grading each twice more on PostgreSQL would only spend a minute of CPU."""
+    assert_failed_clearly(program, URLS["sqlite"], tmp_path)
+
+
+@pytest.mark.parametrize(("program", "backend"), EVERY_BACKEND)
+def test_a_hostile_solution_against_the_database_fails_on_every_backend(
+    program: Hostile, backend: str, tmp_path: Path
+) -> None:
+    assert_failed_clearly(program, URLS[backend], tmp_path)
+
+
+def test_every_hostile_program_is_graded() -> None:
+    """The two parametrized tests above cover the whole directory, each program on its
+    backends."""
+    database = {p.name for p in PROGRAMS if p.backends != ("sqlite",)}
+    assert len(ANY_BACKEND) + len(database) == len(PROGRAMS) >= 15
+    assert all(backend in p.backends for p in PROGRAMS for backend in ("sqlite",)), PROGRAMS
+
+
+def test_worker_processes_are_killed_when_their_test_times_out() -> None:
+    """Task A's separate-processes test must not leave claimers running after its time limit
+    (a claim that never returns, in each of them)."""
+    pids: list[int] = []
+
+    async def claim_for_ever() -> None:
+        loop = asyncio.get_running_loop()
+        with worker_processes(2) as pool:
+            pids.extend(
+                await asyncio.gather(*(loop.run_in_executor(pool, os.getpid) for _ in "ab"))
+            )
+            await asyncio.gather(*(loop.run_in_executor(pool, time.sleep, 1000) for _ in "ab"))
+
+    async def within_a_time_limit() -> None:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(2):
+                await claim_for_ever()
+
+    started = time.monotonic()
+    asyncio.run(within_a_time_limit())
+    assert time.monotonic() - started < 30
+    assert pids
+    for pid in set(pids):
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z", pid
