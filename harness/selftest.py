@@ -98,8 +98,10 @@ def grade(
     tier: str = "full",
     seed: int = 1,
     timeout: float = 900,
+    first_failure: bool = False,
 ) -> dict[str, Any]:
-    """Run the grader on ``solution`` in a subprocess and return its JSON results."""
+    """Run the grader on ``solution`` in a subprocess and return its JSON results
+    (``first_failure``: stop at the first failing test, as ``pytest -x`` does)."""
     with tempfile.TemporaryDirectory(prefix="kata-selftest-") as tmp:
         out = Path(tmp) / "results.json"
         # --option=value: pytest reads a path after an option it does not know yet (ours come
@@ -120,6 +122,8 @@ def grade(
         ]
         if tasks:
             command.append(f"--kata-task={tasks}")
+        if first_failure:
+            command.append("-x")
         env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "thorough")}
         completed = subprocess.run(
             command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, env=env
@@ -144,7 +148,10 @@ def failing_tasks(results: dict[str, Any]) -> dict[str, str | None]:
 
 def check_entry(entry: CatalogueEntry, db: str, *, seed: int = 1) -> str | None:
     """None when ``entry`` fails its task with its diagnosis on ``db``; else what went wrong."""
-    results = grade(entry.path, db, tasks=entry.task, tier=entry.tier, seed=seed)
+    # The first diagnosis is the verdict: the rest of the task's tests add nothing to it.
+    results = grade(
+        entry.path, db, tasks=entry.task, tier=entry.tier, seed=seed, first_failure=True
+    )
     diagnosis = results["tasks"][entry.task]["diagnosis"]
     if diagnosis is None:
         return f"{entry.name} passed task {entry.task}: the grader missed the mistake"
@@ -188,6 +195,12 @@ def _report(lines: Iterable[tuple[str, str | None]]) -> int:
     return failures
 
 
+def _seed_range(text: str) -> list[int]:
+    """ "3" -> [3]; "1-5" -> [1, 2, 3, 4, 5]."""
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
 @click.command()
 @click.option("--db", default=None, help="one backend (default: SQLite and PostgreSQL)")
 @click.option(
@@ -203,17 +216,35 @@ def _report(lines: Iterable[tuple[str, str | None]]) -> int:
     show_default=True,
     help="the stress's first seed: split a long stress across runs or machines",
 )
+@click.option(
+    "--seeds",
+    default="1",
+    show_default=True,
+    help="grade every solution and entry under each of these seeds, e.g. 1-5: a verdict must "
+    "not depend on the seed",
+)
+@click.option(
+    "--repeat",
+    type=int,
+    default=1,
+    show_default=True,
+    help="grade each of them this many times per seed: a verdict must not depend on luck",
+)
+@click.option("--only", default="", help="only the solutions and entries whose name has this")
 @click.option("--jobs", type=int, default=2, help="gradings run at once")
-def main(db: str | None, stress: int, first_seed: int, jobs: int) -> None:
+def main(
+    db: str | None, stress: int, first_seed: int, seeds: str, repeat: int, only: str, jobs: int
+) -> None:
     """Check the grader against the stub, the correct solutions and the catalogue."""
     started = time.monotonic()
-    checks: list[tuple[str, Any]] = []
+    checks: list[tuple[str, str, Any]] = []  # (subject, label, check)
     for url in _databases(db):
         backend = dialect_of(url)
         if stress:
             for seed in range(first_seed, first_seed + stress):
                 checks.append(
                     (
+                        f"reference on {backend}",
                         f"reference seed {seed} on {backend}",
                         lambda u=url, s=seed: check_correct(
                             REFERENCE_PATH, u, seed=s, tasks=STRESSED_TASKS
@@ -221,24 +252,42 @@ def main(db: str | None, stress: int, first_seed: int, jobs: int) -> None:
                     )
                 )
             continue
-        for path in (REFERENCE_PATH, ALTERNATIVE_PATH, REQUEUE_ORM_PATH):
-            checks.append(
-                (
-                    f"{path.stem} passes every task on {backend}",
-                    lambda u=url, p=path: check_correct(p, u),
-                )
-            )
-        for entry in catalogue():
-            if backend in entry.backends:
-                checks.append(
-                    (
-                        f"{entry.name} fails {entry.task} on {backend}",
-                        lambda u=url, e=entry: check_entry(e, u),
-                    )
-                )
+        for seed in _seed_range(seeds):
+            for run in range(1, repeat + 1):
+                again = f" seed {seed}" + (f" run {run}" if repeat > 1 else "")
+                for path in (REFERENCE_PATH, ALTERNATIVE_PATH, REQUEUE_ORM_PATH):
+                    if only in path.stem:
+                        checks.append(
+                            (
+                                f"{path.stem} passes every task on {backend}",
+                                f"{path.stem} passes every task on {backend}{again}",
+                                lambda u=url, p=path, s=seed: check_correct(p, u, seed=s),
+                            )
+                        )
+                for entry in catalogue():
+                    if backend in entry.backends and only in entry.name:
+                        checks.append(
+                            (
+                                f"{entry.name} fails {entry.task} on {backend}",
+                                f"{entry.name} fails {entry.task} on {backend}{again}",
+                                lambda u=url, e=entry, s=seed: check_entry(e, u, seed=s),
+                            )
+                        )
+    outcomes: dict[str, list[bool]] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = [(label, pool.submit(check)) for label, check in checks]
-        failures = _report((label, future.result()) for label, future in futures)
+        futures = [(subject, label, pool.submit(check)) for subject, label, check in checks]
+
+        def results() -> Iterable[tuple[str, str | None]]:
+            for subject, label, future in futures:
+                problem = future.result()
+                outcomes.setdefault(subject, []).append(problem is None)
+                yield label, problem
+
+        failures = _report(results())
+    if len(checks) > len(outcomes):  # several runs each: the tally per solution or entry
+        click.echo("\nper solution and entry (runs that gave the expected verdict):")
+        for subject, held in outcomes.items():
+            click.echo(f"  {sum(held):>3}/{len(held):<3} {subject}")
     click.echo(
         f"{len(checks) - failures}/{len(checks)} passed in {time.monotonic() - started:.0f} s"
     )

@@ -504,7 +504,10 @@ async def test_a_worker_whose_job_left_running_during_its_call_changes_neither_s
         job = await job_at_step(kata, step)
         async with paused_in_first_call(kata, job, "worker-1", gate=gate) as paused:
             if not paused.held:
-                return  # it called no API at this step: the tests above judge that
+                # It returned (or raised) without an API call at this step: an error is this
+                # test's verdict (a stub is "not started"); the tests above judge the rest.
+                await paused.resume()
+                return
             what = await _take_out_of_running(kata, job, how)
             left = await kata.fresh(job)
             await paused.resume()
