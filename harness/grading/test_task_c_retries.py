@@ -31,9 +31,10 @@ from harness.faults import (
     TimeoutBefore,
 )
 from harness.ledger import Call, ViolationKind
-from harness.models import MAX_ATTEMPTS, Job, JobStatus
+from harness.models import MAX_ATTEMPTS, Job, JobStatus, Step
 from harness.services import RETRY_AFTER_TOLERANCE
 
+from .choreography import Gate, copy_job, serving
 from .diagnosis import describe_exception, describe_violation, fail
 from .kit import Kata, graded
 
@@ -532,3 +533,49 @@ async def test_persistent_transient_errors_fail_the_job_after_max_attempts(
                 "the last error, so that an operator can see why"
             )
         expect_no_violations(kata)
+
+
+# --- a job that moved on while the email was in flight --------------------------------------------
+
+
+@graded("C", timeout=TIMEOUT)
+async def test_recording_the_message_id_leaves_the_rest_of_the_job_alone(kata: Kata) -> None:
+    # worker-1 is held inside send_email while the job moves on under it, as when its lease ran
+    # out and worker-2 took the job to the next step. When worker-1's call returns, recording the
+    # message id must not write back the rest of the (now stale) object it was given.
+    gate = Gate("worker-1")
+    with serving(kata, gate):
+        job = await kata.running_job(EMAIL)
+        call = asyncio.create_task(
+            kata.call("send_email_step", copy_job(job), worker="worker-1", job_id=job.id)
+        )
+        arrival = asyncio.ensure_future(gate.arrived.wait())
+        await asyncio.wait({arrival, call}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
+        arrival.cancel()
+        if not gate.held:
+            gate.opened.set()
+            await call  # it returned (or raised) without sending: the tests above judge that
+            return
+        await Job.filter(id=job.id).update(worker_id="worker-2", step=Step.ANALYZE)
+        moved = await kata.fresh(job)
+        gate.opened.set()
+        await call
+        after = await kata.fresh(job)
+    changed = [
+        f"{name} {_shown(getattr(moved, name))} -> {_shown(getattr(after, name))}"
+        for name in ("step", "worker_id", "claimed_at")
+        if getattr(after, name) != getattr(moved, name)
+    ]
+    if changed:
+        shown = ", ".join(changed)
+        fail(
+            f"while worker-1 was inside send_email for job {job.id}, worker-2 took the job on to "
+            f"step analyze; when the email went out, send_email_step wrote back fields it did "
+            f"not mean to change ({shown}) — saving the whole job object (job.save()) writes its "
+            "stale copy over newer progress: update only what the step records, e.g. "
+            "Job.filter(id=job.id).update(message_id=...)"
+        )
+
+
+def _shown(value: object) -> str:
+    return repr(getattr(value, "value", value))
