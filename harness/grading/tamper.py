@@ -35,6 +35,8 @@ from pathlib import Path
 from types import BuiltinFunctionType, FrameType, FunctionType, ModuleType
 from typing import Any, NoReturn
 
+from ..config import PROJECT_ROOT
+
 __all__ = [
     "ForbiddenByGrader",
     "Snapshot",
@@ -63,6 +65,8 @@ class _Guard:
     code_dirs: tuple[str, ...] = ()
     #: Where a solution may write files (the temporary directory).
     writable: tuple[str, ...] = ()
+    #: Never writable, wherever it lies: the project's own files.
+    protected: tuple[str, ...] = ()
     installed: bool = False
     violations: list[str] = field(default_factory=list)
     cache: dict[str, bool] = field(default_factory=dict)
@@ -190,7 +194,11 @@ def _writable(path: Any) -> bool:
         text = os.path.abspath(os.fsdecode(path))
     except (TypeError, ValueError):
         return False
-    return (text + os.sep).startswith(_guard.writable)
+    # The project is never writable, even when it lives inside the temporary directory (a CI
+    # checkout under /tmp, say): its files are what a solution must not touch.
+    return (text + os.sep).startswith(_guard.writable) and not (text + os.sep).startswith(
+        _guard.protected
+    )
 
 
 def _refusal(event: str, args: tuple[Any, ...]) -> str | None:
@@ -308,6 +316,7 @@ def install_guard(solution: Path, on_exit: Callable[[int, str], None] | None = N
         os.devnull + os.sep,
         "/dev/",
     )
+    _guard.protected = (str(PROJECT_ROOT.resolve()) + os.sep, str(PROJECT_ROOT) + os.sep)
     _guard.on_exit = on_exit
     if _guard.installed:
         return
