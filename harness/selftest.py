@@ -195,6 +195,10 @@ def _report(lines: Iterable[tuple[str, str | None]]) -> int:
     return failures
 
 
+def _chosen(name: str, only: str) -> bool:
+    return any(part.strip() in name for part in only.split(","))
+
+
 def _seed_range(text: str) -> list[int]:
     """ "3" -> [3]; "1-5" -> [1, 2, 3, 4, 5]."""
     first, _, last = text.partition("-")
@@ -230,7 +234,11 @@ def _seed_range(text: str) -> list[int]:
     show_default=True,
     help="grade each of them this many times per seed: a verdict must not depend on luck",
 )
-@click.option("--only", default="", help="only the solutions and entries whose name has this")
+@click.option(
+    "--only",
+    default="",
+    help="only the solutions and entries whose name has one of these (comma-separated)",
+)
 @click.option("--jobs", type=int, default=2, help="gradings run at once")
 def main(
     db: str | None, stress: int, first_seed: int, seeds: str, repeat: int, only: str, jobs: int
@@ -256,7 +264,7 @@ def main(
             for run in range(1, repeat + 1):
                 again = f" seed {seed}" + (f" run {run}" if repeat > 1 else "")
                 for path in (REFERENCE_PATH, ALTERNATIVE_PATH, REQUEUE_ORM_PATH):
-                    if only in path.stem:
+                    if _chosen(path.stem, only):
                         checks.append(
                             (
                                 f"{path.stem} passes every task on {backend}",
@@ -265,7 +273,7 @@ def main(
                             )
                         )
                 for entry in catalogue():
-                    if backend in entry.backends and only in entry.name:
+                    if backend in entry.backends and _chosen(entry.name, only):
                         checks.append(
                             (
                                 f"{entry.name} fails {entry.task} on {backend}",
