@@ -22,5 +22,10 @@
 * ``step_faults.py`` — Task D's faults one API call at a time: a job placed at any step, a
   script for one call of it, and what ``process_job`` did wrong with it; ``afterlife.py`` — a
   worker that caught its crash and kept going: what it did, and which handler caught it.
+* ``claim_race.py`` — Task A's race, choreographed: a worker paused right after a read of its
+  claim while another worker claims, requeues, fails or completes the job it read.
+* ``blocking.py`` — ``time.sleep`` from the solution fails at its line; ``asyncio.sleep`` inside
+  a transaction is a ledger violation (counted, not timed); ``clock.py`` — the grading process
+  lives at UTC+05:30, so naive local time is wrong every run.
 * ``test_*.py`` — the graded tests, one file per task, each test marked with its task.
 """
