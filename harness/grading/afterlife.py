@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import ast
 import linecache
-import traceback
 from pathlib import Path
 
 from ..crashes import WorkerLife
 from ..ledger import Ledger
+from .diagnosis import candidate_frames
 
 __all__ = ["kept_going"]
 
@@ -60,7 +60,7 @@ def _handler_that_caught(error: BaseException, solution: Path) -> str | None:
     """`` at solution.py:41: `except BaseException:``` — the candidate's handler, around a line
     that ``error`` went through, that catches a crash; None when there is none."""
     # Innermost first: the handler nearest to the crash is the one that caught it.
-    for frame in reversed(_own_frames(error, solution)):
+    for frame in reversed(candidate_frames(error, solution)):
         assert frame.lineno is not None
         handler = _broad_handler_around(str(solution.resolve()), frame.lineno)
         if handler is not None:
@@ -71,20 +71,11 @@ def _handler_that_caught(error: BaseException, solution: Path) -> str | None:
 def _where_swallowed(error: BaseException, solution: Path) -> str:
     """Where the crash stopped in the candidate's code when no handler of theirs names it
     (``contextlib.suppress``, ``gather(return_exceptions=True)``, ...); "" when nowhere."""
-    frames = _own_frames(error, solution)
+    frames = candidate_frames(error, solution)
     if not frames:
         return ""
     assert frames[0].lineno is not None
     return _at(solution, frames[0].lineno)
-
-
-def _own_frames(error: BaseException, solution: Path) -> list[traceback.FrameSummary]:
-    """The candidate's frames that ``error`` went through, outermost first."""
-    return [
-        f
-        for f in traceback.extract_tb(error.__traceback__)
-        if Path(f.filename).resolve() == solution.resolve() and f.lineno is not None
-    ]
 
 
 def _at(solution: Path, lineno: int) -> str:

@@ -16,7 +16,7 @@ import pytest
 
 from ..ledger import Violation, ViolationKind
 
-__all__ = ["describe_exception", "describe_violation", "fail", "not_started"]
+__all__ = ["candidate_frames", "describe_exception", "describe_violation", "fail", "not_started"]
 
 
 def fail(diagnosis: str) -> NoReturn:
@@ -28,19 +28,21 @@ def not_started(function: str) -> str:
     return f"not started: {function}() still raises NotImplementedError"
 
 
-def _candidate_frames(error: BaseException, solution: Path) -> list[traceback.FrameSummary]:
+def candidate_frames(error: BaseException, solution: Path) -> list[traceback.FrameSummary]:
+    """The frames of the solution's file that ``error`` went through, outermost first."""
+    solution = solution.resolve()
     frames = traceback.extract_tb(error.__traceback__)
-    return [f for f in frames if Path(f.filename).resolve() == solution]
+    return [f for f in frames if Path(f.filename).resolve() == solution and f.lineno is not None]
 
 
 def describe_exception(error: BaseException, solution: Path, function: str | None = None) -> str:
     """ "claim_next_job raised KeyError: 'id' at solution.py:42 (`return rows[0]['id']`)"."""
     if isinstance(error, NotImplementedError) and function:
-        own = _candidate_frames(error, solution)
+        own = candidate_frames(error, solution)
         if own and own[-1].name == function:
             return not_started(function)
     where = ""
-    own = _candidate_frames(error, solution)
+    own = candidate_frames(error, solution)
     if own:
         frame = own[-1]
         line = (frame.line or linecache.getline(frame.filename, frame.lineno or 0)).strip()

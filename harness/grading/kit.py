@@ -40,6 +40,7 @@ from ..solutions import Solution
 from . import tamper
 from .afterlife import kept_going
 from .diagnosis import describe_exception, describe_violation, fail
+from .scorecard import TASKS
 from .supervisor import OUTPUT_LIMIT
 
 __all__ = ["FAST", "FULL", "Kata", "LoopBlocked", "Sizes", "graded"]
@@ -99,7 +100,7 @@ _AGAIN = 0.1  # after an interruption, how soon the watcher looks again
 
 
 @contextmanager
-def _hard_timeout(
+def hard_timeout(
     seconds: float, *, loop: asyncio.AbstractEventLoop | None = None
 ) -> Iterator[None]:
     """A last resort for code that blocks the loop (a busy loop, synchronous I/O), where
@@ -170,15 +171,8 @@ def _hard_timeout(
         signal.signal(signal.SIGALRM, previous)
 
 
-hard_timeout = _hard_timeout
-
 #: Each task's own function, which its tests exist to call.
-TASK_FUNCTIONS = {
-    "A": "claim_next_job",
-    "B": "create_campaign_jobs",
-    "C": "send_email_step",
-    "D": "process_job",
-}
+TASK_FUNCTIONS = {task: function for task, function in TASKS.items() if task != "E"}
 #: The solution's functions that did not return (timed out, or blocked the loop), with what to
 #: say instead of calling them again: waiting out another time limit per test (615 s for one
 #: ``await asyncio.sleep(forever)``) tells the candidate nothing new.
@@ -211,7 +205,7 @@ def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Call
             schema = await tamper.schema_of(kata.database) if kata else None
             limit = None
             try:
-                with _hard_timeout(timeout + 10, loop=asyncio.get_running_loop()):
+                with hard_timeout(timeout + 10, loop=asyncio.get_running_loop()):
                     async with asyncio.timeout(timeout) as limit:
                         result = await test(*args, **kwargs)
             except TimeoutError:
@@ -283,8 +277,9 @@ def _fail_if_flooded(error: BaseException, kata: Kata | None, test: str) -> None
     if seen is None:
         return
     function = (kata.current_function if kata else None) or "the solution"
-    frames = [f for f in traceback.extract_tb(seen.__traceback__)
-              if tamper.is_candidate_file(f.filename)]
+    frames = [
+        f for f in traceback.extract_tb(seen.__traceback__) if tamper.is_candidate_file(f.filename)
+    ]
     at = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     written = f"{function}() wrote more than {OUTPUT_LIMIT >> 20} MB of output"
     if kata and kata.current_function:
@@ -301,16 +296,20 @@ def _fail_if_refused(refused: int) -> None:
     new = tamper.violations()[refused:]
     if new:
         more = f" (and {len(new) - 1} more)" if len(new) > 1 else ""
-        fail(f"{new[0]}{more}: the grader refuses it — a solution reads and writes the kata's "
-             "tables and calls the services, nothing else")
+        fail(
+            f"{new[0]}{more}: the grader refuses it — a solution reads and writes the kata's "
+            "tables and calls the services, nothing else"
+        )
 
 
 async def _check_after(kata: Kata | None, schema: dict[str, str] | None, refused: int) -> None:
     _fail_if_refused(refused)
     threads = tamper.running_threads()
     if threads:
-        message = (f"{threads[0]} after the test ended — a solution's work must be done (or "
-                   "cancelled) when its function returns")
+        message = (
+            f"{threads[0]} after the test ended — a solution's work must be done (or "
+            "cancelled) when its function returns"
+        )
         abandoned.append(message)  # it runs on in this process: the rest of the run stops
         fail(message)
     if kata is None or schema is None:
@@ -318,12 +317,16 @@ async def _check_after(kata: Kata | None, schema: dict[str, str] | None, refused
     try:
         changes = tamper.schema_changes(schema, await tamper.schema_of(kata.database))
     except Exception as error:  # the database itself is unusable: that is the verdict
-        fail(f"the kata's database could not be read after the test ({type(error).__name__}: "
-             f"{error}) — did the solution drop or lock its tables?")
+        fail(
+            f"the kata's database could not be read after the test ({type(error).__name__}: "
+            f"{error}) — did the solution drop or lock its tables?"
+        )
     if changes:
         more = f" (and {len(changes) - 1} more changes)" if len(changes) > 1 else ""
-        fail(f"the solution changed the kata's schema: {changes[0]}{more} — a solution reads "
-             "and writes rows; it never drops, creates or alters tables")
+        fail(
+            f"the solution changed the kata's schema: {changes[0]}{more} — a solution reads "
+            "and writes rows; it never drops, creates or alters tables"
+        )
 
 
 class Kata:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from ..faults import ScriptedOutcome
 from ..ledger import Call
 from ..models import MAX_ATTEMPTS, Job, Step
 from ..services import classify_sentiment, reply_for
-from .diagnosis import fail
+from .diagnosis import candidate_frames, fail
 from .kit import Kata
 
 __all__ = [
@@ -190,11 +189,7 @@ async def escaped(kata: Kata, job: Job, error: ServiceError) -> str:
 
 
 def _raised_at(error: BaseException, solution: Path) -> str:
-    own = [
-        f
-        for f in traceback.extract_tb(error.__traceback__)
-        if Path(f.filename).resolve() == solution.resolve()
-    ]
+    own = candidate_frames(error, solution)
     if not own:
         return ""
     frame = own[0]  # the outermost: where it left the candidate's code
