@@ -27,11 +27,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import sys
+import sysconfig
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from . import crashes
@@ -301,13 +305,17 @@ class Services:
 
     def _check_caller(self, attempt: Attempt) -> None:
         what = attempt.describe()
-        if attempt.in_transaction:
+        tx = current_transaction()
+        if attempt.in_transaction and tx is not None:
+            # The evidence only (which call, where, which transaction): the grader's diagnosis
+            # adds why it is wrong and what to do, once.
+            site = _call_site()
             self._violate(
                 attempt,
                 ViolationKind.CALL_IN_TRANSACTION,
-                f"{what} was called by {_who(attempt)} while it held a database transaction: the "
-                "transaction's connection and locks are held for the whole network round trip, "
-                "and a rollback cannot undo the call",
+                f"{what} was called by {_who(attempt)} while it held a database transaction "
+                f"(the one it opened {tx.age():.3f} s earlier"
+                + (f"; the call is at {site})" if site else ")"),
             )
         subject = (attempt.service, attempt.subject)
         if (given := self._retry_after.get(subject)) is not None:
@@ -379,6 +387,24 @@ def _crashed_since(job_id: int | None, since: float) -> bool:
     if plan is None or job_id is None:
         return False
     return any(crash.at >= since for crash in plan.crashes_of(job_id))
+
+
+def _call_site() -> str | None:
+    """ "solution.py:34 in send_email_step()": the innermost frame on the stack that is neither
+    the harness's nor the standard library's, i.e. the line of the caller's own code."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        path = Path(name).resolve()
+        ours = path.is_relative_to(_HARNESS_DIR) or path.is_relative_to(_STDLIB_DIR)
+        if not (ours or name.startswith("<")):
+            return f"{path.name}:{frame.f_lineno} in {frame.f_code.co_name}()"
+        frame = frame.f_back
+    return None
+
+
+_HARNESS_DIR = Path(__file__).resolve().parent
+_STDLIB_DIR = Path(sysconfig.get_paths()["stdlib"]).resolve()
 
 
 def _who(attempt: Attempt) -> str:

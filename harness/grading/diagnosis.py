@@ -56,12 +56,17 @@ def describe_exception(error: BaseException, solution: Path, function: str | Non
     return f"{who}{type(error).__name__}: {message}{where}{sql}".rstrip()
 
 
-_ADVICE = {
+#: Why a violation is wrong and what to do, for violations whose detail already says which call
+#: did what, where: the diagnosis says each thing once.
+_WHY = {
     ViolationKind.CALL_IN_TRANSACTION: (
-        "an external API was called while the worker held a database transaction: the "
-        "connection (and on SQLite the write lock) is held for the whole network wait — call "
-        "the API outside `transaction()`, then record the result"
+        "the transaction's connection (and on SQLite the whole database's write lock) stays "
+        "held for the whole network round trip, and a rollback cannot undo the call — call the "
+        "API outside `transaction()`, then record its result in a short transaction of its own"
     ),
+}
+
+_ADVICE = {
     ViolationKind.RETRY_BEFORE_RETRY_AFTER: (
         "a rate-limited request was retried before its retry_after had passed — wait at least "
         "retry_after seconds (backoff may wait longer, never shorter)"
@@ -83,4 +88,7 @@ _ADVICE = {
 
 
 def describe_violation(violation: Violation) -> str:
-    return f"{_ADVICE[ViolationKind(violation.kind)]} ({violation.detail})"
+    kind = ViolationKind(violation.kind)
+    if kind in _WHY:
+        return f"{violation.detail}: {_WHY[kind]}"
+    return f"{_ADVICE[kind]} ({violation.detail})"

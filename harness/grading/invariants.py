@@ -345,28 +345,34 @@ class _Judge:
 
     def one_worker_at_a_time(self, history: dict[int, list[JobTransition]]) -> list[str]:
         """While a worker holds a job (from the transition into running until the one out of
-        it), every change recorded on the job must still name that worker: another worker's id
-        means a second claim took the job without it ever leaving running."""
+        it), every change recorded on the job must still name that worker. Another worker's id
+        means one of two mistakes, told apart by who that worker is: one that held the job before
+        saved a stale copy back over a correct new claim; one that never held it claimed a job
+        that was still running."""
         problems = []
         for job in self.jobs:
             holder: str | None = None
+            held_before: set[str] = set()
             for t in history.get(job.id, []):
                 if (
                     t.old_status is JobStatus.RUNNING
                     and holder
                     and t.worker_id not in (None, holder)
                 ):
-                    problems.append(
-                        f"{_job(job)} was held by {holder} when a change was recorded under "
-                        f"{t.worker_id} while it was still running ({t.old_status.value}/"
-                        f"{t.old_step.value} -> {t.new_status.value}/{t.new_step.value}): two "
-                        "workers held it at once — a claim must only take a pending job, and a "
-                        "stale job object saved back rewrites its old worker_id over a new claim"
+                    change = (
+                        f"{t.old_status.value}/{t.old_step.value} -> "
+                        f"{t.new_status.value}/{t.new_step.value}"
                     )
+                    if t.worker_id in held_before:
+                        problems.append(_stale_save(job, holder, t.worker_id, change))
+                    else:
+                        problems.append(_double_claim(job, holder, t.worker_id, change))
                     break
                 if t.new_status is JobStatus.RUNNING and t.old_status is not JobStatus.RUNNING:
                     holder = t.worker_id
                 elif t.new_status is not JobStatus.RUNNING:
+                    if holder:
+                        held_before.add(holder)
                     holder = None
         return problems
 
@@ -395,6 +401,28 @@ class _Judge:
 
 def _job(job: Job) -> str:
     return f"job {job.id} ({job.email})"
+
+
+def _stale_save(job: Job, holder: str, stale: str, change: str) -> str:
+    # The claim is not blamed: the job had left running, so the holder's claim took a job it
+    # was free to take; the write under the old worker's id is what went wrong.
+    return (
+        f"{stale} saved a stale copy of {_job(job)} over {holder}'s claim: {stale}'s hold on "
+        f"the job had ended and {holder} had claimed it (a correct claim), yet a change was "
+        f"then recorded under {stale} ({change}) — saving the whole job object (job.save()) "
+        "writes back every field of the old copy, worker_id included: re-read the job, and "
+        "write only what the step changed with a compare-and-set (UPDATE ... WHERE id = ? AND "
+        "step = <the step you ran> AND status = 'running'), changing nothing when no row matches"
+    )
+
+
+def _double_claim(job: Job, holder: str, intruder: str, change: str) -> str:
+    return (
+        f"{_job(job)} was held by {holder} when a change was recorded under {intruder} while it "
+        f"was still running ({change}): two workers held it at once, {intruder} having taken "
+        "a job that was not pending — a claim must only take a pending job (UPDATE ... WHERE "
+        "status = 'pending', or SELECT ... FOR UPDATE SKIP LOCKED)"
+    )
 
 
 def _key(key: str | None) -> str:

@@ -414,3 +414,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     )
     if grading.json_path:
         grading.scorecard.write_json(Path(grading.json_path))
+        warnings = [value for key, value in report.user_properties if key == "warning"]
+            warnings,

@@ -35,6 +35,9 @@ class Outcome:
     duration: float
     #: Not failures: what a senior reviewer would still point out (e.g. a zombie worker).
     advice: list[str] = field(default_factory=list)
+    #: Not failures either, but a bug on another backend: passing here proves less than it
+    #: seems (e.g. a claim only SQLite's whole-database lock makes safe).
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -44,6 +47,7 @@ class TaskResult:
     failed: int = 0
     diagnoses: list[str] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -74,6 +78,7 @@ class Scorecard:
             result.advice += [a for a in outcome.advice if a not in result.advice]
             if outcome.status == "pass":
                 result.passed += 1
+            result.warnings += [w for w in outcome.warnings if w not in result.warnings]
             else:
                 result.failed += 1
                 if outcome.message:
@@ -105,6 +110,7 @@ class Scorecard:
                     "advice": r.advice,
                 }
                 for t, r in self.tasks().items()
+                    "warnings": r.warnings,
             },
             "tests": [asdict(o) for o in self.outcomes],
         }

@@ -152,7 +152,7 @@ async def _over_budget(
 ) -> str:
     evidence = f"stopped at statement {budget + 1:,} after {stop.writes:,} writes"
     if left:
-        evidence += f", which had stored {left:,} rows: " + _per_insert(left / max(stop.writes, 1))
+        evidence += f", which had stored {left:,} rows: " + _per_row(left, budget, stop.writes)
     else:
         evidence += ", which the transaction rolled back"
         sample = await _round_trips_for(kata, 200)
@@ -160,7 +160,7 @@ async def _over_budget(
             count, writes = sample
             evidence += (
                 f"; 200 addresses took {count} round trips, {writes} of them writes: "
-                + _per_insert(200 / max(writes, 1))
+                + _per_row(200, count, writes)
             )
     rows, trips = FULL.bulk_rows, FULL.bulk_round_trips
     return (
@@ -171,8 +171,15 @@ async def _over_budget(
     )
 
 
-def _per_insert(rows: float) -> str:
-    return "about one statement per row" if rows < 1.5 else f"about {rows:,.0f} rows per INSERT"
+def _per_row(rows: int, statements: int, writes: int) -> str:
+    """The measured ratio, as it was: "about 2 statements per row" for a SELECT and an INSERT
+    per row, "about 500 rows per INSERT" for batches too small for the budget."""
+    per_row = round(statements / max(rows, 1), 1)
+    if per_row < 0.9:
+        return f"about {rows / max(writes, 1):,.0f} rows per INSERT"
+    if per_row == 1:
+        return "about one statement per row"
+    return f"about {per_row:g} statements per row"
 
 
 async def _round_trips_for(kata: Kata, n: int) -> tuple[int, int] | None:
