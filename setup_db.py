@@ -1,6 +1,6 @@
 """Create the kata's database with realistic sample data, once.
 
-    python setup_db.py [--database-url URL] [--reset] [--customers N] [--seed S]
+    python setup_db.py [--db sqlite|postgresql|URL] [--reset] [--customers N] [--seed S]
 
 It creates the schema and, under a fixed seed, three campaigns, an audience of customers (about
 1% of whose addresses the fake SendGrid rejects for good) and, for the first campaign, jobs in
@@ -36,7 +36,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.config import DatabaseConfig
+from harness.config import DatabaseConfig, resolve_database_url
 from harness.database import Database, execute_sql, open_database
 from harness.exceptions import SetupRefused
 from harness.models import MAX_ATTEMPTS, JobStatus, Step
@@ -459,8 +459,12 @@ def render_summary(result: dict[str, Any], where: str, seconds: float) -> Group:
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
+    "--db",
     "--database-url",
-    help="sqlite:///file.db or postgresql://...  [default: DATABASE_URL, else kata.db]",
+    "database_url",
+    metavar="DB",
+    help="sqlite, postgresql or a URL (sqlite:///file.db, postgresql://...)  "
+    "[default: DATABASE_URL, else kata.db]",
 )
 @click.option("--reset", is_flag=True, help="Drop what this script created before; start over.")
 @click.option(
@@ -473,9 +477,9 @@ def render_summary(result: dict[str, Any], where: str, seconds: float) -> Group:
 def main(database_url: str | None, reset: bool, customers: int, seed: int) -> None:
     """Create the kata's schema and sample data (campaigns, customers, jobs in every state)."""
     try:
-        config = DatabaseConfig(url=database_url) if database_url else DatabaseConfig()
+        config = DatabaseConfig(url=resolve_database_url(database_url))
     except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--database-url") from error
+        raise click.BadParameter(str(error), param_hint="--db") from error
     if config.dialect == "postgresql":
         config = config.with_options(schema=DEFAULT_SCHEMA)
     where = config.describe()

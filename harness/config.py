@@ -13,11 +13,13 @@ from urllib.parse import urlsplit
 __all__ = [
     "DEFAULT_POOL_SIZE",
     "DEFAULT_POOL_TIMEOUT",
+    "DEFAULT_POSTGRES_URL",
     "DEFAULT_SQLITE_BUSY_TIMEOUT",
     "DEFAULT_SQLITE_LATENCY",
     "PROJECT_ROOT",
     "DatabaseConfig",
     "default_database_url",
+    "resolve_database_url",
 ]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -33,13 +35,43 @@ DEFAULT_SQLITE_BUSY_TIMEOUT = 10.0
 #: Override with ``KATA_SQLITE_LATENCY_MS``; PostgreSQL pays its real round trips instead.
 DEFAULT_SQLITE_LATENCY = 0.001
 
+#: Where ``postgresql`` points when ``DATABASE_URL`` is not a PostgreSQL URL: the local ``test``
+#: database, as the harness's own suite and the drills use it.
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
 _SQLITE_SCHEMES = {"sqlite"}
 _POSTGRES_SCHEMES = {"postgresql", "postgres"}
 
 
 def default_database_url() -> str:
     """``DATABASE_URL`` if set, else the SQLite file ``kata.db`` in the project root."""
-    return os.environ.get("DATABASE_URL") or f"sqlite:///{PROJECT_ROOT / 'kata.db'}"
+    return os.environ.get("DATABASE_URL") or _project_sqlite_url()
+
+
+def _project_sqlite_url() -> str:
+    return f"sqlite:///{PROJECT_ROOT / 'kata.db'}"
+
+
+def resolve_database_url(choice: str | None) -> str:
+    """The database URL a user means by ``choice``, the one reading of every option that names
+    a database (``--db``, ``--second-db``, ``--database-url``):
+
+    - nothing: ``default_database_url()``;
+    - ``sqlite``: ``DATABASE_URL`` if it is a SQLite URL, else ``kata.db`` in the project;
+    - ``postgresql`` or ``postgres``: ``DATABASE_URL`` if it is a PostgreSQL URL, else
+      ``DEFAULT_POSTGRES_URL``;
+    - anything else is taken as a URL (``DatabaseConfig`` checks it).
+    """
+    name = (choice or "").strip()
+    if not name:
+        return default_database_url()
+    environment = os.environ.get("DATABASE_URL", "")
+    scheme = urlsplit(environment).scheme
+    if name.lower() in _SQLITE_SCHEMES:
+        return environment if scheme in _SQLITE_SCHEMES else _project_sqlite_url()
+    if name.lower() in _POSTGRES_SCHEMES:
+        return environment if scheme in _POSTGRES_SCHEMES else DEFAULT_POSTGRES_URL
+    return name
 
 
 def _latency_from_env() -> float | None:

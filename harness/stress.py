@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import time
 from collections import Counter
@@ -22,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DatabaseConfig
+from .config import DEFAULT_POSTGRES_URL, DatabaseConfig, resolve_database_url
 from .crashes import CrashPlan
 from .database import Database, current_database
 from .faults import FaultPlan
@@ -45,7 +44,6 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 AFTER_EFFECT_CRASH_RATE = 0.03
 BEFORE_WRITE_CRASH_RATE = 0.03
 #: One undeliverable address per this many jobs (at least two per campaign).
@@ -173,18 +171,9 @@ def database_configs(choices: Sequence[str] = ()) -> list[DatabaseConfig]:
     """The databases named by ``--db`` values: URLs, or ``sqlite`` (a temporary file) and
     ``postgresql`` (``DATABASE_URL`` if it is one, else the local ``test`` database); both when
     none is named."""
-    postgres = os.environ.get("DATABASE_URL", "")
-    if not postgres.startswith(("postgresql:", "postgres:")):
-        postgres = DEFAULT_POSTGRES_URL
-    configs = []
-    for choice in choices or ("sqlite", "postgresql"):
-        if choice == "sqlite":
-            configs.append(DatabaseConfig(url="sqlite:///kata.db"))  # a temp file, see isolation
-        elif choice in ("postgresql", "postgres"):
-            configs.append(DatabaseConfig(url=postgres))
-        else:
-            configs.append(DatabaseConfig(url=choice))
-    return configs
+    # Each run gets a fresh database (see isolation): sqlite's kata.db is never written.
+    return [DatabaseConfig(url=resolve_database_url(choice))
+            for choice in choices or ("sqlite", "postgresql")]
 
 
 async def _stress(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ the database or the ledger (a bug in the drill).
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +24,8 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from harness.config import DatabaseConfig, default_database_url
+from harness.config import DatabaseConfig, resolve_database_url
 from harness.solutions import CANDIDATE_PATH, load_solution
-from harness.stress import DEFAULT_POSTGRES_URL
 
 from . import INCIDENTS
 from .dashboard import plain_summary, render_comparison
@@ -65,15 +63,9 @@ class Options:
 
 
 def database_config(choice: str | None) -> DatabaseConfig:
-    """``--db``: a URL, or ``sqlite`` / ``postgresql``; default ``DATABASE_URL`` or SQLite."""
-    if choice in (None, ""):
-        return DatabaseConfig(url=default_database_url())
-    if choice == "sqlite":
-        return DatabaseConfig(url="sqlite:///kata.db")  # a temporary copy: runs are isolated
-    if choice in ("postgresql", "postgres"):
-        url = os.environ.get("DATABASE_URL", "")
-        return DatabaseConfig(url=url if url.startswith("postgres") else DEFAULT_POSTGRES_URL)
-    return DatabaseConfig(url=choice)
+    """``--db``: a URL, or ``sqlite`` / ``postgresql``; default ``DATABASE_URL`` or SQLite. Read
+    as every command reads it (``resolve_database_url``); each run gets a fresh copy anyway."""
+    return DatabaseConfig(url=resolve_database_url(choice))
 
 
 @click.command(

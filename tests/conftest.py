@@ -24,6 +24,14 @@ BACKENDS = [
 ]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _kata_home_apart(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The suite grades solutions through pytest, ``grade`` and ``dev``; what it records goes to a
+    progress file of its own, never to the candidate's ``.kata/`` (a test that wants a home of
+    its own still sets ``KATA_HOME``)."""
+    os.environ.setdefault("KATA_HOME", str(tmp_path_factory.mktemp("kata-home")))
+
+
 def base_config(backend: str, **options: object) -> DatabaseConfig:
     if backend == "sqlite":
         # Tests of behaviour don't need the simulated latency; tests of latency set it.

@@ -11,11 +11,11 @@ from pathlib import Path
 from ..config import PROJECT_ROOT, DatabaseConfig
 from ..solutions import CANDIDATE_PATH, REFERENCE_PATH
 from .board import BoardState
-from .progress import Progress
+from .progress import Progress, counts_as_progress
 from .runner import GradeRequest
 from .terminal import Terminal
 
-__all__ = ["KATA_HOME_ENV", "SECOND_DB_ENV", "App", "kata_home"]
+__all__ = ["KATA_HOME_ENV", "SECOND_DB_ENV", "App", "graded_on", "kata_home"]
 
 #: Where progress and backups live; default ``PROJECT_ROOT/.kata`` (gitignored).
 KATA_HOME_ENV = "KATA_HOME"
@@ -39,12 +39,22 @@ class App:
         return self.home / "progress.json"
 
     @property
+    def interviews_path(self) -> Path:
+        """The interviews that have ended, one JSON line each (see ``interview``)."""
+        return self.home / "interviews.jsonl"
+
+    @property
     def backups(self) -> Path:
         return self.home / "backups"
 
     @cached_property
     def progress(self) -> Progress:
         return Progress.load(self.progress_path)
+
+    def progress_for(self, solution: Path) -> Progress | None:
+        """Where grading ``solution`` is recorded: the progress file, unless the solution is
+        one of the harness's own (see ``counts_as_progress``)."""
+        return self.progress if counts_as_progress(solution) else None
 
     def solution_path(self, given: str | Path | None = None) -> Path:
         return Path(given).resolve() if given else CANDIDATE_PATH
@@ -68,11 +78,21 @@ class App:
                     watching: str | None = None) -> BoardState:
         return BoardState(
             solution=_shown(request.solution),
-            backend=DatabaseConfig(url=request.url).describe(),
-            second_backend=DatabaseConfig(url=second_db).describe() if second_db else None,
+            backend=graded_on(request.url),
+            second_backend=graded_on(second_db) if second_db else None,
             watching=watching,
             keys=watching is not None,
         )
+
+
+def graded_on(url: str) -> str:
+    """What a grading run on ``url`` really uses, for the board's header: never the database
+    file or schema the URL names, but a fresh one per test (see ``harness.isolation``)."""
+    config = DatabaseConfig(url=url)
+    if config.dialect == "sqlite":
+        latency = f"{config.round_trip_latency * 1000:g} ms/round trip"
+        return f"SQLite, a fresh database file per test ({latency})"
+    return f"{config.describe()}, a fresh schema per test"
 
 
 def _shown(path: Path) -> str:

@@ -11,12 +11,11 @@ from dataclasses import dataclass, field
 
 from rich import box
 from rich.console import Group, RenderableType
-from rich.markdown import Markdown
 from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from .code import CodeMarkdown, NotesCuts, whole_code, widest_line
 from .interview import PARTS, InterviewClock, SummaryLine, minutes
 from .sources import FUNCTIONS
 
@@ -45,6 +44,8 @@ class TaskRow:
     tier: str | None = None  # the tier that gave this status
     grading: bool = False  # being graded right now
     stale: bool = False  # from an earlier version of the file
+    #: Not failures: what a senior reviewer would still point out (the grader's words).
+    advice: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class RunLine:
     done: int = 0
     total: int = 0
     current: str | None = None
+    failed: int = 0  # tests that failed
 
 
 @dataclass
@@ -85,6 +87,7 @@ class BoardState:
     panel: BoardPanel | None = None
     interview: InterviewClock | None = None
     interview_summary: list[SummaryLine] | None = None
+    interview_ended: str | None = None  # "ended after 38:00 (you quit)"
     keys: bool = True
 
     def first_failing(self) -> TaskRow | None:
@@ -100,6 +103,8 @@ def render_board(state: BoardState) -> RenderableType:
         parts.append(_keys())
     if state.interview is not None:
         parts.append(_interview(state.interview))
+    if state.interview_ended is not None:
+        parts.append(Text(f"Interview {state.interview_ended}", style="bold magenta"))
     if state.interview_summary is not None:
         parts.append(_summary(state.interview_summary))
     parts.append(_tasks(state))
@@ -108,6 +113,7 @@ def render_board(state: BoardState) -> RenderableType:
         parts.append(Panel(Text(failing.diagnosis or ""), border_style="red", box=box.ROUNDED,
                            title=f"{failing.task} · {TASK_NAMES.get(failing.task, '')}",
                            title_align="left"))
+    parts += [_advice(row) for row in state.tasks.values() if row.advice]
     if state.runs:
         parts.append(_runs(state.runs))
     if state.notice and (failing is None or state.notice != failing.diagnosis):
@@ -115,14 +121,25 @@ def render_board(state: BoardState) -> RenderableType:
     if state.info:
         parts.append(Text(state.info, style="cyan"))
     if state.panel is not None:
-        body: RenderableType = (Syntax(state.panel.body, "python", theme="ansi_dark",
-                                       background_color="default")
-                                if state.panel.kind == "python" else Markdown(state.panel.body))
-        parts.append(Panel(body, title=state.panel.title, title_align="left",
+        parts.append(Panel(_panel_body(state.panel), title=state.panel.title, title_align="left",
                            border_style="cyan", box=box.ROUNDED))
     if state.output or state.output_dropped:
         parts.append(_output(state))
     return Group(*parts)
+
+
+def _panel_body(panel: BoardPanel) -> NotesCuts:
+    if panel.kind == "python":
+        return NotesCuts(whole_code(panel.body), widest_line(panel.body))
+    markdown = CodeMarkdown(panel.body)
+    return NotesCuts(markdown, markdown.widest_code)
+
+
+def _advice(row: TaskRow) -> Panel:
+    """The grader's advice, in its words (as pytest's scorecard shows it)."""
+    return Panel(Text("\n".join(row.advice)), border_style="yellow", box=box.ROUNDED,
+                 title=f"{row.task} · {TASK_NAMES.get(row.task, '')} · advice (not a failure)",
+                 title_align="left")
 
 
 def _header(state: BoardState) -> Text:
@@ -166,10 +183,16 @@ def _runs(runs: list[RunLine]) -> Text:
             text.append(f"{label}: next", style="dim")
             continue
         style = {"done": "green", "running": "cyan", "cancelled": "dim"}.get(run.state, "red")
-        text.append(f"{_RUN_MARK.get(run.state, '')} {label}: ", style=style)
+        mark = _RUN_MARK.get(run.state, "")
+        if run.state == "done" and run.failed:  # done, and what it found is failures
+            style, mark = "red", "✘"
+        text.append(f"{mark} {label}: ", style=style)
         if run.state == "running":
             progress = f" ({run.done}/{run.total} tests)" if run.total else ""
             text.append(f"grading {run.elapsed:.1f} s{progress}", style=style)
+        elif run.state == "done" and run.failed:
+            text.append(f"failing, {run.failed} of {run.total} tests failed "
+                        f"(done in {run.elapsed:.1f} s)", style=style)
         else:
             text.append(f"{run.state} in {run.elapsed:.1f} s", style=style)
     return text

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from .app import SECOND_DB_ENV, App
-from .options import database_url, db_option, seed_option, solution_option
+from .options import DB_HELP, database_url, db_option, seed_option, solution_option
 from .runner import GradeRequest
 from .session import DevSession
 
@@ -16,9 +16,10 @@ from .session import DevSession
 @click.command(short_help="Watch the solution and re-grade it on every save.")
 @solution_option
 @db_option
-@click.option("--second-db", "second_db", metavar="URL", envvar=SECOND_DB_ENV,
+@click.option("--second-db", "second_db", metavar="DB", envvar=SECOND_DB_ENV,
               callback=database_url,
-              help=f"Also grade passing tasks on this database (or ${SECOND_DB_ENV}).")
+              help=f"Also grade passing tasks on this database: {DB_HELP} "
+                   f"(or ${SECOND_DB_ENV}).")
 @click.option("--interview", is_flag=True,
               help="The 60-minute interview: design 15, implement 25, debug 15, wrap up 5.")
 @click.option("--poll", "force_polling", is_flag=True,

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 import time
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from .app import App
 from .board import render_board
-from .options import db_option, seed_option, solution_option, task_letters
+from .options import db_option, given, seed_option, solution_option, task_letters
 from .pipeline import Scoreboard
 from .results import GradeRun
 from .runner import GradeRequest, run_grading
@@ -26,15 +28,16 @@ from .runner import GradeRequest, run_grading
 @seed_option
 @click.option("--timeout", type=click.FloatRange(min=1),
               help="Stop the run after this many seconds.")
-@click.pass_obj
-def grade(app: App, solution_path: Path | None, db_url: str | None, tier: str, tasks: str,
-          seed: int, timeout: float | None) -> None:
+@click.pass_context
+def grade(ctx: click.Context, solution_path: Path | None, db_url: str | None, tier: str,
+          tasks: str, seed: int, timeout: float | None) -> None:
     """Grade the solution in a subprocess, print the board, and exit with status 0 only when
     every task passes."""
+    app: App = ctx.obj
     request = GradeRequest(solution=app.solution_path(solution_path), db_url=db_url, tier=tier,
                            tasks=tasks, seed=seed, timeout=timeout)
     run = GradeRun(request)
-    scoreboard = Scoreboard(request.backend, app.progress)
+    scoreboard = Scoreboard(request.backend, app.progress_for(request.solution))
     scoreboard.add(run)
     if app.terminal.is_interactive:
         with app.terminal.console.status(f"grading the {tier} tier on {request.backend}…"):
@@ -50,5 +53,40 @@ def grade(app: App, solution_path: Path | None, db_url: str | None, tier: str, t
     state.notice = run.message if run.state != "done" else None
     state.output, state.output_dropped = list(run.output.lines), run.output.dropped
     app.terminal.print(render_board(state))
+    again = ["python", "-m", "harness", "grade"]
+    if solution_path is not None:
+        again += ["--solution", str(solution_path)]
+    if db_url is not None:
+        again += ["--db", given(ctx, "db_url") or db_url]
+    if tier != "full":
+        again += ["--tier", tier]
+    if tasks:
+        again += ["--task", tasks]
+    again += ["--seed", str(seed)]
+    if timeout is not None:
+        again += ["--timeout", f"{timeout:g}"]
+    app.terminal.command("re-run", shlex.join(again))
+    app.terminal.print(verdict(run))  # last: what a glance at the end of the output must see
     if not run.all_passing:
         raise SystemExit(1)
+
+
+def verdict(run: GradeRun) -> Text:
+    """The run's outcome in one line: passing or not, with the counts."""
+    tallies = run.tallies()
+    passed = sum(tally.passed for tally in tallies.values())
+    total = sum(tally.passed + tally.failed for tally in tallies.values())
+    by_status: dict[str, list[str]] = {}
+    for task, tally in tallies.items():
+        by_status.setdefault(tally.status, []).append(task)
+    counts = ", ".join(f"{len(those)} {status} ({', '.join(those)})"
+                       for status in ("failing", "not started", "passing")
+                       if (those := by_status.get(status)))
+    where = f"{run.tier} tier on {run.backend}, {run.elapsed():.1f} s"
+    if run.all_passing:
+        return Text(f"✔ passing: every task ({counts}) · {passed}/{total} tests passed · {where}",
+                    style="bold green")
+    what = "failing" if run.state == "done" else run.state
+    tests = f"{passed}/{total} tests passed" if total else "no test finished"
+    return Text(f"✘ {what}: {counts or 'no task graded'} · {tests} · {where}",
+                style="bold red")

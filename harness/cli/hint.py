@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import click
-from rich.markdown import Markdown
-from rich.panel import Panel
+from rich.rule import Rule
 
 from ..hints import LEVEL_NAMES, LEVELS
 from ..hints import hint as hint_for
 from .app import App
+from .code import CodeMarkdown
 from .sources import FUNCTIONS
 
 
@@ -23,9 +23,11 @@ def hint(app: App, task: str, level: int | None) -> None:
     level = level or min(app.progress.hint_level(task) + 1, LEVELS)
     app.progress.see_hint(task, level)
     shown = hint_for(task, level)
-    app.terminal.print(Panel(
-        Markdown(shown.text), title_align="left", border_style="cyan",
-        title=f"Task {task} · {FUNCTIONS[task]}() · hint {level} of {LEVELS}: {shown.name}"))
+    # No panel around it: a panel is as wide as the terminal, and would cut the code's lines.
+    app.terminal.print(Rule(
+        f"Task {task} · {FUNCTIONS[task]}() · hint {level} of {LEVELS}: {shown.name}",
+        align="left", style="cyan"))
+    app.terminal.print_whole(CodeMarkdown(shown.text))
     if level < LEVELS:
         app.terminal.info(f"Still stuck? `python -m harness hint {task}` again shows "
                           f"{LEVEL_NAMES[level]}.")

@@ -1,13 +1,31 @@
-"""Interview mode's clock: sixty minutes in four parts, and the summary at the end."""
+"""Interview mode's clock: sixty minutes in four parts, the summary, and the end.
+
+An interview ends when its session quits or its hour is up, and nothing graded afterwards counts
+towards it: it leaves the progress file (whose grading records passes into the interview in
+progress) for ``interviews.jsonl`` next to it, where ``status`` still finds the last one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import contextlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
 
-from .progress import Interview
+from .progress import Interview, Progress, now_utc
 
-__all__ = ["PARTS", "TOTAL_MINUTES", "InterviewClock", "SummaryLine", "clock", "summary"]
+__all__ = [
+    "PARTS",
+    "TOTAL_MINUTES",
+    "EndedInterview",
+    "InterviewClock",
+    "SummaryLine",
+    "clock",
+    "end_interview",
+    "last_interview",
+    "summary",
+]
 
 #: The parts of the hour, as (name, minutes).
 PARTS: tuple[tuple[str, int], ...] = (("design", 15), ("implement", 25), ("debug", 15),
@@ -55,7 +73,7 @@ class SummaryLine:
     part: str | None
 
 
-def summary(interview: Interview, tasks: str = "ABCDE") -> list[SummaryLine]:
+def summary(interview: Interview | EndedInterview, tasks: str = "ABCDE") -> list[SummaryLine]:
     """What passed (the full tier) during the interview, and when."""
     lines = []
     for task in tasks:
@@ -72,3 +90,49 @@ def minutes(seconds: float) -> str:
     """``seconds`` as m:ss."""
     whole = int(seconds)
     return f"{whole // 60}:{whole % 60:02d}"
+
+
+# --- the end -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndedInterview:
+    started: str  # ISO time
+    ended: str  # ISO time
+    why: str  # "you quit", "time is up", ...
+    passed: dict[str, str] = field(default_factory=dict)  # task -> ISO time, before the end
+
+    @property
+    def started_at(self) -> datetime:
+        return datetime.fromisoformat(self.started)
+
+    @property
+    def length(self) -> float:
+        """Seconds from the start to the end."""
+        return max(0.0, (datetime.fromisoformat(self.ended) - self.started_at).total_seconds())
+
+
+def end_interview(progress: Progress, log: Path, why: str) -> EndedInterview | None:
+    """End the interview in progress (at the end of its hour, if that came first): append it to
+    ``log`` and take it out of ``progress``. None when there is none."""
+    current = progress.interview
+    if current is None:
+        return None
+    ended = min(now_utc(), current.started_at + timedelta(minutes=TOTAL_MINUTES))
+    passed = {task: when for task, when in current.passed.items()
+              if datetime.fromisoformat(when) <= ended}
+    finished = EndedInterview(current.started, ended.isoformat(timespec="seconds"), why, passed)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a", encoding="utf-8") as lines:
+        lines.write(json.dumps(asdict(finished)) + "\n")
+    progress.interview = None
+    progress.save()
+    return finished
+
+
+def last_interview(log: Path) -> EndedInterview | None:
+    """The interview that ended last, from ``log``; None if none did (or the log is damaged)."""
+    with contextlib.suppress(OSError, ValueError, TypeError, IndexError):
+        lines = [line for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return EndedInterview(**json.loads(lines[-1]))
+    return None

@@ -93,6 +93,7 @@ class Scoreboard:
                     continue
                 row.grading = run.running and not tally.complete
                 if second:
+                    row.advice += [text for text in tally.advice if text not in row.advice]
                     if tally.failed:
                         row.status = "failing"
                         row.diagnosis = f"on {run.backend}: {tally.diagnosis}"
@@ -100,6 +101,7 @@ class Scoreboard:
                         row.status = "passing on both backends"
                     continue
                 row.status, row.diagnosis = tally.status, tally.diagnosis
+                row.advice = list(tally.advice)
                 row.passed, row.total = tally.passed, tally.passed + tally.failed
                 row.tier, row.stale = run.tier, False
             if run.running and not run.tests:  # not collected yet: all it will grade is pending
@@ -109,7 +111,9 @@ class Scoreboard:
 
     def run_lines(self, now: float) -> list[RunLine]:
         return [RunLine(run.tier, run.backend, run.state, run.elapsed(now),
-                        len(run.results), len(run.tests), run.current) for run in self.runs]
+                        len(run.results), len(run.tests), run.current,
+                        failed=sum(tally.failed for tally in run.tallies().values()))
+                for run in self.runs]
 
     def record(self, run: GradeRun) -> None:
         """Write the verdicts of a finished ``run`` to the progress file (once per run)."""

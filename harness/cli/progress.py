@@ -14,12 +14,32 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GRADED_TASKS", "Interview", "Progress", "TaskProgress", "now_utc"]
+from ..config import PROJECT_ROOT
+
+__all__ = [
+    "GRADED_TASKS",
+    "Interview",
+    "Progress",
+    "TaskProgress",
+    "counts_as_progress",
+    "now_utc",
+]
 
 #: Tasks the grader reports on: the four functions and the end-to-end run.
 GRADED_TASKS = "ABCDE"
 
 _VERSION = 1
+
+
+def counts_as_progress(solution: Path) -> bool:
+    """Whether grading ``solution`` is the candidate's progress, whichever command graded it
+    (``pytest``, ``grade``, ``dev``). The harness's own solutions, the reference and the
+    catalogue of mistakes under ``fixtures/``, are graded by its tests and demos: passing them is
+    nobody's progress (and must never unlock ``harness solution``)."""
+    return _HARNESS_SOLUTIONS not in solution.resolve().parents
+
+
+_HARNESS_SOLUTIONS = PROJECT_ROOT / "fixtures"
 
 
 def now_utc() -> datetime:

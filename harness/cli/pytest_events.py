@@ -6,7 +6,7 @@ object per line to the file named by ``KATA_EVENTS`` (and does nothing without i
     {"event": "collected", "tests": [{"id": ..., "task": "A"}, ...]}
     {"event": "start", "id": ...}
     {"event": "result", "id": ..., "task": "A", "outcome": "pass"|"fail"|"skip",
-     "diagnosis": ..., "duration": ...}
+     "diagnosis": ..., "duration": ..., "advice": [...]}
     {"event": "output", "id": ..., "text": ...}        # what the solution printed
 
 so that the board can show each task as soon as its tests are done, say which test is running,
@@ -81,9 +81,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or (report.when == "setup" and not report.passed):
         outcome = {"passed": "pass", "failed": "fail"}.get(report.outcome, "skip")
         diagnosis = str(report.longrepr)[:_DIAGNOSIS_CHARS] if report.failed else None
+        # Advice (not a failure) as the grader's tests leave it for the scorecard.
+        advice = [value for key, value in report.user_properties if key == "advice"]
         _emit({"event": "result", "id": report.nodeid, "task": _tasks.get(report.nodeid, ""),
                "outcome": outcome, "diagnosis": diagnosis,
-               "duration": round(report.duration, 3)})
+               "duration": round(report.duration, 3), "advice": advice})
 
 
 def pytest_unconfigure() -> None:

@@ -23,6 +23,7 @@ class Verdict:
     outcome: str  # "pass" | "fail" | "skip"
     diagnosis: str | None = None
     duration: float = 0.0
+    advice: tuple[str, ...] = ()  # not a failure: what a reviewer would still point out
 
     @property
     def name(self) -> str:
@@ -39,6 +40,10 @@ class TaskTally:
     failed: int = 0
     skipped: int = 0
     diagnoses: list[str] = field(default_factory=list)
+    advice: list[str] = field(default_factory=list)
+
+    def advise(self, advice: list[str] | tuple[str, ...]) -> None:
+        self.advice += [text for text in advice if text not in self.advice]
 
     @property
     def complete(self) -> bool:
@@ -129,6 +134,11 @@ class GradeRun:
                     tally.diagnoses.append(result.diagnosis)
             else:
                 tally.skipped += 1
+            tally.advise(result.advice)
+        # The grader's JSON has every task's advice, also when the event stream had none.
+        for task, info in (self.scorecard or {}).get("tasks", {}).items():
+            if task in tallies and isinstance(info, dict):
+                tallies[task].advise(info.get("advice") or [])
         return {task: tallies[task] for task in sorted(tallies) if task}
 
     @property
@@ -148,7 +158,8 @@ class GradeRun:
         elif kind == "result":
             self.results[event["id"]] = Verdict(
                 event["id"], event.get("task") or self.tests.get(event["id"], ""),
-                event["outcome"], event.get("diagnosis"), event.get("duration", 0.0))
+                event["outcome"], event.get("diagnosis"), event.get("duration", 0.0),
+                tuple(event.get("advice") or ()))
             if self.current == event["id"]:
                 self.current = None
             if self.answered_at is None and len(self.results) >= len(self.tests):
@@ -165,7 +176,8 @@ class GradeRun:
             test_id = f"{test['name']}#{index}"
             self.tests[test_id] = test["task"]
             self.results[test_id] = Verdict(test_id, test["task"], test["status"],
-                                               test.get("message"), test.get("duration", 0.0))
+                                            test.get("message"), test.get("duration", 0.0),
+                                            tuple(test.get("advice") or ()))
 
     def stop(self, state: str, message: str | None = None) -> None:
         """End the run as ``state``; a test still going fails with ``message``."""

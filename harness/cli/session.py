@@ -30,7 +30,7 @@ from ..hints import LEVEL_NAMES, LEVELS, hint
 from .app import App
 from .board import BoardPanel, BoardState, render_board
 from .forkserver import ForkServer
-from .interview import TOTAL_MINUTES, clock, summary
+from .interview import TOTAL_MINUTES, EndedInterview, clock, end_interview, minutes, summary
 from .keys import KeyReader, cbreak
 from .pipeline import Scoreboard, grade_pipeline
 from .progress import now_utc
@@ -57,10 +57,11 @@ class DevSession:
         self.force_polling = force_polling
         self.console = console or app.terminal.console
         self.interactive = self.console.is_terminal
-        self.scoreboard = Scoreboard(request.backend, app.progress)
+        self.scoreboard = Scoreboard(request.backend, app.progress_for(request.solution))
         self.state: BoardState = app.board_state(request, second_db=second_db,
                                                  watching="starting the watcher…")
         self.interview = interview
+        self.ended_interview: EndedInterview | None = None
         self.pipeline: asyncio.Task[None] | None = None
         self.graded_source: str | None = None  # the version being graded (or rejected)
         self.compiled_source: str | None = None  # the last version that compiled
@@ -81,6 +82,8 @@ class DevSession:
         loop = asyncio.get_running_loop()
         if self.interview:
             self._start_interview()
+        else:
+            self._end_leftover_interview()
         with self._signals(loop), cbreak(sys.stdin), self._display() as live:
             reader = self._key_reader()
             workers = [asyncio.create_task(coroutine) for coroutine in (
@@ -98,6 +101,8 @@ class DevSession:
                     worker.cancel()
                 await asyncio.gather(*workers, return_exceptions=True)
                 await self.spawner.close()
+        if self.interview:
+            self._end_interview("you quit")
         self._refresh()
         self.state.keys, self.state.watching = False, None
         self.console.print(render_board(self.state))
@@ -317,12 +322,39 @@ class DevSession:
         interview = self.app.progress.interview
         if self.interview and interview is not None:
             state.interview = clock(interview.started_at, now_utc())
-            state.interview_summary = summary(interview) if state.interview.finished else None
+            if state.interview.finished:
+                self._end_interview("time is up")
+        if self.ended_interview is not None:
+            state.interview_summary = summary(self.ended_interview)
+
+    def _end_interview(self, why: str) -> None:
+        """The interview is over: nothing graded from now on counts towards it."""
+        ended = end_interview(self.app.progress, self.app.interviews_path, why)
+        if ended is None:
+            return
+        self.ended_interview = ended
+        if why != "time is up":  # the clock says "time is up" itself
+            self.state.interview = None
+            self.state.interview_ended = f"ended after {minutes(ended.length)} ({why})"
+
+    def _end_leftover_interview(self) -> None:
+        """An interview whose session never quit (a closed terminal, a crash) must not collect
+        the passes of a session that is not an interview."""
+        current = self.app.progress.interview
+        ended = end_interview(self.app.progress, self.app.interviews_path,
+                              "left open; ended by a dev without --interview")
+        if current is not None and ended is not None:
+            self.state.info = (f"the interview started at {_local(current.started_at)} was still "
+                               "open: it has ended, and this session does not count towards it")
 
     def _start_interview(self) -> None:
         progress = self.app.progress
         current = progress.interview
-        if current is None or now_utc() - current.started_at > timedelta(minutes=TOTAL_MINUTES):
+        if current is not None and now_utc() - current.started_at > timedelta(
+                minutes=TOTAL_MINUTES):
+            end_interview(progress, self.app.interviews_path, "time is up")
+            current = None
+        if current is None:
             progress.start_interview()
             self.state.info = "interview started: 60 minutes, starting with design"
         else:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.syntax import Syntax
 
 from .app import App
+from .code import whole_code
 from .sources import FUNCTIONS, reference_header, reference_section
 
 
@@ -24,5 +24,5 @@ def solution(app: App, task: str, force: bool) -> None:
         raise SystemExit(1)
     reference = app.reference_text()
     code = reference_header(reference) + "\n\n" + reference_section(reference, task)
-    app.terminal.print(Syntax(code, "python", theme="ansi_dark", background_color="default"))
+    app.terminal.print_whole(whole_code(code))
     app.terminal.info(f"(the reference's {FUNCTIONS[task]}(), with the file's header for context)")

@@ -12,7 +12,7 @@ from rich.text import Text
 from ..hints import LEVELS
 from .app import App
 from .board import TASK_NAMES
-from .interview import clock, minutes
+from .interview import EndedInterview, clock, last_interview, minutes, summary
 from .progress import now_utc
 
 
@@ -34,9 +34,20 @@ def status(app: App) -> None:
     app.terminal.print(table)
     if progress.interview is not None:
         now = clock(progress.interview.started_at, now_utc())
-        state = "finished" if now.finished else f"{now.part_name}, {minutes(now.total_left)} left"
-        app.terminal.info(f"Interview started {_when(progress.interview.started)} ({state}).")
+        state = "time is up" if now.finished else f"{now.part_name}, {minutes(now.total_left)} left"
+        app.terminal.info(f"Interview in progress: started {_when(progress.interview.started)} "
+                          f"({state}).")
+    elif (ended := last_interview(app.interviews_path)) is not None:
+        app.terminal.info(_ended(ended))
     app.terminal.info(f"Progress file: {app.progress_path}")
+
+
+def _ended(interview: EndedInterview) -> str:
+    passed = [f"{line.task} at {minutes(line.passed_after)} ({line.part})"
+              for line in summary(interview) if line.passed_after is not None]
+    return (f"Last interview: started {_when(interview.started)}, ended after "
+            f"{minutes(interview.length)} ({interview.why}); passed: "
+            f"{', '.join(passed) or 'none'}. `python -m harness dev --interview` starts a new one.")
 
 
 def _when(iso: str | None) -> str:

@@ -23,6 +23,14 @@ class Terminal:
     def print(self, *renderables: RenderableType) -> None:
         self.console.print(*renderables)
 
+    def print_whole(self, *renderables: RenderableType) -> None:
+        """Print without cropping lines at the console's width: for code (see ``code``)."""
+        self.console.print(*renderables, crop=False)
+
+    def command(self, label: str, command: str) -> None:
+        """A command to copy, on one line however narrow the console (soft wrap: never split)."""
+        self.console.print(Text(f"{label}: {command}", style="dim"), soft_wrap=True)
+
     def info(self, message: str) -> None:
         self.console.print(Text(message))
 

@@ -16,8 +16,10 @@ fails instead of passing by default.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import os
+import shlex
 import traceback
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -27,7 +29,7 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from ..config import DatabaseConfig, default_database_url
+from ..config import DatabaseConfig, resolve_database_url
 from ..isolation import isolated_database
 from ..services import Services, use_services
 from ..solutions import CANDIDATE_PATH, Solution, load_solution
@@ -44,7 +46,7 @@ from .kit import (
     hard_timeout,
     solution_raised,
 )
-from .scorecard import Outcome, Scorecard
+from .scorecard import TASKS, Outcome, Scorecard
 from .supervisor import OUTPUT_LIMIT, child_report, supervise, wants_supervision
 from .tamper import Snapshot
 
@@ -56,11 +58,32 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "thorough"))
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("kata", "campaign-jobs kata grading")
     group.addoption("--solution", default=str(CANDIDATE_PATH), help="solution file to grade")
-    group.addoption("--db", default=None, help="database URL (default: DATABASE_URL or SQLite)")
+    group.addoption(
+        "--db",
+        default=None,
+        help="sqlite, postgresql or a database URL (default: DATABASE_URL, else SQLite)",
+    )
     group.addoption("--kata-seed", type=int, default=1, help="seed for faults and data")
     group.addoption("--kata-tier", choices=["fast", "full"], default="full", help="load sizes")
     group.addoption("--kata-json", default=None, help="write results as JSON to this path")
     group.addoption("--kata-task", default=None, help="grade only these tasks, e.g. A or BC")
+    group.addoption(
+        "--kata-shard",
+        default=None,
+        type=_shard,
+        help="grade one share of the tests, e.g. 2/4: the 2nd, 6th, 10th... in task order "
+        "(watch mode grades the fast tier as several shares at once)",
+    )
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share like 2/4") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"share {text}: expected 1 <= I <= N in I/N")
+    return index, count
 
 
 class _Grading:
@@ -69,12 +92,15 @@ class _Grading:
     def __init__(self, config: pytest.Config) -> None:
         use_grading_time_zone()  # before the solution loads: it may read the clock at import
         self.solution_path = Path(config.getoption("--solution")).resolve()
-        url = config.getoption("--db") or default_database_url()
+        url = resolve_database_url(config.getoption("--db"))
         self.base = DatabaseConfig(url=url)
         self.seed: int = config.getoption("--kata-seed")
         self.tier: str = config.getoption("--kata-tier")
         self.json_path = config.getoption("--kata-json")
-        self.scorecard = Scorecard(self.solution_path.name, self.base.dialect, self.seed, self.tier)
+        self.scorecard = Scorecard(
+            self.solution_path.name, self.base.dialect, self.seed, self.tier,
+            rerun=rerun_command(config),
+        )
         self.solution: Solution | None = None
         self.load_error: BaseException | None = None
         self.tampered: str | None = None
@@ -131,6 +157,30 @@ class _Grading:
         self.tampered = message
 
 
+def rerun_command(config: pytest.Config) -> str:
+    """The pytest command that grades the same file, database, tasks, tier and seed again."""
+    words = ["pytest"]
+    solution = Path(config.getoption("--solution")).resolve()
+    if solution != CANDIDATE_PATH.resolve():
+        words.append(f"--solution={_shown(solution, config.invocation_params.dir)}")
+    if config.getoption("--db"):
+        words += ["--db", config.getoption("--db")]
+    if config.getoption("--kata-task"):
+        words += ["--kata-task", config.getoption("--kata-task").upper()]
+    if config.getoption("--kata-tier") != "full":
+        words += ["--kata-tier", config.getoption("--kata-tier")]
+    words += ["--kata-seed", str(config.getoption("--kata-seed"))]
+    return shlex.join(words)
+
+
+def _shown(path: Path, here: Path) -> str:
+    """``path`` relative to where pytest was run, when it is below it."""
+    try:
+        return str(path.relative_to(here.resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _report_exit(status: int, where: str) -> None:
     report = child_report()
     if report:
@@ -149,14 +199,43 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     """A grading run goes to a child process; this one gives the verdict (see supervisor)."""
     if not wants_supervision(config):
         return None
-    url = config.getoption("--db") or default_database_url()
+    url = resolve_database_url(config.getoption("--db"))
     scorecard = Scorecard(
         Path(config.getoption("--solution")).name,
         DatabaseConfig(url=url).dialect,
         config.getoption("--kata-seed"),
         config.getoption("--kata-tier"),
+        rerun=rerun_command(config),
     )
-    return supervise(config, scorecard, config.getoption("--kata-json"))
+    code = supervise(config, scorecard, config.getoption("--kata-json"))
+    record_progress(config, scorecard)
+    return code
+
+
+def record_progress(config: pytest.Config, scorecard: Scorecard) -> None:
+    """Record the verdict of each task this run graded in full in the candidate's progress
+    file, as ``grade`` and ``dev`` do: one notion of progress, whatever command graded. A task
+    narrowed by ``-k``, ``-m``, node ids or ``--deselect``, or stopped early (``-x``), has no
+    verdict to record."""
+    from ..cli.app import kata_home
+    from ..cli.progress import Progress, counts_as_progress
+
+    option = config.option
+    narrowed = (
+        option.keyword
+        or option.markexpr
+        or getattr(option, "deselect", None)
+        or any("::" in arg for arg in config.args)
+        or config.getoption("--kata-shard")
+    )
+    if narrowed or not counts_as_progress(Path(config.getoption("--solution"))):
+        return
+    progress = Progress.load(kata_home() / "progress.json")
+    for task, result in scorecard.tasks().items():
+        outcomes = [o for o in scorecard.outcomes if o.task == task]
+        if not outcomes or any((o.message or "").startswith("not run") for o in outcomes):
+            continue
+        progress.record_result(task, result.status, tier=scorecard.tier, backend=scorecard.backend)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -183,7 +262,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         (keep if chosen else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    # Task order, A to E, whatever the files are called: `-x` stops at the first task that
+    # fails, and the end-to-end test (which needs every task) comes last.
+    order = {task: index for index, task in enumerate(TASKS)}
+    items[:] = sorted(keep, key=lambda item: order.get(_task_of(item), -1))
+    shard = config.getoption("--kata-shard")
+    if shard:  # every count-th test: each share gets some of every task's slow tests
+        index, count = shard
+        others = [item for i, item in enumerate(items) if i % count != index - 1]
+        if others:
+            config.hook.pytest_deselected(items=others)
+        items[:] = items[index - 1 :: count]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -360,6 +449,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     if report.when == "call" or (report.when == "setup" and report.failed):
         status = "pass" if report.passed else "fail"
         advice = [value for key, value in report.user_properties if key == "advice"]
+        warnings = [value for key, value in report.user_properties if key == "warning"]
         outcome = Outcome(
             item.nodeid.split("::")[-1],
             marker.args[0],
@@ -367,6 +457,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             diagnosis,
             round(report.duration, 3),
             advice,
+            warnings,
         )
         grading.scorecard.add(outcome)
         child = child_report()
@@ -414,5 +505,3 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     )
     if grading.json_path:
         grading.scorecard.write_json(Path(grading.json_path))
-        warnings = [value for key, value in report.user_properties if key == "warning"]
-            warnings,

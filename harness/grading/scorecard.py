@@ -67,6 +67,8 @@ class Scorecard:
     seed: int
     tier: str
     outcomes: list[Outcome] = field(default_factory=list)
+    #: The command that grades the same way again (same solution, database, tasks, tier, seed).
+    rerun: str | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
@@ -76,9 +78,9 @@ class Scorecard:
         for outcome in self.outcomes:
             result = results.setdefault(outcome.task, TaskResult(outcome.task))
             result.advice += [a for a in outcome.advice if a not in result.advice]
+            result.warnings += [w for w in outcome.warnings if w not in result.warnings]
             if outcome.status == "pass":
                 result.passed += 1
-            result.warnings += [w for w in outcome.warnings if w not in result.warnings]
             else:
                 result.failed += 1
                 if outcome.message:
@@ -108,9 +110,9 @@ class Scorecard:
                     "failed": r.failed,
                     "diagnosis": r.diagnoses[0] if r.diagnoses else None,
                     "advice": r.advice,
+                    "warnings": r.warnings,
                 }
                 for t, r in self.tasks().items()
-                    "warnings": r.warnings,
             },
             "tests": [asdict(o) for o in self.outcomes],
         }
@@ -135,30 +137,38 @@ class Scorecard:
             "no tests": "dim",
         }
         marks = {"passing": "✔", "failing": "✘", "not started": "·", "no tests": " "}
+        stuck: list[str] = []  # tasks to work on, in order
         for task, result in self.tasks().items():
             if result.status == "no tests":
                 continue
             diagnosis = result.diagnoses[0] if result.diagnoses else ""
-            hint = (
-                f"\n[dim]hint: python -m harness hint {task}[/dim]"
-                if result.status != "passing" and task in "ABCD"
-                else ""
-            )
-            hint += "".join(f"\n[dim]advice: {_escape(a)}[/dim]" for a in result.advice)
+            if result.status == "not started":  # the status and task columns say it already
+                diagnosis = diagnosis.removeprefix("not started: ")
+                if diagnosis.startswith(f"{TASKS.get(task)}() "):
+                    diagnosis = ""
+            if result.status != "passing" and task in "ABCD":
+                stuck.append(task)
+            hint = "".join(f"\n[dim]advice: {_escape(a)}[/dim]" for a in result.advice)
+            hint += "".join(f"\n[yellow]warning: {_escape(w)}[/yellow]" for w in result.warnings)
             table.add_row(
                 f"{task}  {TASKS.get(task, task)}",
                 Text(f"{marks[result.status]} {result.status}", style=styles[result.status]),
                 f"{result.passed}/{result.passed + result.failed}",
                 Text.from_markup(_escape(diagnosis) + hint),
             )
-        footer = Text(
-            f"seed {self.seed} · {self.tier} tier · re-run: pytest --kata-seed {self.seed}",
-            style="dim",
+        rerun = self.rerun or f"pytest --kata-seed {self.seed}"
+        footer = Text(f"seed {self.seed} · {self.tier} tier · re-run:\n{rerun}", style="dim")
+        if not stuck:
+            return Group(table, footer)
+        # One next step, never wrapped inside a narrow column: the first task still to do.
+        following = Text.assemble(
+            ("next: ", "bold"), f"python -m harness hint {stuck[0]}", style="yellow"
         )
-        return Group(table, footer)
+        return Group(table, following, footer)
 
     def print(self, console: Console | None = None) -> None:
-        (console or Console()).print(self.render())
+        # soft_wrap: the re-run command is printed whole, never wrapped or cropped.
+        (console or Console()).print(self.render(), soft_wrap=True)
 
 
 def _escape(text: str) -> str:
