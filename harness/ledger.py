@@ -151,9 +151,11 @@ class Ledger:
         self.violations.clear()
         self.recoveries.clear()
 
-    def record_recovery(self, job_id: int, worker: str | None) -> None:
-        """Note that the harness returned ``job_id``, claimed by ``worker``, to the queue."""
-        at = asyncio.get_running_loop().time()
+    def record_recovery(self, job_id: int, worker: str | None, *, at: float | None = None) -> None:
+        """Note that the harness returned ``job_id``, claimed by ``worker``, to the queue: at
+        loop time ``at``, when the statement that did it was sent (by the time the harness hears
+        back, another worker may already have claimed the job and called an API for it)."""
+        at = asyncio.get_running_loop().time() if at is None else at
         self.recoveries.append(Recovery(job_id=job_id, worker=worker, at=at))
 
     # -- queries --------------------------------------------------------------------------------

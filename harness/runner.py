@@ -362,6 +362,7 @@ class Runner:
 
     async def _recover_expired(self) -> None:
         cutoff = utcnow() - timedelta(seconds=self.config.lease)
+        sent = asyncio.get_running_loop().time()
         rows = await self.database.run(
             "UPDATE jobs SET status = 'pending' WHERE status = 'running' "
             "AND COALESCE(claimed_at, updated_at) < ? RETURNING id, worker_id",
@@ -369,7 +370,7 @@ class Runner:
         )
         for row in rows.rows:
             self.recovered.append((int(row["id"]), row["worker_id"]))
-            self.services.ledger.record_recovery(int(row["id"]), row["worker_id"])
+            self.services.ledger.record_recovery(int(row["id"]), row["worker_id"], at=sent)
         self.metrics.recoveries += len(rows.rows)
 
     async def _sample(self) -> None:

@@ -331,13 +331,22 @@ class _Judge:
             if not told or violation.job_id is None:
                 return False
             latest = max(told, key=lambda c: c.at + c.duration)
-            # Only the harness's lease can put a second worker on a job while the first one was
-            # told to wait (it crashed before recording the 429, or its claim ran out under it):
-            # the second cannot know. A rule, not a timing margin: it needs a recovery of this
-            # job between the 429 and the early call.
-            return latest.caller != violation.caller and any(
-                r.job_id == violation.job_id and latest.at + latest.duration <= r.at <= violation.at
+            arrived = latest.at + latest.duration
+            # Only the harness's lease can put a worker on a job while the one told to wait still
+            # should (it crashed before recording the 429, or its claim ran out under it): the
+            # new holder cannot know. A rule, not a timing margin: it needs a recovery of this
+            # job between the 429 and the early call, and a new holder: another worker, or the
+            # same worker restarted after a crash of this job (a process that died forgot the
+            # 429; one whose claim merely ran out under it did not).
+            recovered = [
+                r.at
                 for r in self.ledger.recoveries
+                if r.job_id == violation.job_id and arrived <= r.at <= violation.at
+            ]
+            if not recovered:
+                return False
+            return latest.caller != violation.caller or (
+                self._crashes_between(violation.job_id, arrived, max(recovered)) > 0
             )
         return False
 

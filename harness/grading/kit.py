@@ -406,8 +406,9 @@ class Kata:
     async def expire_claim(self, job_id: int, worker: str | None) -> None:
         """What the lease does to a worker that stopped renewing its claim: the job goes back to
         the queue, and the ledger notes it (the one excuse for a second worker's early retry)."""
+        sent = asyncio.get_running_loop().time()
         await Job.filter(id=job_id, status=JobStatus.RUNNING).update(status=JobStatus.PENDING)
-        self.services.ledger.record_recovery(job_id, worker)
+        self.services.ledger.record_recovery(job_id, worker, at=sent)
 
     async def fresh(self, job: Job | int) -> Job:
         return await Job.get(id=job if isinstance(job, int) else job.id)
