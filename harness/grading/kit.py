@@ -184,6 +184,11 @@ def forget_stuck_functions() -> None:
     _stuck.clear()
 
 
+#: A parameter of a graded family left out of the fast tier: watch mode's first answer grades
+#: one member of a family of slow, alike tests, the full tier grades them all.
+FULL_ONLY = pytest.mark.full_only
+
+
 def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Callable[[F], F]:
     """Mark a test with its task and give it a time limit that reports what the candidate was
     doing, instead of hanging. ``full_only`` tests (processes, large loads) are left out of the
