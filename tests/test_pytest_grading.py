@@ -57,14 +57,25 @@ def test_solution_with_a_space_inside_the_project_grades_that_file_on_the_named_
     # --db takes a backend's name, as every command does (DATABASE_URL may say where it is).
     environment = {"DATABASE_URL": POSTGRES_URL} if backend == "postgresql" else {}
     result = grade(
-        "--solution", str(REFERENCE_PATH.relative_to(PROJECT_ROOT)), "--kata-task", "A",
-        "--kata-tier", "fast", "--db", backend, "--kata-json", str(tmp_path / "r.json"),
-        home=tmp_path, env=environment,
+        "--solution",
+        str(REFERENCE_PATH.relative_to(PROJECT_ROOT)),
+        "--kata-task",
+        "A",
+        "--kata-tier",
+        "fast",
+        "--db",
+        backend,
+        "--kata-json",
+        str(tmp_path / "r.json"),
+        home=tmp_path,
+        env=environment,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads((tmp_path / "r.json").read_text())
     assert (report["solution"], report["backend"], report["status"]) == (
-        "reference.py", backend, "pass"
+        "reference.py",
+        backend,
+        "pass",
     )
 
 
@@ -81,8 +92,14 @@ def test_solution_with_an_equals_sign_outside_the_project_grades_it(
     stub: Path, tmp_path: Path
 ) -> None:
     result = grade(
-        f"--solution={stub}", "--kata-task", "A", "--kata-tier", "fast",
-        "--kata-json", str(tmp_path / "r.json"), home=tmp_path,
+        f"--solution={stub}",
+        "--kata-task",
+        "A",
+        "--kata-tier",
+        "fast",
+        "--kata-json",
+        str(tmp_path / "r.json"),
+        home=tmp_path,
     )
     assert result.returncode == pytest.ExitCode.TESTS_FAILED, result.stdout + result.stderr
     assert json.loads((tmp_path / "r.json").read_text())["solution"] == "attempt.py"
@@ -106,8 +123,13 @@ def test_a_stub_is_not_started_on_every_task_and_the_scorecard_comes_last(
     backend: str, stub: Path, tmp_path: Path
 ) -> None:
     result = grade(
-        f"--solution={stub}", "--kata-tier", "fast", *db_args(backend),
-        "--kata-json", str(tmp_path / "r.json"), home=tmp_path,
+        f"--solution={stub}",
+        "--kata-tier",
+        "fast",
+        *db_args(backend),
+        "--kata-json",
+        str(tmp_path / "r.json"),
+        home=tmp_path,
     )
     report = json.loads((tmp_path / "r.json").read_text())
     assert {task: t["status"] for task, t in report["tasks"].items()} == dict.fromkeys(
@@ -140,9 +162,7 @@ def test_a_narrowed_or_harness_graded_run_is_not_progress(tmp_path: Path) -> Non
     attempt = tmp_path / "attempt.py"
     shutil.copy(REFERENCE_PATH, attempt)
     home = tmp_path / "home"
-    narrowed = grade(
-        f"--solution={attempt}", "--kata-task", "A", "-k", "empty_queue", home=home
-    )
+    narrowed = grade(f"--solution={attempt}", "--kata-task", "A", "-k", "empty_queue", home=home)
     assert narrowed.returncode == 0, narrowed.stdout[-3000:]
     theirs = grade(f"--solution={REFERENCE_PATH}", "--kata-task", "A", home=home)
     assert theirs.returncode == 0, theirs.stdout[-3000:]

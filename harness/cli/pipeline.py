@@ -8,26 +8,34 @@ said about earlier versions, into one row per task; and it records verdicts in t
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 
 from .board import TASK_NAMES, RunLine, TaskRow
+from .forkserver import ForkServer
 from .progress import Progress
 from .results import GradeRun
 from .runner import GradeRequest, Spawner, run_grading
+from .shards import AnyRun, ShardedRun
 
 __all__ = ["Scoreboard", "grade_pipeline"]
 
 
-def _passing(run: GradeRun) -> str:
+#: Shares of the fast tier graded at once (see shards.py): its tests mostly wait on the
+#: candidate's backoff, so six fit two cores (measured in benchmarks/bench_watch.py).
+FAST_SHARDS = 6
+
+
+def _passing(run: AnyRun) -> str:
     return "".join(task for task, tally in run.tallies().items()
                    if tally.complete and tally.status == "passing")
 
 
 async def grade_pipeline(request: GradeRequest, *, second_db: str | None = None,
                          start: str = "fast",
-                         on_start: Callable[[GradeRun], None],
-                         on_update: Callable[[GradeRun], None],
+                         on_start: Callable[[AnyRun], None],
+                         on_update: Callable[[AnyRun], None],
                          spawner: Spawner | None = None) -> None:
     """Grade ``request.solution``: the fast tier (unless ``start`` is "full"), the full tier of
     what passed it, and the full tier on ``second_db`` of what passed on the main backend."""
@@ -37,9 +45,24 @@ async def grade_pipeline(request: GradeRequest, *, second_db: str | None = None,
         on_start(run)
         return await run_grading(stage_request, on_update=on_update, run=run, spawner=spawner)
 
+    async def shared(stage_request: GradeRequest, count: int) -> ShardedRun:
+        run = ShardedRun(stage_request, count)
+        on_start(run)
+        await asyncio.gather(*(
+            run_grading(shard.request, on_update=lambda _: on_update(run), run=shard,
+                        spawner=spawner)
+            for shard in run.shards))
+        on_update(run)
+        return run
+
     tasks = request.tasks
     if start == "fast":
-        fast = await stage(dataclasses.replace(request, tier="fast"))
+        fast_request = dataclasses.replace(request, tier="fast")
+        # In shares only from the warm fork server: cold processes would cost more than they
+        # save on a small machine.
+        warm = isinstance(spawner, ForkServer) and spawner.failures < 3
+        fast: AnyRun = (
+            await shared(fast_request, FAST_SHARDS) if warm else await stage(fast_request))
         tasks = _passing(fast)
         if fast.state != "done" or not tasks:
             return
@@ -56,7 +79,7 @@ class Scoreboard:
         self.main_backend = main_backend
         self.progress = progress
         self.base: dict[str, TaskRow] = {task: TaskRow(task) for task in TASK_NAMES}
-        self.runs: list[GradeRun] = []
+        self.runs: list[AnyRun] = []
         self.static: dict[str, str] = {}  # task -> diagnosis, told without grading
 
     def new_version(self) -> None:
@@ -75,7 +98,7 @@ class Scoreboard:
                 self.progress.record_result(task, "not started", tier="fast",
                                             backend=self.main_backend)
 
-    def add(self, run: GradeRun) -> None:
+    def add(self, run: AnyRun) -> None:
         self.runs.append(run)
 
     def rows(self) -> dict[str, TaskRow]:
@@ -115,7 +138,7 @@ class Scoreboard:
                         failed=sum(tally.failed for tally in run.tallies().values()))
                 for run in self.runs]
 
-    def record(self, run: GradeRun) -> None:
+    def record(self, run: AnyRun) -> None:
         """Write the verdicts of a finished ``run`` to the progress file (once per run)."""
         if self.progress is None or run.running or run.state == "cancelled" or run.recorded:
             return

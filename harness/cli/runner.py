@@ -69,6 +69,7 @@ class GradeRequest:
     tier: str = "full"
     tasks: str = ""  # only these tasks (e.g. "AB"); empty: all
     focus: str = ""  # grade these tasks' tests first
+    shard: str = ""  # only this share of the tests, "I/N" (see shards.py); empty: all
     seed: int = 1
     timeout: float | None = None
     test_timeout: float | None = None
@@ -113,6 +114,8 @@ def grade_command(request: GradeRequest, json_path: Path) -> list[str]:
         command += ["--db", request.db_url]
     if request.tasks:
         command += ["--kata-task", request.tasks]
+    if request.shard:
+        command += ["--kata-shard", request.shard]
     return command
 
 

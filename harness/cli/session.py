@@ -34,8 +34,8 @@ from .interview import TOTAL_MINUTES, EndedInterview, clock, end_interview, minu
 from .keys import KeyReader, cbreak
 from .pipeline import Scoreboard, grade_pipeline
 from .progress import now_utc
-from .results import GradeRun
 from .runner import GradeRequest
+from .shards import AnyRun
 from .sources import FUNCTIONS, changed_tasks, reference_section, stub_tasks, syntax_problem
 from .watch import watch_file
 
@@ -74,7 +74,7 @@ class DevSession:
         self._reference_turn = -1
         self._trace_path = os.environ.get(TRACE_ENV)
         self.spawner = ForkServer()
-        self._answered: GradeRun | None = None
+        self._answered: AnyRun | None = None
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -199,13 +199,13 @@ class DevSession:
             await asyncio.wait({pipeline})
             self._trace("cancelled")
 
-    def _run_started(self, run: GradeRun) -> None:
+    def _run_started(self, run: AnyRun) -> None:
         self.scoreboard.add(run)
         self._trace("run-start", tier=run.tier, backend=run.backend)
         self.run_started.set()
         self._changed()
 
-    def _run_updated(self, run: GradeRun) -> None:
+    def _run_updated(self, run: AnyRun) -> None:
         if run.answered_at is not None and run is not self._answered:
             self._answered = run  # every verdict is in; the process is still exiting
             self._trace("results", tier=run.tier, backend=run.backend,

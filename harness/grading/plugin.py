@@ -267,12 +267,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     order = {task: index for index, task in enumerate(TASKS)}
     items[:] = sorted(keep, key=lambda item: order.get(_task_of(item), -1))
     shard = config.getoption("--kata-shard")
-    if shard:  # every count-th test: each share gets some of every task's slow tests
+    if shard:
         index, count = shard
-        others = [item for i, item in enumerate(items) if i % count != index - 1]
+        mine = _share(items, index, count)
+        others = [item for item in items if item not in mine]
         if others:
             config.hook.pytest_deselected(items=others)
-        items[:] = items[index - 1 :: count]
+        items[:] = mine
+
+
+def _share(items: list[pytest.Item], index: int, count: int) -> list[pytest.Item]:
+    """The ``index``-th of ``count`` shares of ``items``: every count-th test, so that each share
+    gets some of every task's slow tests; but the end-to-end test, as long as a whole share of
+    the others, has the last share to itself."""
+    alone = [item for item in items if _task_of(item) == "E"] if count > 1 else []
+    rest = [item for item in items if item not in alone]
+    spread = count - 1 if alone else count
+    if alone and index == count:
+        return alone
+    return rest[index - 1 :: spread]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

@@ -1,0 +1,153 @@
+"""Watch mode grades the fast tier as several shares forked at once from the warm server: the
+server runs them side by side, and the shares add up to the verdicts of one run."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from pathlib import Path
+
+from harness.cli.forkserver import ForkServer
+from harness.cli.pipeline import FAST_SHARDS, grade_pipeline
+from harness.cli.results import GradeRun
+from harness.cli.runner import GradeRequest, run_grading
+from harness.cli.shards import AnyRun, ShardedRun
+from harness.cli.sources import PRISTINE_PATH, function_span, reference_section
+from harness.solutions import REFERENCE_PATH
+
+STUB = PRISTINE_PATH.read_text()
+REFERENCE = REFERENCE_PATH.read_text()
+
+
+def with_claim(body: str) -> str:
+    span = function_span(STUB, "claim_next_job")
+    assert span is not None
+    lines = STUB.splitlines(keepends=True)
+    return "".join(lines[: span[0]]) + body + "".join(lines[span[1] :])
+
+
+def write(tmp_path: Path, name: str, source: str) -> Path:
+    path = tmp_path / name
+    path.write_text(source)
+    return path
+
+
+def solved_a() -> str:
+    return with_claim(reference_section(REFERENCE, "A"))
+
+
+def newest_first() -> str:
+    return solved_a().replace("ORDER BY id", "ORDER BY id DESC")
+
+
+def counts(run: AnyRun) -> dict[str, tuple[int, int, str]]:
+    return {
+        task: (tally.passed, tally.failed, tally.status) for task, tally in run.tallies().items()
+    }
+
+
+async def graded_in_shares(request: GradeRequest, server: ForkServer) -> ShardedRun:
+    run = ShardedRun(request, FAST_SHARDS)
+    await asyncio.gather(
+        *(run_grading(shard.request, run=shard, spawner=server) for shard in run.shards)
+    )
+    return run
+
+
+async def test_the_fork_server_grades_a_run_while_another_is_stuck(tmp_path: Path) -> None:
+    stuck = write(
+        tmp_path,
+        "stuck.py",
+        with_claim("async def claim_next_job(worker_id):\n    while True:\n        pass\n"),
+    )
+    good = write(tmp_path, "good.py", solved_a())
+    server = ForkServer()
+    try:
+        looping = asyncio.create_task(
+            run_grading(
+                GradeRequest(solution=stuck, tier="fast", tasks="A", test_timeout=60),
+                spawner=server,
+            )
+        )
+        await asyncio.sleep(0.5)
+        started = time.monotonic()
+        run = await run_grading(GradeRequest(solution=good, tier="fast", tasks="A"), spawner=server)
+        assert run.state == "done" and run.tallies()["A"].status == "passing"
+        assert not looping.done(), "the stuck run should still be going"
+        assert time.monotonic() - started < 60
+        looping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await looping
+        assert server.failures == 0
+    finally:
+        await server.close()
+
+
+async def test_shares_add_up_to_the_verdicts_of_one_run(tmp_path: Path) -> None:
+    path = write(tmp_path, "solution.py", newest_first())
+    request = GradeRequest(solution=path, tier="fast", tasks="AB")
+    server = ForkServer()
+    try:
+        whole = await run_grading(request, spawner=server)
+        shared = await graded_in_shares(request, server)
+        again = await graded_in_shares(request, server)
+    finally:
+        await server.close()
+    assert whole.state == shared.state == "done"
+    assert counts(shared) == counts(whole)
+    assert counts(shared)["A"][2] == "failing" and counts(shared)["B"][2] == "not started"
+    # The first diagnosis is the same every run, and it is one the whole run gave too.
+    first = shared.tallies()["A"].diagnosis
+    assert first == again.tallies()["A"].diagnosis
+    assert first in whole.tallies()["A"].diagnoses
+    assert len(shared.tests) == len(whole.tests)
+
+
+async def test_watch_mode_grades_the_fast_tier_in_shares_from_the_warm_server(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "solution.py", solved_a())
+    started: list[AnyRun] = []
+    server = ForkServer()
+    try:
+        await grade_pipeline(
+            GradeRequest(solution=path, tasks="A"),
+            start="fast",
+            on_start=started.append,
+            on_update=lambda run: None,
+            spawner=server,
+        )
+    finally:
+        await server.close()
+    fast, full = started
+    assert isinstance(fast, ShardedRun) and len(fast.shards) == FAST_SHARDS
+    assert fast.tier == "fast" and fast.all_passing
+    assert isinstance(full, GradeRun) and full.tier == "full" and full.all_passing
+
+
+def test_a_share_that_crashed_makes_the_run_crashed_and_says_why() -> None:
+    run = ShardedRun(GradeRequest(solution=Path("solution.py"), tier="fast"), 3)
+    for index, shard in enumerate(run.shards):
+        shard.apply({"event": "collected", "tests": [{"id": f"t{index}", "task": "A"}]})
+        shard.apply({"event": "result", "id": f"t{index}", "task": "A", "outcome": "pass"})
+    run.shards[0].stop("done")
+    assert run.running and run.state == "running"
+    run.shards[1].stop("crashed", "the grading process exited with status 0 without a report")
+    run.shards[2].stop("done")
+    assert not run.running and run.state == "crashed"
+    assert run.message == "the grading process exited with status 0 without a report"
+
+
+def test_a_task_is_not_complete_while_a_share_has_not_said_what_it_holds() -> None:
+    run = ShardedRun(GradeRequest(solution=Path("solution.py"), tier="fast"), 2)
+    first = run.shards[0]
+    first.apply({"event": "collected", "tests": [{"id": "t1", "task": "A"}]})
+    first.apply({"event": "result", "id": "t1", "task": "A", "outcome": "pass"})
+    first.stop("done")
+    assert not run.tallies()["A"].complete  # the second share may hold more of A's tests
+    second = run.shards[1]
+    second.apply({"event": "collected", "tests": [{"id": "t2", "task": "A"}]})
+    second.apply({"event": "result", "id": "t2", "task": "A", "outcome": "pass"})
+    second.stop("done")
+    assert run.tallies()["A"].complete and run.tallies()["A"].passed == 2
