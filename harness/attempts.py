@@ -94,7 +94,7 @@ class Attempt:
         self.error = type(exc).__name__
         self.outcome = outcome_of(exc, self.decision)
 
-    def to_call(self, finished: float) -> Call:
+    def to_call(self, finished: float, site: str | None = None) -> Call:
         return Call(
             at=self.at,
             wall=self.wall,
@@ -110,6 +110,7 @@ class Attempt:
             result=self.result,
             error=self.error,
             in_transaction=self.in_transaction,
+            site=site,
         )
 
 

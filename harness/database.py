@@ -8,6 +8,7 @@ counts round trips, injects crashes before writes, and attaches the SQL to a dri
 
 from __future__ import annotations
 
+import asyncio
 import reprlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -102,6 +103,9 @@ class Database:
         #: Awaited after every statement with its SQL and result, in the caller's task: where the
         #: grader's choreographies pause a worker between its read and its write.
         self.after_statement: list[Callable[[str, Result], Awaitable[None]]] = []
+        #: Told of every statement (and of every one that failed) before any hook, at once and
+        #: in order: (loop time it was sent, worker, sql, params, rows, rowcount, error).
+        self.observers: list[Callable[..., None]] = []
 
     @property
     def dialect(self) -> str:
@@ -162,15 +166,20 @@ class Database:
         self.round_trips.spend(sql, writes)
         caller = caller_name()
         self.in_flight[caller] = (sql, time.monotonic())
+        sent = asyncio.get_running_loop().time()
         try:
             result = await self.backend.execute(conn, sql, list(params))
         except Exception as error:
+            for observe in self.observers:
+                observe(sent, caller, sql, params, None, None, error)
             error.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
             if params:
                 error.add_note(f"with parameters: {_sql_repr.repr(list(params))}")
             raise
         finally:
             self.in_flight.pop(caller, None)
+        for observe in self.observers:
+            observe(sent, caller, sql, params, result.rows, result.rowcount)
         for hook in self.after_statement:
             await hook(sql, result)
         return result

@@ -67,6 +67,8 @@ class Call:
     error: str | None = None
     """The exception's type name when the call raised."""
     in_transaction: bool = False
+    site: str | None = None
+    """The line of the caller's own code that made the call ("solution.py:34 in ...")."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -27,15 +27,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
-import sys
-import sysconfig
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from contextvars import ContextVar
-from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from . import crashes
@@ -50,6 +46,7 @@ from .exceptions import (
     ServiceError,
 )
 from .faults import FaultPlan
+from .history import code_site
 from .ledger import CrmAction, Delivery, Ledger, Violation, ViolationKind
 from .replies import (
     REPLY_TEMPLATES,
@@ -301,7 +298,7 @@ class Services:
             raise
         finally:
             self.in_flight.pop(attempt.caller, None)
-            self.ledger.calls.append(attempt.to_call(loop.time()))
+            self.ledger.calls.append(attempt.to_call(loop.time(), code_site()))
 
     def _check_caller(self, attempt: Attempt) -> None:
         what = attempt.describe()
@@ -309,7 +306,7 @@ class Services:
         if attempt.in_transaction and tx is not None:
             # The evidence only (which call, where, which transaction): the grader's diagnosis
             # adds why it is wrong and what to do, once.
-            site = _call_site()
+            site = code_site()
             self._violate(
                 attempt,
                 ViolationKind.CALL_IN_TRANSACTION,
@@ -389,22 +386,6 @@ def _crashed_since(job_id: int | None, since: float) -> bool:
     return any(crash.at >= since for crash in plan.crashes_of(job_id))
 
 
-def _call_site() -> str | None:
-    """ "solution.py:34 in send_email_step()": the innermost frame on the stack that is neither
-    the harness's nor the standard library's, i.e. the line of the caller's own code."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        path = Path(name).resolve()
-        ours = path.is_relative_to(_HARNESS_DIR) or path.is_relative_to(_STDLIB_DIR)
-        if not (ours or name.startswith("<")):
-            return f"{path.name}:{frame.f_lineno} in {frame.f_code.co_name}()"
-        frame = frame.f_back
-    return None
-
-
-_HARNESS_DIR = Path(__file__).resolve().parent
-_STDLIB_DIR = Path(sysconfig.get_paths()["stdlib"]).resolve()
 
 
 def _who(attempt: Attempt) -> str:

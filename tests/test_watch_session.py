@@ -67,6 +67,26 @@ def test_h_shows_the_next_hint_level_of_the_first_task_not_passing(
     assert dev.state.panel is None
 
 
+def test_t_shows_the_timeline_of_a_race_and_says_when_there_is_none(
+    tmp_path: Path, solution: Path
+) -> None:
+    dev, _ = session(tmp_path, solution)
+    dev.on_key("t")
+    assert dev.state.panel is None and "no race to show" in (dev.state.info or "")
+    run = GradeRun(dev.request)
+    run.apply({"event": "collected", "tests": [{"id": "t", "task": "A"}]})
+    timeline = ["    0.014 s  worker-1   solution.py:16", "              SELECT ... → job 4"]
+    run.apply({"event": "result", "id": "t", "task": "A", "outcome": "fail",
+               "diagnosis": "job 4 was claimed by worker-1 and worker-2", "timeline": timeline})
+    run.stop("done")
+    dev.scoreboard.add(run)
+    dev._refresh()
+    dev.on_key("t")
+    assert dev.state.panel is not None and dev.state.panel.kind == "text"
+    assert dev.state.panel.title.startswith("what happened: A · claim_next_job")
+    assert dev.state.panel.body == "\n".join(timeline)
+
+
 def test_s_shows_the_reference_only_for_passed_tasks(tmp_path: Path, solution: Path) -> None:
     dev, _ = session(tmp_path, solution)
     dev.on_key("s")

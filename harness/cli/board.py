@@ -24,7 +24,8 @@ __all__ = ["KEYS", "STATUSES", "BoardPanel", "BoardState", "RunLine", "TaskRow",
 TASK_NAMES = {**FUNCTIONS, "E": "end to end"}
 #: What a task can be, from nothing to everything.
 STATUSES = ("not graded", "not started", "failing", "passing", "passing on both backends")
-KEYS = (("h", "hint"), ("r", "re-run"), ("f", "full tier"), ("s", "solution"), ("q", "quit"))
+KEYS = (("h", "hint"), ("t", "timeline"), ("r", "re-run"), ("f", "full tier"), ("s", "solution"),
+        ("q", "quit"))
 
 _STYLE = {"not graded": "dim", "not started": "yellow", "failing": "bold red",
           "passing": "bold green", "passing on both backends": "bold green"}
@@ -46,6 +47,8 @@ class TaskRow:
     stale: bool = False  # from an earlier version of the file
     #: Not failures: what a senior reviewer would still point out (the grader's words).
     advice: list[str] = field(default_factory=list)
+    #: The timeline behind the diagnosis, when it was a race (shown on a key: t).
+    timeline: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,7 +71,7 @@ class BoardPanel:
 
     title: str
     body: str
-    kind: str = "markdown"  # markdown | python
+    kind: str = "markdown"  # markdown | python | text
 
 
 @dataclass
@@ -110,9 +113,10 @@ def render_board(state: BoardState) -> RenderableType:
     parts.append(_tasks(state))
     failing = state.first_failing()
     if failing is not None:
+        race = "t: the timeline of this race" if failing.timeline and state.keys else None
         parts.append(Panel(Text(failing.diagnosis or ""), border_style="red", box=box.ROUNDED,
                            title=f"{failing.task} · {TASK_NAMES.get(failing.task, '')}",
-                           title_align="left"))
+                           title_align="left", subtitle=race, subtitle_align="right"))
     parts += [_advice(row) for row in state.tasks.values() if row.advice]
     if state.runs:
         parts.append(_runs(state.runs))
@@ -128,7 +132,9 @@ def render_board(state: BoardState) -> RenderableType:
     return Group(*parts)
 
 
-def _panel_body(panel: BoardPanel) -> NotesCuts:
+def _panel_body(panel: BoardPanel) -> RenderableType:
+    if panel.kind == "text":
+        return Text(panel.body)
     if panel.kind == "python":
         return NotesCuts(whole_code(panel.body), widest_line(panel.body))
     markdown = CodeMarkdown(panel.body)

@@ -125,6 +125,7 @@ class Scoreboard:
                     continue
                 row.status, row.diagnosis = tally.status, tally.diagnosis
                 row.advice = list(tally.advice)
+                row.timeline = list(tally.timeline)
                 row.passed, row.total = tally.passed, tally.passed + tally.failed
                 row.tier, row.stale = run.tier, False
             if run.running and not run.tests:  # not collected yet: all it will grade is pending

@@ -24,6 +24,7 @@ class Verdict:
     diagnosis: str | None = None
     duration: float = 0.0
     advice: tuple[str, ...] = ()  # not a failure: what a reviewer would still point out
+    timeline: tuple[str, ...] = ()  # a race's timeline, as the grader printed it
 
     @property
     def name(self) -> str:
@@ -41,6 +42,8 @@ class TaskTally:
     skipped: int = 0
     diagnoses: list[str] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
+    #: The timeline behind the first diagnosis, when it was a race.
+    timeline: list[str] = field(default_factory=list)
 
     def advise(self, advice: list[str] | tuple[str, ...]) -> None:
         self.advice += [text for text in advice if text not in self.advice]
@@ -131,6 +134,8 @@ class GradeRun:
             elif result.outcome == "fail":
                 tally.failed += 1
                 if result.diagnosis:
+                    if not tally.diagnoses:
+                        tally.timeline = list(result.timeline)
                     tally.diagnoses.append(result.diagnosis)
             else:
                 tally.skipped += 1
@@ -159,7 +164,7 @@ class GradeRun:
             self.results[event["id"]] = Verdict(
                 event["id"], event.get("task") or self.tests.get(event["id"], ""),
                 event["outcome"], event.get("diagnosis"), event.get("duration", 0.0),
-                tuple(event.get("advice") or ()))
+                tuple(event.get("advice") or ()), tuple(event.get("timeline") or ()))
             if self.current == event["id"]:
                 self.current = None
             if self.answered_at is None and len(self.results) >= len(self.tests):

@@ -266,6 +266,8 @@ class DevSession:
             self._show_hint()
         elif key == "s":
             self._show_reference()
+        elif key == "t":
+            self._show_timeline()
         elif key == "\x1b":
             self.state.panel = self.state.info = None
         else:
@@ -290,6 +292,17 @@ class DevSession:
         self.state.panel = BoardPanel(
             f"hint for {task} · {FUNCTIONS[task]}() · {level} of {LEVELS}: {LEVEL_NAMES[level - 1]}"
             f"  ({after}; Esc hides)", hint(task, level).text)
+        self.state.info = None
+
+    def _show_timeline(self) -> None:
+        """The timeline behind the first failing task's diagnosis, when it was a race."""
+        failing = self.state.first_failing()
+        if failing is None or not failing.timeline:
+            self.state.info = "no race to show: a timeline comes with a concurrency failure"
+            return
+        self.state.panel = BoardPanel(
+            f"what happened: {failing.task} · {FUNCTIONS.get(failing.task, 'end to end')}  "
+            "(Esc hides)", "\n".join(failing.timeline), kind="text")
         self.state.info = None
 
     def _show_reference(self) -> None:

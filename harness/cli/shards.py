@@ -104,6 +104,8 @@ class ShardedRun:
                 total.passed += tally.passed
                 total.failed += tally.failed
                 total.skipped += tally.skipped
+                if not total.diagnoses:
+                    total.timeline = list(tally.timeline)
                 total.diagnoses += tally.diagnoses
                 total.advise(tally.advice)
         if any(shard.running and not shard.tests for shard in self.shards):

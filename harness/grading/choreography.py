@@ -148,6 +148,7 @@ def serving(kata: Kata, services: Services) -> Iterator[Services]:
     """Make ``services`` the kata's fake APIs for the block (like ``kata.faults``)."""
     previous = kata.services
     kata.services = services
+    kata.watch(services)
     try:
         with use_services(services):
             yield services

@@ -113,6 +113,23 @@ def report_problems(report: RunReport, solution: Path | None = None) -> list[str
 # -- the judge -------------------------------------------------------------------------------
 
 
+class Problem(str):
+    """A diagnosis (it is the text) that also names the jobs and workers it is about, so that
+    the grader can show the timeline behind it (``Kata.explain_problem``)."""
+
+    jobs: tuple[int, ...]
+    workers: tuple[str, ...] | None
+
+    def __new__(
+        cls, text: str, jobs: Iterable[int], workers: Iterable[str] | None = None
+    ) -> Problem:
+        problem = super().__new__(cls, text)
+        problem.jobs = tuple(jobs)
+        problem.workers = tuple(dict.fromkeys(workers)) if workers is not None else None
+        return problem
+
+
+
 class _Judge:
     """One judgement: the jobs, indexed with what the APIs did for them."""
 
@@ -200,15 +217,23 @@ class _Judge:
             sent, acted = self.deliveries.get(job.id, []), self.actions.get(job.id, [])
             if len(sent) > 1:
                 problems.append(
-                    f"{_job(job)} was sent {len(sent)} emails: "
-                    + ", ".join(f"{d.message_id} by {d.caller}{_key(d.key)}" for d in sent)
-                    + _duplicate_cause("send_email", [d.key for d in sent], Step.SEND_EMAIL)
+                    Problem(
+                        f"{_job(job)} was sent {len(sent)} emails: "
+                        + ", ".join(f"{d.message_id} by {d.caller}{_key(d.key)}" for d in sent)
+                        + _duplicate_cause("send_email", [d.key for d in sent], Step.SEND_EMAIL),
+                        [job.id],
+                    )
                 )
             if len(acted) > 1:
                 problems.append(
-                    f"{_job(job)} got {len(acted)} CRM actions: "
-                    + ", ".join(f"{a.action_id} by {a.caller}{_key(a.key)}" for a in acted)
-                    + _duplicate_cause("route_customer", [a.key for a in acted], Step.TAKE_ACTION)
+                    Problem(
+                        f"{_job(job)} got {len(acted)} CRM actions: "
+                        + ", ".join(f"{a.action_id} by {a.caller}{_key(a.key)}" for a in acted)
+                        + _duplicate_cause(
+                            "route_customer", [a.key for a in acted], Step.TAKE_ACTION
+                        ),
+                        [job.id],
+                    )
                 )
             if job.status is JobStatus.COMPLETED:
                 problems += self._completed_properly(job, sent, acted)
@@ -308,7 +333,10 @@ class _Judge:
         for violation in self.ledger.violations:
             if not self._concerns_selected(violation) or self._excused(violation):
                 continue
-            problems.append(describe_violation(violation))
+            text = describe_violation(violation)
+            if violation.job_id is not None:
+                text = Problem(text, [violation.job_id])
+            problems.append(text)
         return problems
 
     def _concerns_selected(self, violation: Violation) -> bool:
@@ -373,9 +401,21 @@ class _Judge:
                         f"{t.new_status.value}/{t.new_step.value}"
                     )
                     if t.worker_id in held_before:
-                        problems.append(_stale_save(job, holder, t.worker_id, change))
+                        problems.append(
+                            Problem(
+                                _stale_save(job, holder, t.worker_id, change),
+                                [job.id],
+                                [holder, t.worker_id],
+                            )
+                        )
                     else:
-                        problems.append(_double_claim(job, holder, t.worker_id, change))
+                        problems.append(
+                            Problem(
+                                _double_claim(job, holder, t.worker_id, change),
+                                [job.id],
+                                [holder, t.worker_id],
+                            )
+                        )
                     break
                 if t.new_status is JobStatus.RUNNING and t.old_status is not JobStatus.RUNNING:
                     holder = t.worker_id
@@ -394,14 +434,22 @@ class _Judge:
                     continue
                 if _ORDER.index(t.new_step) < _ORDER.index(t.old_step):
                     problems.append(
-                        f"{_job(job)} went backwards from step {t.old_step.value} to "
-                        f"{t.new_step.value}: a stale job object was saved over newer progress"
+                        Problem(
+                            f"{_job(job)} went backwards from step {t.old_step.value} to "
+                            f"{t.new_step.value}: a stale job object was saved over newer "
+                            "progress",
+                            [job.id],
+                        )
                     )
                     break
                 if (t.old_step, t.new_step) in seen:
                     problems.append(
-                        f"{_job(job)} advanced from {t.old_step.value} to {t.new_step.value} "
-                        "twice: the advance is not a compare-and-set on the current step"
+                        Problem(
+                            f"{_job(job)} advanced from {t.old_step.value} to "
+                            f"{t.new_step.value} twice: the advance is not a compare-and-set on "
+                            "the current step",
+                            [job.id],
+                        )
                     )
                     break
                 seen.add((t.old_step, t.new_step))

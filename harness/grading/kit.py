@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -28,11 +28,12 @@ from typing import Any, TypeVar
 import pytest
 
 from ..context import acting_as
-from ..crashes import WorkerLife, worker_life
+from ..crashes import CrashPlan, WorkerLife, worker_life
 from ..database import Database
 from ..exceptions import WorkerCrashed
 from ..faults import FaultPlan
-from ..ledger import Violation
+from ..history import History, Timeline
+from ..ledger import Ledger, Violation
 from ..models import MAX_ATTEMPTS, Campaign, Job, JobStatus, JobTransition, Step
 from ..orm import utcnow
 from ..services import Services, use_services
@@ -358,6 +359,42 @@ class Kata:
         #: (loop time, function) of each call cancelled before it returned: those cancelled by
         #: the test's time limit are the functions that did not return.
         self.cancelled_calls: list[tuple[float, str]] = []
+        #: Every statement of the test, for the timeline of a race (see ``explain``).
+        self.history = History()
+        self.history.attach(database)
+        #: The timeline behind the test's failure, when it failed for a concurrency reason.
+        self.evidence: Timeline | None = None
+        self._ledgers: list[Ledger] = [services.ledger]
+        self._crash_plans: list[CrashPlan] = []
+
+    # --- evidence ---------------------------------------------------------------------------
+
+    def watch(self, services: Services | None = None, crash_plan: CrashPlan | None = None) -> None:
+        """Services or a crash plan the test made itself (a runner's): their calls, crashes and
+        recoveries belong in its timelines too."""
+        # By identity: two empty ledgers (or two plans alike) are equal, and both count.
+        if services is not None and all(services.ledger is not kept for kept in self._ledgers):
+            self._ledgers.append(services.ledger)
+        if crash_plan is not None and all(crash_plan is not p for p in self._crash_plans):
+            self._crash_plans.append(crash_plan)
+
+    def explain(self, jobs: Iterable[int], workers: Iterable[str] | None = None) -> Timeline:
+        """The timeline of ``jobs`` (by ``workers``), kept as the evidence of the test's failure:
+        the grader shows it under the diagnosis and writes it to ``--kata-json``."""
+        self.evidence = self.history.timeline(
+            jobs,
+            workers,
+            calls=[call for ledger in self._ledgers for call in ledger.calls],
+            crashes=[crash for plan in self._crash_plans for crash in plan.crashes],
+            recoveries=[r for ledger in self._ledgers for r in ledger.recoveries],
+        )
+        return self.evidence
+
+    def explain_problem(self, problem: str) -> None:
+        """The timeline of a judged problem that names its jobs and workers (see invariants)."""
+        jobs = getattr(problem, "jobs", None)
+        if jobs:
+            self.explain(jobs, getattr(problem, "workers", None))
 
     # --- world building (the harness's own SQL, never the candidate's) ----------------------
 
@@ -366,6 +403,7 @@ class Kata:
         """Swap in services with ``plan`` for the block."""
         previous = self.services
         self.services = Services(plan)
+        self.watch(self.services)
         try:
             with use_services(self.services):
                 yield self.services
@@ -432,6 +470,16 @@ class Kata:
         shown = ", ".join(repr(a) if not isinstance(a, (list, Job)) else _short(a) for a in args)
         self.phase = f"waiting for {function}({shown})"
         self.current_function = function
+        given = [a for a in args if isinstance(a, Job)]
+        if given and worker is not None:  # what the worker was handed: the base of its writes
+            job = given[0]
+            self.history.note(
+                asyncio.get_running_loop().time(),
+                worker,
+                f"{function}() is given job {job.id} at step {job.step.value} "
+                f"({job.status.value}, worker_id {job.worker_id})",
+                [job.id],
+            )
         try:
             with acting_as(worker, job_id):
                 result = await getattr(self.solution, function)(*args)

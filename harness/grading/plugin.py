@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import re
 import shlex
 import traceback
 from collections.abc import AsyncIterator
@@ -30,6 +31,7 @@ import pytest
 from hypothesis import settings
 
 from ..config import DatabaseConfig, resolve_database_url
+from ..history import Timeline
 from ..isolation import isolated_database
 from ..services import Services, use_services
 from ..solutions import CANDIDATE_PATH, Solution, load_solution
@@ -458,6 +460,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
                     "in a loop?), the most a graded test may write"
                 )
         report.longrepr = diagnosis
+    kata = item.funcargs.get("kata") if hasattr(item, "funcargs") else None
+    evidence = _evidence(kata, diagnosis) if report.failed and report.when == "call" else None
+    replay = None
+    if evidence and diagnosis:
+        replay = f"{rerun_command(item.config)} {shlex.quote(item.nodeid)}"
+        told = [*evidence.lines(), f"  replay: {replay}"]
+        report.longrepr = "\n".join([diagnosis, _WHAT_HAPPENED, *told])
+        report.user_properties.append(("timeline", told))  # for watch mode's board (key t)
     _cut_output(item, report)
     if report.when == "call" or (report.when == "setup" and report.failed):
         status = "pass" if report.passed else "fail"
@@ -471,12 +481,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             round(report.duration, 3),
             advice,
             warnings,
+            evidence.to_json() if evidence else [],
+            replay,
         )
         grading.scorecard.add(outcome)
         child = child_report()
         if child:
             child.emit("result", id=item.nodeid, outcome=asdict(outcome))
     return report
+
+
+def _evidence(kata: object, diagnosis: str | None) -> Timeline | None:
+    """The timeline behind a failure: the one the test chose (``Kata.explain``), else that of
+    the first job the diagnosis names, when what happened to it was a race (workers took turns
+    on it, or it crashed or was recovered); a lone worker's mistake needs no timeline."""
+    if not isinstance(kata, Kata) or not diagnosis:
+        return None
+    if kata.evidence is not None:
+        return kata.evidence or None
+    named = _JOB.search(diagnosis)
+    if named is None:
+        return None
+    timeline = kata.explain([int(named.group(1))])
+    return timeline if timeline.interleaved else None
+
+
+_JOB = re.compile(r"\bjobs? (\d+)\b")
+#: Where a race's timeline starts in a failed test's report (watch mode cuts it off there).
+_WHAT_HAPPENED = "what happened:"
 
 
 #: Characters of a test's captured output kept for the report (the end of it).

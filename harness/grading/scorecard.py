@@ -38,6 +38,10 @@ class Outcome:
     #: Not failures either, but a bug on another backend: passing here proves less than it
     #: seems (e.g. a claim only SQLite's whole-database lock makes safe).
     warnings: list[str] = field(default_factory=list)
+    #: A race's evidence: the timeline's events (see ``harness.history``), oldest first.
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+    #: The command that runs this test alone, to watch the race again.
+    replay: str | None = None
 
 
 @dataclass
@@ -120,7 +124,27 @@ class Scorecard:
     def write_json(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
-    def render(self) -> Group:
+    def timelines(self, width: int = 100) -> list[tuple[str, Outcome, list[str]]]:
+        """For each task whose first failure came with a timeline: (task, that outcome, its
+        lines at ``width``)."""
+        from ..history import Event, Timeline
+
+        found = []
+        for task in TASKS:
+            first = next(
+                (o for o in self.outcomes if o.task == task and o.status != "pass" and o.message),
+                None,
+            )
+            if first is None or not first.timeline:
+                continue
+            events = [
+                Event(e["at"], e["worker"], e["kind"], e["what"], tuple(e["jobs"]), e["site"])
+                for e in first.timeline
+            ]
+            found.append((task, first, Timeline(events, 0.0).lines(width)))
+        return found
+
+    def render(self, width: int = 100) -> Group:
         table = Table(
             title=f"Campaign-jobs kata — {self.solution} on {self.backend}",
             title_justify="left",
@@ -158,17 +182,26 @@ class Scorecard:
             )
         rerun = self.rerun or f"pytest --kata-seed {self.seed}"
         footer = Text(f"seed {self.seed} · {self.tier} tier · re-run:\n{rerun}", style="dim")
-        if not stuck:
-            return Group(table, footer)
-        # One next step, never wrapped inside a narrow column: the first task still to do.
-        following = Text.assemble(
-            ("next: ", "bold"), f"python -m harness hint {stuck[0]}", style="yellow"
-        )
-        return Group(table, following, footer)
+        # A race's timeline under the table, line by line: a table cell would wrap it.
+        parts: list[Any] = [table]
+        for task, outcome, lines in self.timelines(width):
+            parts.append(Text(f"{task} · what happened in {outcome.name}:", style="bold"))
+            parts += [Text(line) for line in lines]
+            if outcome.replay:
+                parts.append(Text(f"  replay: {outcome.replay}", style="dim"))
+        if stuck:
+            # One next step, never wrapped inside a narrow column: the first task still to do.
+            parts.append(
+                Text.assemble(
+                    ("next: ", "bold"), f"python -m harness hint {stuck[0]}", style="yellow"
+                )
+            )
+        return Group(*parts, footer)
 
     def print(self, console: Console | None = None) -> None:
-        # soft_wrap: the re-run command is printed whole, never wrapped or cropped.
-        (console or Console()).print(self.render(), soft_wrap=True)
+        console = console or Console()
+        # soft_wrap: the re-run command and timelines are printed whole, never wrapped or cut.
+        console.print(self.render(max(80, min(console.width, 120))), soft_wrap=True)
 
 
 def _escape(text: str) -> str:

@@ -47,7 +47,9 @@ async def test_twenty_workers_drain_a_campaign_under_faults_and_crashes(kata: Ka
     kata.phase = f"{_WORKERS} workers draining {total} jobs under faults and crashes"
     with kata.faults(FaultPlan.chaos(kata.seed)) as services:
         runner = Runner(kata.solution, config, services=services, crash_plan=crash_plan)
+        kata.watch(services, crash_plan)
         problems = await drain_and_judge(runner, jobs=jobs)
     if problems:
+        kata.explain_problem(problems[0])
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         fail(f"{problems[0]}{more}")

@@ -250,6 +250,7 @@ async def _judge_race(kata: Kata, race: ClaimRace, job: Job | None) -> None:
     intrusion = race.intrusion
     assert intrusion is not None
     taken = intrusion.job_id
+    kata.explain([taken], ["worker-1", race.other])
     read = " ".join(intrusion.read_sql.split())
     story = (
         f"worker-1 read job {taken} as pending (`{_short_sql(read)}`); before worker-1 wrote, "
@@ -330,15 +331,21 @@ async def _claim_concurrently(kata: Kata, total: int, workers: int) -> None:
                 "others write — claim with one UPDATE ... RETURNING statement"
             )
         raise
-    _judge(claimed_by, total, gave_up, kata.sizes.claim_workers)
+    _judge(claimed_by, total, gave_up, kata.sizes.claim_workers, kata)
 
 
 def _judge(
-    claimed_by: dict[int, list[str]], total: int, gave_up: list[tuple[str, int]], workers: int
+    claimed_by: dict[int, list[str]],
+    total: int,
+    gave_up: list[tuple[str, int]],
+    workers: int,
+    kata: Kata | None = None,
 ) -> None:
     doubles = {job: names for job, names in claimed_by.items() if len(names) > 1}
     if doubles:
         job, names = min(doubles.items())
+        if kata is not None:  # workers in other processes leave no history here
+            kata.explain([job], sorted(set(names))[:2])
         who = " and ".join(sorted(set(names))[:3]) + (
             f" (+{len(set(names)) - 3} more)" if len(set(names)) > 3 else ""
         )

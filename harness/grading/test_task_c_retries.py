@@ -34,6 +34,7 @@ from harness.ledger import Call, ViolationKind
 from harness.models import MAX_ATTEMPTS, Job, JobStatus, Step
 from harness.services import RETRY_AFTER_TOLERANCE
 
+from ..context import acting_as
 from .choreography import Gate, copy_job, serving
 from .diagnosis import describe_exception, describe_violation, fail
 from .kit import FULL_ONLY, Kata, graded
@@ -560,7 +561,8 @@ async def test_recording_the_message_id_leaves_the_rest_of_the_job_alone(kata: K
             gate.opened.set()
             await call  # it returned (or raised) without sending: the tests above judge that
             return
-        await Job.filter(id=job.id).update(worker_id="worker-2", step=Step.ANALYZE)
+        with acting_as("worker-2"):  # the harness, playing the worker that took the job on
+            await Job.filter(id=job.id).update(worker_id="worker-2", step=Step.ANALYZE)
         moved = await kata.fresh(job)
         gate.opened.set()
         await call
@@ -572,6 +574,7 @@ async def test_recording_the_message_id_leaves_the_rest_of_the_job_alone(kata: K
     ]
     if changed:
         shown = ", ".join(changed)
+        kata.explain([job.id], ["worker-1", "worker-2"])
         fail(
             f"while worker-1 was inside send_email for job {job.id}, worker-2 took the job on to "
             f"step analyze; when the email went out, send_email_step wrote back fields it did "

@@ -115,6 +115,8 @@ async def _expire_claim(kata: Kata, job: Job, *, new_worker: str) -> Job:
 async def _judge(kata: Kata, job: Job, context: str, crash_plan: CrashPlan | None = None) -> None:
     problems = await check_invariants(kata.services, crash_plan, jobs=[job])
     if problems:
+        kata.watch(crash_plan=crash_plan)
+        kata.explain_problem(problems[0])
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         fail(f"{context}{problems[0]}{more}")
 
@@ -583,6 +585,7 @@ async def test_the_same_address_in_two_campaigns_gets_two_emails_and_two_crm_act
         _one_each(kata, finals, "action_id", len(kata.services.ledger.actions))
         problems = await check_invariants(kata.services, jobs=finals)
         if problems:
+            kata.explain_problem(problems[0])
             fail(f"after one address was processed in two campaigns: {problems[0]}")
 
 
