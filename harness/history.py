@@ -346,9 +346,9 @@ def _call_event(call: Call) -> Event:
     )
 
 
-def _clip(text: str, limit: int = 32) -> str:
+def _clip(value: object, limit: int = 32) -> str:
     """An API's argument or answer (a reply, a message id), short enough to scan."""
-    text = " ".join(text.split())
+    text = " ".join(str(value if value is not None else "").split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -461,7 +461,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
                 )
         report.longrepr = diagnosis
     kata = item.funcargs.get("kata") if hasattr(item, "funcargs") else None
-    evidence = _evidence(kata, diagnosis) if report.failed and report.when == "call" else None
+    try:
+        evidence = _evidence(kata, diagnosis) if report.failed and report.when == "call" else None
+    except Exception as error:  # a bug in drawing the timeline must not cost the verdict
+        evidence = None
+        report.longrepr = f"{report.longrepr}\n(the timeline could not be drawn: {error!r})"
     replay = None
     if evidence and diagnosis:
         replay = f"{rerun_command(item.config)} {shlex.quote(item.nodeid)}"
