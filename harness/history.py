@@ -151,7 +151,7 @@ class History:
         merged = list(self.events)
         merged += [_call_event(c) for c in calls if c.job_id in wanted and by(c.caller)]
         merged += [
-            Event(c.at, c.caller, "crash", f"crashed ({c.point.replace('-', ' ')})", (c.job_id,))
+            Event(c.at, c.caller, "crash", f"crashed ({c.point})", (c.job_id,))
             for c in crashes
             if c.job_id in wanted
         ]

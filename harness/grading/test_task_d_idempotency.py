@@ -219,6 +219,7 @@ async def test_a_crash_at_any_point_neither_duplicates_nor_loses_work(
     kata: Kata, point: CrashPoint
 ) -> None:
     plan = CrashPlan(points=[point])
+    kata.watch(crash_plan=plan)  # its crashes belong in the timeline of any failure
     job = await kata.running_job()
     with use_crash_plan(plan):
         try:
