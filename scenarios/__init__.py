@@ -1,12 +1,14 @@
 """Incident drills: on call for the campaign worker, in front of a live dashboard.
 
     scenarios 1            # the campaign is crawling
-    scenarios 2            # customers got the email two or three times
+    scenarios 2            # customers got the email more than once
     scenarios 3            # PoolTimeout errors and p99 spikes under the launch burst
 
 Each drill runs real worker code (the incident module: production's code, with its fix at the
 bottom) against a real database and the fake APIs, shows what it measures, and asks for a
-diagnosis. ``INCIDENTS`` maps each number to its ``Incident``.
+diagnosis. Each run is recorded (``record``, kept by ``store`` under ``.kata/drills/``) so that
+the debrief, ``--explain``, ``--fixed``, ``--replay`` and ``--report`` quote the run that was
+watched. ``INCIDENTS`` maps each number to its ``Incident``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,10 @@ from .snapshot import RECENT, STATES, Snapshot
 
 __all__ = ["comparison_rows", "plain_summary", "render", "render_comparison", "sparkline"]
 
+#: p99s drawn in red: a claim is one statement (milliseconds); a step makes API calls.
+_SLOW_CLAIM = 0.25
+_SLOW_STEP = 1.0
+
 _BLOCKS = "▁▂▃▄▅▆▇█"
 _STATE_STYLE = {
     "waiting on a lock": ("L", "bold red"),
@@ -32,6 +36,8 @@ _OPERATION_NAMES = {
     "analyze_sentiment": "sentiment",
     "route_customer": "crm",
 }
+#: A call the stop cut short is not the API's error: say what happened to it.
+_API_ERROR_NAMES = {"CancelledError": "cut short by the stop"}
 _STATUS_STYLE = {
     "pending": "yellow",
     "running": "cyan",
@@ -121,12 +127,13 @@ def _latency(s: Snapshot) -> Panel:
             table.add_row(name, "0", "-", "-", "-", style="dim")
             continue
         style = "bold" if name == "all steps" else None
+        slow = _SLOW_CLAIM if name == "claim" else _SLOW_STEP
         table.add_row(
             name,
             f"{row['n']:,.0f}",
             _seconds(row["p50"]),
             _seconds(row["p95"]),
-            Text(_seconds(row["p99"]), style="bold red" if row["p99"] >= 1.0 else ""),
+            Text(_seconds(row["p99"]), style="bold red" if row["p99"] >= slow else ""),
             style=style,
         )
     return Panel(
@@ -146,11 +153,16 @@ def _pool(s: Snapshot) -> Panel:
         + Text(_bar(in_use, 20), style="red" if in_use >= 1 else "green")
         + Text(f"  full {s.pool_saturated_share:.0%} of the time", style="dim"),
     )
-    table.add_row("waiting", f"{pool.waiting} callers now (peak {s.pool_peak_waiting})")
+    table.add_row(
+        "waiting",
+        Text(f"{pool.waiting} callers now · peak {s.pool_peak_waiting} ")
+        + Text(f"(of at most {s.callers_bound}: {_callers(s)})", style="dim"),
+    )
     table.add_row("wait time", f"mean {_seconds(pool.mean_wait)} · max {_seconds(pool.max_wait)}")
     table.add_row(
         "timeouts",
-        Text(f"{pool.timeouts:,} PoolTimeout", style="bold red" if pool.timeouts else "green"),
+        Text(f"{pool.timeouts:,} PoolTimeout", style="bold red" if pool.timeouts else "green")
+        + Text(_timeouts_split(s), style="dim"),
     )
     table.add_row(
         "transactions",
@@ -202,7 +214,9 @@ def _apis(s: Snapshot) -> Panel:
     )
     table.add_row("calls", calls or "none yet")
     table.add_row("in flight", f"{s.api_in_flight} calls under way")
-    errors = " · ".join(f"{name} {n:,}" for name, n in sorted(s.api_errors.items()))
+    errors = " · ".join(
+        f"{_API_ERROR_NAMES.get(name, name)} {n:,}" for name, n in sorted(s.api_errors.items())
+    )
     table.add_row("API errors", Text(errors or "none", style="red" if errors else "green"))
     table.add_row(
         "in a txn",
@@ -224,8 +238,16 @@ def _apis(s: Snapshot) -> Panel:
         "lease expired",
         f"{s.recoveries:,} running jobs handed to a second worker",
     )
-    errors = " · ".join(f"{name} {n:,}" for name, n in sorted(s.worker_errors.items()))
+    errors = _errors(s.worker_errors)
     table.add_row("worker errors", Text(errors or "none", style="bold red" if errors else "green"))
+    if s.harness_errors:
+        table.add_row(
+            "retried",
+            Text(
+                f"{_errors(s.harness_errors)} in heartbeats and job re-reads",
+                style="yellow",
+            ),
+        )
     return Panel(table, title="External APIs (ledger) & emails", title_align="left")
 
 
@@ -265,25 +287,40 @@ def comparison_rows(before: Snapshot, after: Snapshot) -> list[tuple[str, str, s
         ("PoolTimeouts", f"{before.pool.timeouts:,}", f"{after.pool.timeouts:,}"),
         ("pool wait (max)", _seconds(before.pool.max_wait), _seconds(after.pool.max_wait)),
         (
+            "pool callers waiting (peak)",
+            f"{before.pool_peak_waiting:,}",
+            f"{after.pool_peak_waiting:,}",
+        ),
+        (
+            "worker errors",
+            _errors(before.worker_errors) or "none",
+            _errors(after.worker_errors) or "none",
+        ),
+        (
             "API calls inside a transaction",
             f"{before.calls_in_transaction:,}",
             f"{after.calls_in_transaction:,}",
         ),
         ("emails delivered", f"{before.delivered:,}", f"{after.delivered:,}"),
         ("duplicate copies", f"{before.duplicate_copies:,}", f"{after.duplicate_copies:,}"),
+        ("lease, heartbeat", _lease(before), _lease(after)),
         ("jobs re-run after lease expiry", f"{before.recoveries:,}", f"{after.recoveries:,}"),
     ]
 
 
-def render_comparison(before: Snapshot, after: Snapshot) -> Table:
+def render_comparison(
+    before: Snapshot, after: Snapshot, *, labels: tuple[str, str] | None = None
+) -> Table:
+    """The before/after table; ``labels`` name the two columns (default: the variants)."""
+    left, right = labels or (before.variant, after.variant)
     table = Table(
-        title=f"Incident {before.scenario}: the same load, measured twice",
+        title=f"Incident {before.scenario}: the same load and seed, measured twice",
         title_justify="left",
         expand=False,
     )
     table.add_column("")
-    table.add_column(before.variant, justify="right", style="red")
-    table.add_column(after.variant, justify="right", style="green")
+    table.add_column(left, justify="right", style="red")
+    table.add_column(right, justify="right", style="green")
     for what, left, right in comparison_rows(before, after):
         table.add_row(what, left, right)
     return table
@@ -316,25 +353,61 @@ def plain_summary(s: Snapshot) -> str:
         "  workers (average over the run): "
         + ", ".join(f"{s.states_avg.get(state, 0.0):.1f} {state}" for state in STATES),
         f"  pool: {s.pool.max_size} connections, full {s.pool_saturated_share:.0%} of the time, "
-        f"peak {s.pool_peak_waiting} waiting, max wait {_seconds(s.pool.max_wait)}, "
-        f"{s.pool.timeouts:,} PoolTimeout",
+        f"peak {s.pool_peak_waiting} callers waiting (of at most {s.callers_bound}), max wait "
+        f"{_seconds(s.pool.max_wait)}, {s.pool.timeouts:,} PoolTimeout{_timeouts_split(s)}",
         f"  transactions: oldest reached {_seconds(s.oldest_transaction_max)}; "
         f"{s.calls_in_transaction:,} API calls made inside one",
         "  API calls: "
         + (", ".join(f"{op} {n:,}" for op, n in sorted(s.api_calls.items())) or "none")
         + "; errors: "
-        + (", ".join(f"{name} {n:,}" for name, n in sorted(s.api_errors.items())) or "none"),
+        + (
+            ", ".join(
+                f"{_API_ERROR_NAMES.get(name, name)} {n:,}"
+                for name, n in sorted(s.api_errors.items())
+            )
+            or "none"
+        ),
         f"  emails: {s.delivered:,} delivered, {s.duplicate_copies:,} duplicate copies to "
         f"{s.duplicated_recipients:,} customers",
         f"  leases: {s.lease:g} s, heartbeat {'on' if s.heartbeat else 'off'}; "
         f"{s.recoveries:,} jobs handed to another worker after their lease expired",
         "  worker errors: "
-        + (", ".join(f"{name} {n:,}" for name, n in sorted(s.worker_errors.items())) or "none"),
+        + (", ".join(f"{name} {n:,}" for name, n in sorted(s.worker_errors.items())) or "none")
+        + (
+            f"; retried in heartbeats and job re-reads: {_errors(s.harness_errors)}"
+            if s.harness_errors
+            else ""
+        ),
     ]
     return "\n".join(lines)
 
 
 # -- small pieces ----------------------------------------------------------------------------------
+
+
+def _errors(by_type: dict[str, int]) -> str:
+    return " · ".join(f"{name} {n:,}" for name, n in sorted(by_type.items()))
+
+
+def _callers(s: Snapshot) -> str:
+    return f"{s.workers} workers + their heartbeats" if s.heartbeat else f"{s.workers} workers"
+
+
+def _timeouts_split(s: Snapshot) -> str:
+    """Whose the pool's PoolTimeouts were: the parts add up to the pool's count."""
+    total = s.pool.timeouts
+    raised = s.worker_errors.get("PoolTimeout", 0)
+    retried = s.harness_errors.get("PoolTimeout", 0)
+    if not total or raised == total:
+        return ""
+    parts = [f"{raised:,} raised to the workers", f"{retried:,} retried"]
+    if total - raised - retried > 0:
+        parts.append(f"{total - raised - retried:,} caught in the code")
+    return " (" + " + ".join(parts) + ")"
+
+
+def _lease(s: Snapshot) -> str:
+    return f"{s.lease:g} s, {'on' if s.heartbeat else 'off'}"
 
 
 def sparkline(values: list[float]) -> str:

@@ -1,36 +1,64 @@
 """Diagnosis: each incident's question, its signature in the metrics, and its explanation.
 
-* ``QUESTIONS[n]`` - the multiple-choice diagnosis asked after incident ``n``.
-* ``signature(result, baseline)`` - does this run show the incident's flaw? Decided from measured
+* ``question_for(n, dialect)`` - the multiple-choice diagnosis asked after incident ``n``, in the
+  words of the backend that ran (SQLite has a write lock where PostgreSQL has row locks);
+  ``QUESTIONS[n]`` is PostgreSQL's wording, and the letters and the right one are the same on
+  both.
+* ``signature(run, baseline)`` - does this run show the incident's flaw? Decided from measured
   figures only (the same test the suite applies to the incident's code, its fix, and a
   candidate's solution).
-* ``explain(result, fixed)`` - root cause, the evidence in this run's metrics that points to it
-  (quoting the measured numbers), and the fix.
+* ``explain(run, fixed)`` - root cause, the evidence in this run's record that points to it
+  (quoting the numbers the board showed), the fix, and the histories of the jobs that show it.
+
+``run`` is a ``RunRecord`` (or a ``RunResult``, for its record): an explanation never measures
+anything itself, so ``--explain`` quotes exactly the run that was watched.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from dataclasses import dataclass
-
-from harness.metrics import percentile
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from .measure import RunResult
-from .quiz import Choice, Question
+from .quiz import Choice, Point, Question
+from .record import RunRecord
+from .snapshot import Snapshot
 
-__all__ = ["QUESTIONS", "Explanation", "Verdict", "explain", "signature"]
+__all__ = [
+    "QUESTIONS",
+    "Explanation",
+    "Verdict",
+    "explain",
+    "history_lines",
+    "question_for",
+    "signature",
+    "symptom",
+]
 
 #: Incident 1 shows its flaw when throughput is below this share of the fix's on the same load.
 SLOW_SHARE = 0.25
 
 
-def _question(prompt: str, right: str, *choices: str) -> Question:
+def _question(prompt: str, right: str, *choices: str, rubric: tuple[Point, ...] = ()) -> Question:
     return Question(
         prompt=prompt,
         choices=tuple(Choice("ABCDE"[i], text) for i, text in enumerate(choices)),
         right=right,
+        rubric=rubric,
     )
 
+
+_SEND_OUTSIDE = Point(
+    "send the email outside any transaction",
+    r"outside|after (the )?commit|commit (first|before)|not (in|inside|within|during) (a|the|any)"
+    r" ?(db |database )?(transaction|txn|tx)|no (api |network |http )?calls? (in|inside)|"
+    r"(move|take) the (send|email|api call)|separate",
+)
+_STABLE_KEY = Point(
+    "an idempotency key per job and step, the same on every retry and worker",
+    r"idempot|stable key|same key|deterministic key|key per job|job.?id.*key|key.*job.?id",
+)
 
 QUESTIONS: dict[int, Question] = {
     1: _question(
@@ -38,14 +66,23 @@ QUESTIONS: dict[int, Question] = {
         "should do. What is the root cause?",
         "B",
         "SendGrid is slow: its latency caps how many jobs the workers can finish.",
-        "The claim holds the job's row lock - its transaction - while it calls the email API, "
-        "so the other workers queue behind that lock to claim.",
+        "The claim holds the job's row lock (SELECT ... FOR UPDATE) - its transaction - while "
+        "it calls the email API, so the other workers queue behind that lock to claim.",
         "The connection pool is too small for twenty workers, so they wait for connections.",
         "The pending-jobs index is missing, so every claim scans the whole jobs table.",
         "Workers crash and their jobs wait for the lease to expire before anyone retries them.",
+        rubric=(
+            Point(
+                "claim in one short statement (UPDATE ... RETURNING; SKIP LOCKED on PostgreSQL)",
+                r"one (short )?statement|single (update|statement|query)|update.*returning|"
+                r"returning|skip locked|atomic|short(er)? (claim|transaction)",
+            ),
+            _SEND_OUTSIDE,
+            _STABLE_KEY,
+        ),
     ),
     2: _question(
-        "Customers received the campaign email two or three times. What is the root cause?",
+        "Customers received the campaign email more than once. What is the root cause?",
         "D",
         "SendGrid redelivers on its side after a timeout: nothing in our code can prevent it.",
         "The campaign was queued twice, so some customers have two jobs.",
@@ -53,10 +90,17 @@ QUESTIONS: dict[int, Question] = {
         "Jobs outlive their lease with no heartbeat, so a running job is handed to a second "
         "worker, which sends again with a fresh idempotency key per request.",
         "The analyze step re-sends the email when it cannot find the reply.",
+        rubric=(
+            _STABLE_KEY,
+            Point(
+                "stop handing live jobs out: a heartbeat, or a lease longer than the slowest job",
+                r"heart ?beat|lease|renew|extend",
+            ),
+        ),
     ),
     3: _question(
-        "During the launch burst the workers log PoolTimeout errors and p99 latency spikes. "
-        "What is the root cause?",
+        "During the launch burst the workers log PoolTimeout errors and the p99 latency of "
+        "claiming a job spikes. What is the root cause?",
         "C",
         "The database is overloaded: statements are slow, so connections stay busy.",
         "The pool is simply too small: ten connections for twenty workers.",
@@ -64,8 +108,52 @@ QUESTIONS: dict[int, Question] = {
         "SendGrid call, so connections sit idle while the other workers wait for one.",
         "A connection leaks on an error path and is never returned to the pool.",
         "The claim query lacks SKIP LOCKED, so claimers block one another.",
+        rubric=(
+            _SEND_OUTSIDE,
+            _STABLE_KEY,
+            Point(
+                "not a bigger pool: every extra connection would sit idle during sends too",
+                r"(bigger|larger|increase|raise|grow|more).{0,20}(pool|connections)|"
+                r"pool.{0,12}(bigger|larger|size)",
+                warns=True,
+            ),
+        ),
     ),
 }
+
+#: What changes on SQLite: its only lock is the database's write lock, taken by BEGIN IMMEDIATE.
+_SQLITE_CHOICES: dict[int, dict[str, str]] = {
+    1: {
+        "B": "The claim holds SQLite's write lock - its BEGIN IMMEDIATE transaction - while it "
+        "calls the email API, so the other workers queue behind that lock to claim.",
+    },
+    3: {
+        "C": "The email step keeps a transaction - its pooled connection and SQLite's write lock "
+        "- open across the SendGrid call, so connections sit idle while the other workers wait "
+        "for one, or for the lock.",
+        "E": "The claim is not one atomic statement, so claimers block one another.",
+    },
+}
+_SQLITE_PROMPTS = {
+    3: "During the launch burst the workers log PoolTimeout and 'database is locked' errors, and "
+    "the p99 latency of claiming a job spikes. What is the root cause?",
+}
+
+
+def question_for(number: int, dialect: str) -> Question:
+    """Incident ``number``'s question in the words of ``dialect``."""
+    question = QUESTIONS[number]
+    if dialect != "sqlite":
+        return question
+    changed = _SQLITE_CHOICES.get(number, {})
+    return replace(
+        question,
+        prompt=_SQLITE_PROMPTS.get(number, question.prompt),
+        choices=tuple(
+            Choice(choice.letter, changed.get(choice.letter, choice.text))
+            for choice in question.choices
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -82,22 +170,41 @@ class Explanation:
     root_cause: str
     evidence: list[str]
     fix: str
+    #: The histories of a few jobs that show the flaw, as lines.
+    jobs: list[str] = field(default_factory=list)
+    #: What ``--fixed`` showed, as lines (empty without a fixed run).
+    fixed: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
-        return {"root_cause": self.root_cause, "evidence": self.evidence, "fix": self.fix}
+        return {
+            "root_cause": self.root_cause,
+            "evidence": self.evidence,
+            "fix": self.fix,
+            "jobs": self.jobs,
+            "fixed": self.fixed,
+        }
+
+
+Run = RunRecord | RunResult
+
+
+def _record(run: Run) -> RunRecord:
+    return run.record if isinstance(run, RunResult) else run
 
 
 # -- signatures ------------------------------------------------------------------------------------
 
 
-def signature(result: RunResult, baseline: RunResult | None = None) -> Verdict:
-    """Whether ``result`` shows its incident's flaw. Incident 1 compares with ``baseline`` (the
+def signature(run: Run, baseline: Run | None = None) -> Verdict:
+    """Whether ``run`` shows its incident's flaw. Incident 1 compares with ``baseline`` (the
     fix on the same load); without one it compares with the measured API capacity."""
-    number = result.incident.number
-    s = result.snapshot
+    record = _record(run)
+    number = record.incident
+    s = record.snapshot
     if number == 1:
         if baseline is not None:
-            reference, what = baseline.jobs_per_minute, f"the fix's {baseline.jobs_per_minute:,.0f}"
+            base = _record(baseline).jobs_per_minute
+            reference, what = base, f"the fix's {base:,.0f}"
         else:
             reference, what = s.capacity or 0.0, f"a capacity of {s.capacity or 0:,.0f}"
         share = s.throughput_avg / reference if reference else 1.0
@@ -120,34 +227,69 @@ def signature(result: RunResult, baseline: RunResult | None = None) -> Verdict:
     raise ValueError(f"no signature for incident {number}")
 
 
+def symptom(watched: Run, fixed: Run) -> Verdict:
+    """Whether ``fixed`` clears the symptom the incident's page names, in the page's terms:
+    ``shows_flaw`` is True when the symptom is still there."""
+    w, f = _record(watched).snapshot, _record(fixed).snapshot
+    number = _record(watched).incident
+    if number == 1:
+        return Verdict(
+            signature(fixed, fixed).shows_flaw or not signature(watched, fixed).shows_flaw,
+            f"throughput {w.throughput_avg:,.0f} → {f.throughput_avg:,.0f} jobs/min "
+            f"({_ratio(f.throughput_avg, w.throughput_avg)})",
+        )
+    if number == 2:
+        return Verdict(
+            f.duplicate_copies > 0,
+            f"duplicate copies {w.duplicate_copies:,} → {f.duplicate_copies:,}; jobs handed to a "
+            f"second worker {w.recoveries:,} → {f.recoveries:,}",
+        )
+    if number == 3:
+        before, after = w.latency["claim"]["p99"], f.latency["claim"]["p99"]
+        locked = sum(n for kind, n in w.worker_errors.items() if kind != "PoolTimeout")
+        still = sum(n for kind, n in f.worker_errors.items() if kind != "PoolTimeout")
+        return Verdict(
+            f.pool.timeouts > 0 or after >= before or still > 0,
+            f"PoolTimeouts {w.pool.timeouts:,} → {f.pool.timeouts:,}; claim p99 {_s(before)} → "
+            f"{_s(after)}"
+            + (f"; other worker errors {locked:,} → {still:,}" if locked or still else ""),
+        )
+    raise ValueError(f"no symptom for incident {number}")
+
+
+def _ratio(after: float, before: float) -> str:
+    return f"{after / before:.1f}x" if before > 0 else "up from 0"
+
+
 # -- explanations ----------------------------------------------------------------------------------
 
 
-def explain(result: RunResult, fixed: RunResult | None = None) -> Explanation:
-    """Root cause, evidence quoted from ``result`` (the flawed run) and ``fixed``, and the fix."""
-    number = result.incident.number
-    if number == 1:
-        return _explain_slow(result, fixed)
-    if number == 2:
-        return _explain_duplicates(result, fixed)
-    if number == 3:
-        return _explain_pool(result, fixed)
-    raise ValueError(f"no explanation for incident {number}")
+def explain(run: Run, fixed: Run | None = None) -> Explanation:
+    """Root cause, evidence quoted from ``run`` (the watched run) and ``fixed`` (the fix on the
+    same load and seed), the fix, and the offending jobs' histories."""
+    record = _record(run)
+    after = _record(fixed) if fixed is not None else None
+    explainers = {1: _explain_slow, 2: _explain_duplicates, 3: _explain_pool}
+    if record.incident not in explainers:
+        raise ValueError(f"no explanation for incident {record.incident}")
+    explanation = explainers[record.incident](record, after)
+    return replace(explanation, jobs=history_lines(record, limit=2))
 
 
-def _explain_slow(r: RunResult, fixed: RunResult | None) -> Explanation:
+def _explain_slow(r: RunRecord, fixed: RunRecord | None) -> Explanation:
     s = r.snapshot
-    lock = (
-        "the row lock (SELECT ... FOR UPDATE)"
-        if r.dialect == "postgresql"
-        else ("SQLite's write lock (BEGIN IMMEDIATE)")
-    )
+    sqlite = r.dialect == "sqlite"
     evidence = []
     if s.capacity and s.api_seconds_per_job:
         evidence.append(
             f"The APIs are not the limit: a job spends {_s(s.api_seconds_per_job)} in API calls, "
             f"so {s.workers} workers could finish {s.capacity:,.0f} jobs/min; they finished "
-            f"{s.throughput_avg:,.0f} ({s.throughput_avg / s.capacity:.0%})."
+            f"{s.throughput_avg:,.0f} jobs/min ({s.throughput_avg / s.capacity:.0%})."
+        )
+    else:
+        evidence.append(
+            f"The workers finished {s.throughput_avg:,.0f} jobs/min; no job got through all "
+            "its API calls, so what the APIs would allow was not measured."
         )
     evidence.append(
         f"On average {s.states_avg['waiting on a lock']:.1f} of {s.workers} workers were waiting "
@@ -159,103 +301,130 @@ def _explain_slow(r: RunResult, fixed: RunResult | None) -> Explanation:
         f"claim_next_job took {_s(claim['p50'])} at p50 and {_s(claim['p99'])} at p99 - longer "
         f"than a whole email send ({_api(r, 'send_email')}): claims wait for one another."
     )
-    inside = _calls_in_transaction(r)
+    inside = r.facts["in_transaction"]["calls"]
     if inside:
-        evidence.append(
-            "API calls made while holding a transaction: "
-            + ", ".join(f"{op} {n:,}" for op, n in inside.most_common())
-            + " - the email is sent inside the claim's transaction."
+        held = (
+            f"each holds the write lock for one send: the longest open transaction reached "
+            f"{_s(s.oldest_transaction_max)}"
+            if sqlite
+            else f"a transaction stayed open up to {_s(s.oldest_transaction_max)}, most of it "
+            "waiting for the row lock"
         )
-    deadlocks = s.worker_errors.get("DeadlockDetected", 0)
-    if r.dialect == "postgresql" and (deadlocks or s.recoveries):
         evidence.append(
-            "PostgreSQL keeps the lock on every row a FOR UPDATE waited for, even one it then "
-            "skipped, so each claimer also holds the previous job's row while it sends: "
-            f"{s.recoveries:,} running jobs could not renew their claim and were handed to a "
-            f"second worker, and {deadlocks:,} claims died as deadlock victims."
+            f"{_calls(inside)} made while holding a transaction - the email is sent inside the "
+            f"claim's transaction; {held}."
         )
-    elif s.recoveries:
-        evidence.append(
-            f"The heartbeats queue for the write lock too: {s.recoveries:,} running jobs could "
-            "not renew their claim in time and were handed to a second worker."
-        )
+    errors = r.facts["errors"]
+    deadlocks = sum(
+        e["count"]
+        for e in errors
+        if e["type"] == "DeadlockDetected" and e["where"] == "claim_next_job"
+    )
+    if s.recoveries:
+        if sqlite:
+            evidence.append(
+                f"The heartbeats queue for the write lock too: {s.recoveries:,} running jobs "
+                f"could not renew their claim within the {s.lease:g} s lease and were handed to "
+                "a second worker."
+            )
+        else:
+            evidence.append(
+                "PostgreSQL keeps the lock on every row a FOR UPDATE waited for, even one it "
+                "then skipped, so each claimer also holds the previous job's row while it sends: "
+                f"{s.recoveries:,} running jobs could not renew their claim within the "
+                f"{s.lease:g} s lease and were handed to a second worker"
+                + (f", and {deadlocks:,} claims died as deadlock victims." if deadlocks else ".")
+            )
+    evidence += _error_lines(r, errors)
     evidence.append(
         f"Not the pool: {s.pool.timeouts:,} PoolTimeouts, and it was full "
         f"{s.pool_saturated_share:.0%} of the time."
     )
+    after = []
     if fixed is not None:
         f = fixed.snapshot
-        evidence.append(
-            f"With the fix, the same load ran at {f.throughput_avg:,.0f} jobs/min "
+        after.append(
+            f"With the fix, the same load and seed ran at {f.throughput_avg:,.0f} jobs/min "
             f"({_times(f.throughput_avg, s.throughput_avg)}), claim p99 "
-            f"{_s(f.latency['claim']['p99'])}, {f.states_avg['waiting on a lock']:.1f} workers "
-            "waiting on a lock on average."
+            f"{_s(f.latency['claim']['p99'])} (was {_s(claim['p99'])}), "
+            f"{f.states_avg['waiting on a lock']:.1f} workers waiting on a lock on average."
         )
+    opens = (
+        "opens a transaction with BEGIN IMMEDIATE, which takes SQLite's single write lock,"
+        if sqlite
+        else "opens a transaction, locks the oldest pending job's row (SELECT ... FOR UPDATE)"
+    )
+    queue = (
+        "Every other worker's claim - and every other write: heartbeats, step updates - waits "
+        "for that lock"
+        if sqlite
+        else "Every other worker's claim selects the same oldest row and waits for that lock"
+    )
     return Explanation(
         root_cause=(
-            f"claim_next_job opens a transaction, takes {lock} on the oldest pending job and "
-            "sends its email before committing. Every other worker's claim wants the same row "
-            "(or the same write lock), so they queue behind it: claims are serialised at one "
-            "email send each, whatever the number of workers."
+            f"claim_next_job {opens} and sends the job's email before committing. {queue}, so "
+            "claims go one at a time, one email send each, whatever the number of workers."
         ),
         evidence=evidence,
         fix=(
-            "Claim in one short statement - UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP "
-            "LOCKED) RETURNING * on PostgreSQL, a single UPDATE ... RETURNING on SQLite - and "
-            "send the email afterwards in process_job, outside any transaction, with an "
-            "idempotency key per job and step (that key, not a lock, prevents a second email)."
+            "Claim in one short statement - "
+            + (
+                "a single UPDATE ... RETURNING, which holds the write lock for milliseconds"
+                if sqlite
+                else "UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING *, "
+                "so claimers pass each other instead of queueing on one row"
+            )
+            + " - and send the email afterwards in process_job, outside any transaction, with "
+            "an idempotency key per job and step (that key, not a lock, prevents a second "
+            "email)."
         ),
+        fixed=after,
     )
 
 
-def _explain_duplicates(r: RunResult, fixed: RunResult | None) -> Explanation:
+def _explain_duplicates(r: RunRecord, fixed: RunRecord | None) -> Explanation:
     s = r.snapshot
-    by_recipient = defaultdict(list)
-    for delivery in r.services.ledger.deliveries:
-        by_recipient[delivery.to].append(delivery)
-    duplicated = {to: ds for to, ds in by_recipient.items() if len(ds) > 1}
-    recovered = {job_id for job_id, _ in r.report.recovered}
+    d = r.facts["duplicates"]
     evidence = [
-        f"{s.duplicate_copies:,} duplicate copies went to {s.duplicated_recipients:,} customers "
-        f"(at most {max((len(d) for d in duplicated.values()), default=0)} emails to one)."
+        f"{s.duplicate_copies:,} duplicate copies went to {s.duplicated_recipients:,} customers"
+        + (f" (at most {d['max_copies']} emails to one)." if d["recipients"] else ".")
     ]
-    if duplicated:
-        one_job = sum(len({d.job_id for d in ds}) == 1 for ds in duplicated.values())
-        two_workers = sum(len({d.caller for d in ds}) > 1 for ds in duplicated.values())
-        fresh_keys = sum(len({d.key for d in ds}) == len(ds) for ds in duplicated.values())
-        after_recovery = sum(any(d.job_id in recovered for d in ds) for ds in duplicated.values())
+    if d["recipients"]:
         evidence.append(
-            f"Each of them has one job ({one_job} of {len(duplicated)}): the campaign was not "
-            f"queued twice. {two_workers} got their copies from two different workers, and "
-            f"{after_recovery} belong to jobs the lease recovery handed to another worker."
+            f"Each of them has one job ({d['one_job']} of {d['recipients']}): the campaign was "
+            f"not queued twice. {d['two_workers']} got their copies from two different workers, "
+            f"and {d['after_recovery']} belong to jobs the lease recovery handed to another "
+            "worker."
         )
         evidence.append(
-            f"Every copy carried its own idempotency key ({fresh_keys} of {len(duplicated)} "
-            "customers): SendGrid could not know the second request was the same email."
+            f"Every copy carried its own idempotency key ({d['fresh_keys']} of "
+            f"{d['recipients']} customers): SendGrid could not know the second request was the "
+            "same email."
         )
-    durations = [c.duration for c in r.services.ledger.calls_for(operation="send_email")]
-    over = sum(d > s.lease for d in durations)
+    sends = r.facts["sends"]
     evidence.append(
         f"The lease is {s.lease:g} s with the heartbeat {'on' if s.heartbeat else 'off'}, but "
-        f"send_email took {_s(percentile(durations, 99))} at p99 and up to "
-        f"{_s(max(durations, default=0.0))}; {over:,} sends outlasted the lease. "
-        f"{s.recoveries:,} running jobs were handed to another worker."
+        f"send_email took {_s(sends['p99'])} at p99 and up to {_s(sends['max'])}; "
+        f"{sends['over_lease']:,} sends outlasted the lease. {s.recoveries:,} running jobs were "
+        "handed to another worker."
     )
-    timeouts = sum(c.outcome == "timeout_after" for c in r.services.ledger.calls)
-    if timeouts:
+    if sends["timeouts_after_delivery"]:
         evidence.append(
-            f"{timeouts:,} sends timed out after SendGrid had delivered; each retry with a new "
-            "key delivered again."
+            f"{sends['timeouts_after_delivery']:,} sends timed out after SendGrid had delivered; "
+            "each retry with a new key delivered again."
         )
+    evidence += _error_lines(r, r.facts["errors"])
+    after = []
     if fixed is not None:
         f = fixed.snapshot
-        replayed = sum(
-            c.outcome == "replayed" for c in fixed.services.ledger.calls_for(operation="send_email")
-        )
-        evidence.append(
-            f"With the fix (same lease, same load): {f.duplicate_copies:,} duplicate copies; "
-            f"{f.recoveries:,} jobs were still handed over, and {replayed:,} second sends were "
-            "answered with the first email's message id instead of a new email."
+        replayed = fixed.facts["sends"]["replayed"]
+        after.append(
+            f"With the whole fix (a key per job and step; lease {f.lease:g} s, heartbeat "
+            f"{'on' if f.heartbeat else 'off'}) on the same load and seed: "
+            f"{f.duplicate_copies:,} duplicate copies (was {s.duplicate_copies:,}), "
+            f"{f.recoveries:,} jobs handed to a second worker (was {s.recoveries:,}), and "
+            f"{replayed:,} repeated sends answered with the first email's message id instead of "
+            "a new email."
         )
     return Explanation(
         root_cause=(
@@ -272,65 +441,74 @@ def _explain_duplicates(r: RunResult, fixed: RunResult | None) -> Explanation:
             "message id. Then stop handing live jobs out: renew the claim while working "
             "(heartbeat) or make the lease longer than the slowest job."
         ),
+        fixed=after,
     )
 
 
-def _explain_pool(r: RunResult, fixed: RunResult | None) -> Explanation:
+def _explain_pool(r: RunRecord, fixed: RunRecord | None) -> Explanation:
     s = r.snapshot
-    errors = ", ".join(f"{name} {n:,}" for name, n in s.worker_errors.items()) or "none"
-    send_step = s.latency.get("send_email", {"p50": 0.0, "p99": 0.0})
+    sqlite = r.dialect == "sqlite"
+    pool = s.pool
     evidence = [
-        f"{s.pool.timeouts:,} PoolTimeouts after waiting {_s(s.pool.max_wait)} at most (errors "
-        f"raised in the workers: {errors}). The pool of {s.pool.max_size} was full "
-        f"{s.pool_saturated_share:.0%} of the time, with up to {s.pool_peak_waiting} callers "
-        "waiting.",
+        _pool_timeouts_line(s)
+        + f" The pool of {pool.max_size} was full {s.pool_saturated_share:.0%} of the time, with "
+        f"up to {s.pool_peak_waiting} callers waiting at once ({_callers(s)}).",
     ]
-    inside = _calls_in_transaction(r)
-    if inside:
+    evidence += _error_lines(r, r.facts["errors"])
+    inside = r.facts["in_transaction"]
+    if inside["calls"]:
         evidence.append(
-            "API calls made while holding a transaction (and its connection): "
-            + ", ".join(f"{op} {n:,}" for op, n in inside.most_common())
-            + f"; the oldest open transaction reached {_s(s.oldest_transaction_max)}."
+            f"{_calls(inside['calls'])} made while holding a transaction (and its connection"
+            + (", and SQLite's write lock" if sqlite else "")
+            + f"); {inside['rate_limited']:,} of them were answered 429, and the transaction "
+            "stayed open through the retry_after wait. The longest open transaction reached "
+            f"{_s(s.oldest_transaction_max)}."
         )
-    evidence.append(
-        f"The send_email step took {_s(send_step['p50'])} at p50 and {_s(send_step['p99'])} at "
-        f"p99, against {_api(r, 'send_email')} for SendGrid itself: the rest is waiting for a "
-        "connection."
-    )
-    quick = [name for name in ("claim", "take_action") if s.latency.get(name, {}).get("n")]
-    if quick:
-        spikes = ", ".join(f"{name} p99 {_s(s.latency[name]['p99'])}" for name in quick)
-        if fixed is not None:
-            after = fixed.snapshot.latency
-            spikes += (
-                " (with the fix: "
-                + ", ".join(_s(after[name]["p99"]) for name in quick if name in after)
-                + ")"
-            )
+    send_step = s.latency.get("send_email", {"p50": 0.0, "p99": 0.0, "n": 0})
+    if send_step["n"]:
         evidence.append(
-            f"Calls that make no slow request spike too - {spikes}: they wait for a connection "
-            "like everyone else."
+            f"The send_email step took {_s(send_step['p50'])} at p50 and "
+            f"{_s(send_step['p99'])} at p99, against {_api(r, 'send_email')} for SendGrid "
+            "itself: the rest is retry_after waits and waiting for a connection"
+            + (" or the write lock." if sqlite else ".")
         )
+    claim = s.latency["claim"]
     evidence.append(
-        f"Not a leak: once the workers stopped, {s.pool.in_use} connections were still in use."
+        f"claim_next_job - one short UPDATE, no API call - took {_s(claim['p99'])} at p99 "
+        f"(p50 {_s(claim['p50'])}): it waits for a connection like everyone else."
     )
+    evidence.append(
+        f"Not a leak: once the workers stopped, {pool.in_use} connections were still in use."
+    )
+    after = []
     if fixed is not None:
         f = fixed.snapshot
-        evidence.append(
-            f"With the fix, the same {f.pool.max_size} connections and the same load: "
-            f"{f.pool.timeouts:,} PoolTimeouts, send_email p99 "
-            f"{_s(f.latency.get('send_email', {'p99': 0.0})['p99'])}, pool full "
-            f"{f.pool_saturated_share:.0%} of the time - so the pool was not too small."
+        fixed_send = f.latency.get("send_email", {"p99": 0.0, "n": 0})
+        after.append(
+            f"With the fix, the same {f.pool.max_size} connections, load and seed: "
+            f"{f.pool.timeouts:,} PoolTimeouts (was {pool.timeouts:,}), claim p99 "
+            f"{_s(f.latency['claim']['p99'])} (was {_s(claim['p99'])}), pool full "
+            f"{f.pool_saturated_share:.0%} of the time, longest wait for a connection "
+            f"{_s(f.pool.max_wait)} - so the pool was not too small."
         )
+        if fixed_send["n"]:
+            after.append(
+                f"The send_email step's own p99 ({_s(fixed_send['p99'])} with the fix) is "
+                "SendGrid's 429s and their retry_after waits: slow, but now without holding a "
+                "connection, so nobody else waits for it."
+            )
     return Explanation(
         root_cause=(
-            "send_email_step opens a transaction (locking the job's row) and calls SendGrid "
-            "inside it. The transaction's pooled connection is held, doing nothing, for the "
-            "whole network call and its retries; with twenty workers and ten connections, the "
-            "launch burst leaves callers waiting longer than the 1 s pool timeout."
+            "send_email_step opens a transaction ("
+            + ("BEGIN IMMEDIATE: SQLite's write lock" if sqlite else "locking the job's row")
+            + ") and calls SendGrid inside it. The transaction's pooled connection is held, "
+            "doing nothing, for the whole network call and its retries; with twenty workers "
+            f"and {pool.max_size} connections, the launch burst leaves callers waiting longer "
+            f"than the {r.deployment['pool_timeout_s']:g} s pool timeout."
             + (
-                " On SQLite the transaction also holds the database's write lock."
-                if r.dialect == "sqlite"
+                " On SQLite the transaction also holds the database's write lock, so every "
+                "other write waits for it, up to the busy timeout."
+                if sqlite
                 else ""
             )
         ),
@@ -341,27 +519,103 @@ def _explain_pool(r: RunResult, fixed: RunResult | None) -> Explanation:
             "short UPDATE. Don't grow the pool to hide it: every extra connection would sit idle "
             "during sends too."
         ),
+        fixed=after,
     )
 
 
-# -- measured details ------------------------------------------------------------------------------
+# -- the parts the explanations share --------------------------------------------------------------
 
 
-def _calls_in_transaction(r: RunResult) -> Counter[str]:
-    return Counter(c.operation for c in r.services.ledger.calls if c.in_transaction)
+def _pool_timeouts_line(s: Snapshot) -> str:
+    """The pool's PoolTimeouts, split by who met them; the parts add up to the pool's count."""
+    total = s.pool.timeouts
+    raised = s.worker_errors.get("PoolTimeout", 0)
+    retried = s.harness_errors.get("PoolTimeout", 0)
+    handled = total - raised - retried
+    parts = [f"{raised:,} reached claim_next_job or process_job as errors"]
+    if retried:
+        parts.append(f"{retried:,} hit a heartbeat or the re-read of a job, which retry")
+    if handled > 0:
+        parts.append(f"{handled:,} were caught inside the code")
+    return (
+        f"{total:,} PoolTimeouts after waiting {_s(s.pool.max_wait)} at most: "
+        + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
+        + "."
+    )
 
 
-def _api(r: RunResult, operation: str) -> str:
-    durations = [
-        c.duration
-        for c in r.services.ledger.calls_for(operation=operation)
-        if c.outcome in ("ok", "replayed")
-    ]
-    return f"p50 {_s(percentile(durations, 50))}, p99 {_s(percentile(durations, 99))}"
+def _callers(s: Snapshot) -> str:
+    if s.heartbeat:
+        return (
+            f"at most {s.callers_bound} can: {s.workers} workers and, while they hold a job, "
+            "their heartbeats"
+        )
+    return f"at most {s.callers_bound} can: one per worker"
+
+
+def _error_lines(r: RunRecord, errors: Iterable[dict[str, Any]]) -> list[str]:
+    """One line per type of error the workers' code raised, in the backend's words (the
+    PoolTimeouts are the pool's line)."""
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for error in errors:
+        if error["type"] != "PoolTimeout":
+            by_type.setdefault(error["type"], []).append(error)
+    lines = []
+    busy = r.deployment.get("busy_timeout_s") or 10.0
+    for kind, groups in by_type.items():
+        n = sum(group["count"] for group in groups)
+        where = (
+            f" in {groups[0]['where']}"
+            if len(groups) == 1
+            else ": " + " and ".join(f"{group['count']:,} in {group['where']}" for group in groups)
+        )
+        calls, they = ("1 call", "it") if n == 1 else (f"{n:,} calls", "they")
+        message = groups[0]["message"]
+        if kind == "OperationalError" and "locked" in message:
+            lines.append(
+                f"{calls} failed with OperationalError ('{message}'){where}; {they} waited "
+                f"longer than SQLite's busy timeout ({busy:g} s) for the write lock. The same "
+                "queue, not a separate fault."
+            )
+        else:
+            detail = f" ({message})" if message else ""
+            lines.append(f"{calls} raised {kind}{detail}{where}.")
+    return lines
+
+
+def history_lines(r: RunRecord, *, limit: int) -> list[str]:
+    """The first ``limit`` offending jobs' histories, as lines."""
+    lines = []
+    for job in r.jobs[:limit]:
+        email = f" ({job['email']})" if job["email"] else ""
+        lines.append(f"job {job['job_id']}{email}: {job['why']}")
+        lines += [
+            f"  {event['at']:7.2f} s  {event['who']:<10} {event['what']}"
+            for event in job["events"][:12]
+        ]
+        if len(job["events"]) > 12:
+            lines.append(f"  ... {len(job['events']) - 12} more events")
+    return lines
+
+
+def _calls(counts: dict[str, int]) -> str:
+    """``28 API calls (send_email 28) were``."""
+    total = sum(counts.values())
+    each = ", ".join(f"{op} {n:,}" for op, n in counts.items())
+    if total == 1:
+        return f"1 API call ({each}) was"
+    return f"{total:,} API calls ({each}) were"
+
+
+def _api(r: RunRecord, operation: str) -> str:
+    spread = r.facts["api"][operation]
+    return f"p50 {_s(spread['p50'])}, p99 {_s(spread['p99'])}"
 
 
 def _times(after: float, before: float) -> str:
-    return f"{after / before:.1f}x" if before > 0 else "from zero"
+    if before <= 0:
+        return "up from 0 watched"
+    return f"{after / before:.1f}x the {before:,.0f} watched"
 
 
 def _s(value: float) -> str:

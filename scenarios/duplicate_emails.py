@@ -1,4 +1,4 @@
-"""Incident 2: customers got the campaign email two or three times.
+"""Incident 2: customers got the campaign email more than once.
 
 This is the campaign worker as production runs it tonight, and the deployment settings it runs
 with. Support is forwarding complaints: "why did you email me three times?". Read it as you
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from dataclasses import replace
 
 from harness import Job, send_email
 from harness.faults import FaultPlan, Latency, ServiceFaults
@@ -66,6 +67,10 @@ DEPLOYMENT = Deployment(lease=0.5, heartbeat=False, apis=production_apis, stop_g
 # sending another. Separately, renew the claim while working (heartbeat) or make the lease longer
 # than the slowest job, so that live jobs are not handed out twice at all.
 
+#: The rest of the fix is in the deployment: heartbeats on (a renewal every lease / 3), and a
+#: lease that a renewal always beats.
+FIXED_DEPLOYMENT = replace(DEPLOYMENT, lease=2.0, heartbeat=True)
+
 
 # The email step of scenarios/workflow.py: a key stable across retries, no transaction open.
 fixed_send_email_step = workflow.send_email_step
@@ -80,14 +85,15 @@ _module = sys.modules[__name__]
 INCIDENT = Incident(
     number=2,
     slug="duplicate_emails",
-    title="Customers got the email two or three times",
+    title="Customers got the email more than once",
     page=(
         "Support is flooded: customers of the spring campaign say they received the same email "
-        "two, some three times, and a few are threatening to report us as spam. The workers "
-        "look healthy and the queue is moving."
+        "more than once, and a few are threatening to report us as spam. The workers look "
+        "healthy and the queue is moving."
     ),
     module=_module,
     deployment=DEPLOYMENT,
+    fixed_deployment=FIXED_DEPLOYMENT,
     flawed=solution_of(
         _module,
         claim_next_job=claim_next_job,

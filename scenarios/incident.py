@@ -10,7 +10,7 @@ external APIs behave) and the two solutions. The drill runs a ``Load`` against o
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -124,12 +124,18 @@ class Incident:
     number: int
     slug: str
     title: str
-    #: What the pager says: the symptom as reported, never a measured figure.
+    #: What the pager says: the symptom as reported, never a measured figure. A symptom that
+    #: the fix removes (``--fixed`` shows it gone), in the words of the backend that runs.
     page: str
     module: ModuleType
     deployment: Deployment
     flawed: Solution
     fixed: Solution
+    #: The page on another backend (by dialect), when its logs say something else.
+    pages: dict[str, str] = field(default_factory=dict)
+    #: How production runs once fixed, when the fix is also in the configuration (drill 2's
+    #: heartbeat); None: the same deployment.
+    fixed_deployment: Deployment | None = None
     #: Whether telling the flaw apart needs the fix measured under the same load (throughput is
     #: only "low" next to what the same machine does with the fix).
     needs_baseline: bool = False
@@ -137,6 +143,16 @@ class Incident:
     @property
     def path(self) -> Path:
         return Path(self.module.__file__ or self.slug)
+
+    def page_for(self, dialect: str) -> str:
+        return self.pages.get(dialect, self.page)
+
+    def deployment_for(self, key: str) -> Deployment:
+        """The deployment a variant runs with: the fixed one for ``fixed``; production's for
+        the flawed code and for a candidate's solution."""
+        if key == "fixed" and self.fixed_deployment is not None:
+            return self.fixed_deployment
+        return self.deployment
 
     def variant(self, key: str, solution: Solution | None = None) -> Variant:
         if key == "flawed":

@@ -13,21 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import DatabaseConfig
+from harness.context import current_job_id
 from harness.database import Database, current_database
 from harness.isolation import isolated_database
 from harness.metrics import RunMetrics
-from harness.models import Campaign
-from harness.runner import Runner, RunReport
+from harness.models import Campaign, Job, JobStatus
+from harness.orm import utcnow
+from harness.runner import CandidateError, Runner, RunReport
 from harness.services import Services
+from harness.solutions import Solution
 from harness.stress import campaign_emails
 
 from . import workflow
 from .incident import Incident, Load, Variant
+from .record import ErrorEvent, RunRecord, build_record, new_id
 from .snapshot import Observer, Snapshot
 from .totals import Totals, verify_totals
 
@@ -46,8 +53,8 @@ OnSnapshot = Callable[[Snapshot], None]
 
 @dataclass
 class RunResult:
-    """A finished run: the last snapshot (what the dashboard showed), re-counted totals, and
-    the raw records the diagnosis quotes."""
+    """A finished run: the last snapshot (what the dashboard showed), re-counted totals, the raw
+    records the diagnosis reads, and the run's ``record`` (what is kept and quoted)."""
 
     incident: Incident
     variant: Variant
@@ -58,6 +65,7 @@ class RunResult:
     report: RunReport
     services: Services
     created: int
+    record: RunRecord = field(init=False)
 
     @property
     def jobs_per_minute(self) -> float:
@@ -65,64 +73,10 @@ class RunResult:
 
     def figures(self) -> dict[str, Any]:
         """The headline numbers, for before/after tables, signatures and ``--json``."""
-        s = self.snapshot
-        latency = s.latency
-        return {
-            "jobs_per_min": round(s.throughput_avg, 1),
-            "capacity_jobs_per_min": round(s.capacity, 1) if s.capacity else None,
-            "api_seconds_per_job": round(s.api_seconds_per_job, 4)
-            if s.api_seconds_per_job
-            else None,
-            **s.counts,
-            "delivered": s.delivered,
-            "duplicate_copies": s.duplicate_copies,
-            "duplicated_recipients": s.duplicated_recipients,
-            "pool_timeouts": s.pool.timeouts,
-            "pool_max_wait_s": round(s.pool.max_wait, 3),
-            "pool_saturated_share": round(s.pool_saturated_share, 3),
-            "p99_claim_s": round(latency["claim"]["p99"], 4),
-            "p99_step_s": round(latency["all steps"]["p99"], 4),
-            **{
-                f"p99_{step}_s": round(latency[step]["p99"], 4)
-                for step in ("send_email", "analyze", "take_action")
-                if step in latency
-            },
-            "calls_in_transaction": s.calls_in_transaction,
-            "recoveries": s.recoveries,
-            "workers_waiting_on_lock_avg": round(s.states_avg["waiting on a lock"], 2),
-            "oldest_transaction_max_s": round(s.oldest_transaction_max, 3),
-            "worker_errors": dict(s.worker_errors),
-        }
+        return self.record.figures()
 
     def as_dict(self) -> dict[str, Any]:
-        dashboard = {
-            **self.snapshot.counts,
-            "total": self.snapshot.jobs,
-            "delivered": self.snapshot.delivered,
-            "duplicate_copies": self.snapshot.duplicate_copies,
-            "duplicated_recipients": self.snapshot.duplicated_recipients,
-            "api_calls": sum(self.snapshot.api_calls.values()),
-        }
-        return {
-            "variant": self.variant.key,
-            "label": self.variant.label,
-            "solution": str(self.variant.solution.path),
-            "dialect": self.dialect,
-            "database": self.snapshot.database,
-            "elapsed_s": round(self.snapshot.elapsed, 3),
-            "drained": self.report.drained,
-            "aborted": self.report.aborted,
-            "load": {
-                "jobs": self.load.jobs,
-                "workers": self.load.workers,
-                "duration_s": self.load.duration,
-                "seed": self.load.seed,
-            },
-            "figures": self.figures(),
-            "dashboard": dashboard,
-            "database_totals": self.totals.as_dict(),
-            "verified": True,  # a mismatch raises TotalsMismatch instead of returning
-        }
+        return self.record.as_dict()
 
 
 class _DrillRunner(Runner):
@@ -132,11 +86,20 @@ class _DrillRunner(Runner):
       take no new job and start no new step, and finish the call they are in (the config's
       deadline, a few seconds later, cancels what is left). Cancelling statements mid-flight
       would leave queries running on the server after the final count.
+    * It keeps every error with its time and place: the solution's (``claim_next_job``,
+      ``process_job``) and those of the runner's own statements on the workers' pool (the
+      heartbeat, the job's re-read between steps), which the runner retries silently. A board
+      that shows PoolTimeouts must be able to say whose they were: these two add up to the
+      pool's count.
     """
 
-    def __init__(self, *args: Any, stop_after: float, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, stop_after: float, harness_errors: Counter[str], **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.stop_after = stop_after
+        self.harness_errors = harness_errors
+        self.error_log: list[ErrorEvent] = []
 
     async def run(self) -> RunReport:
         stop = asyncio.get_running_loop().call_later(self.stop_after, self.stop)
@@ -144,6 +107,80 @@ class _DrillRunner(Runner):
             return await super().run()
         finally:
             stop.cancel()
+
+    def _candidate_error(self, error: CandidateError) -> None:
+        self._log(error.worker_id, error.job_id, error.where, error.error)
+        super()._candidate_error(error)
+
+    def _log(self, worker: str, job_id: int | None, where: str, error: BaseException) -> None:
+        self.error_log.append(
+            ErrorEvent(
+                at=round(time.monotonic() - self.metrics.started, 3),
+                worker=worker,
+                job_id=job_id,
+                where=where,
+                type=type(error).__name__,
+                message=str(error).splitlines()[0] if str(error) else "",
+            )
+        )
+
+    def _bookkeeping_error(self, worker: str, job_id: int, where: str, error: Exception) -> None:
+        self.harness_errors[type(error).__name__] += 1
+        self._log(worker, job_id, where, error)
+
+    # The two methods below are the runner's own, with the error counted instead of dropped.
+
+    async def _read_job(self, job_id: int) -> Job | None:
+        while True:
+            try:
+                return await Job.filter(id=job_id).first()
+            except Exception as error:
+                self._bookkeeping_error(_worker_name(), job_id, "job re-read", error)
+                if self._stop.is_set():
+                    return None
+                await asyncio.sleep(self.config.idle_poll)
+
+    async def _heartbeat(self, worker_id: str, job_id: int, released: asyncio.Event) -> None:
+        current_job_id.set(None)  # the harness's own writes are not the job's (crash points)
+        while not released.is_set():
+            await asyncio.sleep(self.config.lease / 3)
+            if released.is_set():
+                return
+            try:
+                await Job.filter(id=job_id, worker_id=worker_id, status=JobStatus.RUNNING).update(
+                    claimed_at=utcnow()
+                )
+            except Exception as error:
+                self._bookkeeping_error(worker_id, job_id, "heartbeat", error)
+
+
+def _timing_failures(solution: Solution, metrics: RunMetrics) -> Solution:
+    """``solution`` with its failed calls timed too: the runner times a claim or a step only when
+    it returns, but a claim that waited a second for a connection and then raised PoolTimeout
+    is the slowest claim of all, and the latency table - and its p99 - must count it."""
+
+    async def claim_next_job(worker_id: str) -> Any:
+        started = time.monotonic()
+        try:
+            return await solution.claim_next_job(worker_id)
+        except Exception:
+            metrics.claim_seconds.append(time.monotonic() - started)
+            raise
+
+    async def process_job(job: Any) -> None:
+        step, started = job.step.value, time.monotonic()
+        try:
+            await solution.process_job(job)
+        except Exception:
+            metrics.step_seconds[step].append(time.monotonic() - started)
+            raise
+
+    return dataclasses.replace(solution, claim_next_job=claim_next_job, process_job=process_job)
+
+
+def _worker_name() -> str:
+    task = asyncio.current_task()
+    return task.get_name() if task is not None else "?"
 
 
 class _MonitorPool:
@@ -172,11 +209,13 @@ async def run_load(
     on_snapshot: OnSnapshot | None = None,
     interval: float = SAMPLE_INTERVAL,
     grace: float | None = None,
+    record_id: str | None = None,
 ) -> RunResult:
     """Run ``load`` on ``database`` (active, fresh, with the kata's schema and the incident's
     pool options) with ``variant``'s code; call ``on_snapshot`` with each snapshot. At the
     load's duration the workers are told to stop; ``grace`` seconds later (the deployment's
-    ``stop_grace`` unless given) the rest is cancelled."""
+    ``stop_grace`` unless given) the rest is cancelled. The result's ``record`` has every
+    snapshot, under ``record_id`` (a new id unless given)."""
     if current_database() is not database:
         raise RuntimeError("run_load needs the database it is given to be the active one")
     campaign = await Campaign.create(name=f"incident {incident.number}: {incident.title}")
@@ -184,10 +223,11 @@ async def run_load(
     created = await workflow.create_campaign_jobs(campaign.id, emails)
     database.round_trips.reset()  # queueing the campaign is not part of the run
 
-    deployment = incident.deployment
+    deployment = incident.deployment_for(variant.key)
     config = deployment.runner_config(load, police_errors=not variant.ours, grace=grace)
     services = Services(deployment.apis(load.seed))
     metrics = RunMetrics()
+    harness_errors: Counter[str] = Counter()
     observer = Observer(
         scenario=incident.number,
         title=incident.title,
@@ -198,7 +238,15 @@ async def run_load(
         config=config,
         jobs=created,
         duration=load.duration,
+        harness_errors=harness_errors,
     )
+    timeline: list[Snapshot] = []
+
+    def keep(snapshot: Snapshot) -> None:
+        timeline.append(snapshot)
+        if on_snapshot is not None:
+            on_snapshot(snapshot)
+
     # The drill's own connections: the monitor's statements and the final count. A worker
     # cancelled at the deadline can leave a pooled connection still busy with its statement,
     # and the count must not queue behind it.
@@ -210,14 +258,17 @@ async def run_load(
     await own.open()
     try:
         runner = _DrillRunner(
-            variant.solution,
+            _timing_failures(variant.solution, metrics),
             config,
             stop_after=load.duration,
+            harness_errors=harness_errors,
             database=_MonitorPool(database, own),  # type: ignore[arg-type]
             services=services,
             metrics=metrics,
         )
-        sampler = asyncio.create_task(_sample(observer, on_snapshot, interval), name="sampler")
+        # The ledger's clock is the loop's; the runner's is time.monotonic() from its start.
+        started = asyncio.get_running_loop().time() - (time.monotonic() - metrics.started)
+        sampler = asyncio.create_task(_sample(observer, keep, interval), name="sampler")
         try:
             report = await runner.run()
         finally:
@@ -228,9 +279,8 @@ async def run_load(
         totals = await verify_totals(final, own, services, created=created)
     finally:
         await own.close()
-    if on_snapshot is not None:
-        on_snapshot(final)
-    return RunResult(
+    keep(final)
+    result = RunResult(
         incident=incident,
         variant=variant,
         load=load,
@@ -241,6 +291,15 @@ async def run_load(
         services=services,
         created=created,
     )
+    result.record = build_record(
+        result,
+        id=record_id or new_id(incident.number, variant.key),
+        timeline=timeline,
+        errors=runner.error_log,
+        started=started,
+        grace=grace,
+    )
+    return result
 
 
 async def run_isolated(
@@ -252,10 +311,11 @@ async def run_isolated(
     on_snapshot: OnSnapshot | None = None,
     interval: float = SAMPLE_INTERVAL,
     grace: float | None = None,
+    record_id: str | None = None,
 ) -> RunResult:
     """``run_load`` on a throwaway database (a temporary SQLite file, or a fresh PostgreSQL
     schema that is dropped afterwards) with the incident's pool settings."""
-    options = incident.deployment.database_options(load)
+    options = incident.deployment_for(variant.key).database_options(load)
     async with isolated_database(base, f"incident{incident.number}", **options) as database:
         return await run_load(
             incident,
@@ -265,6 +325,7 @@ async def run_isolated(
             on_snapshot=on_snapshot,
             interval=interval,
             grace=grace,
+            record_id=record_id,
         )
 
 

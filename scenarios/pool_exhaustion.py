@@ -100,10 +100,19 @@ INCIDENT = Incident(
     slug="pool_exhaustion",
     title="PoolTimeout errors and p99 spikes under the launch burst",
     page=(
-        "Every campaign launch now pages us: PoolTimeout errors in the worker logs and the "
-        "p99 latency alert fires. It started with this morning's release, which made the email "
-        "step 'exactly once'. Between launches everything is quiet."
+        "Every campaign launch now pages us: PoolTimeout errors in the worker logs, and the p99 "
+        "latency alert on claiming a job (claim_next_job) fires. It started with this morning's "
+        "release, which made the email step 'exactly once'. Between launches everything is "
+        "quiet."
     ),
+    pages={
+        "sqlite": (
+            "Every campaign launch now pages us: PoolTimeout and 'database is locked' errors in "
+            "the worker logs, and the p99 latency alert on claiming a job (claim_next_job) "
+            "fires. It started with this morning's release, which made the email step 'exactly "
+            "once'. Between launches everything is quiet."
+        ),
+    },
     module=_module,
     deployment=DEPLOYMENT,
     flawed=solution_of(

@@ -3,22 +3,51 @@
 A ``Question`` has four or five ``Choice``s and one right letter. ``grade`` checks an answer;
 the free-text change is kept with the grade and appended to an answers file (JSON lines), so
 that a candidate (or an interviewer) can look back at what was said during each drill.
+``review_change`` reads the change against the question's rubric: the points a good answer
+makes (and the tempting ones it should not), matched by keywords - a nudge, not a grade.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from harness.config import PROJECT_ROOT
+__all__ = [
+    "FOLLOW_UP",
+    "Choice",
+    "Grade",
+    "Point",
+    "Question",
+    "answers_file",
+    "grade",
+    "record",
+    "review_change",
+]
 
-__all__ = ["DEFAULT_ANSWERS_FILE", "Choice", "Grade", "Question", "grade", "record"]
-
-#: Where answers are recorded unless told otherwise (``.kata/`` is the harness's own, ignored).
-DEFAULT_ANSWERS_FILE = PROJECT_ROOT / ".kata" / "scenario-answers.jsonl"
 FOLLOW_UP = "What would you change?"
+
+
+def answers_file() -> Path:
+    """Where answers are recorded unless told otherwise: ``scenario-answers.jsonl`` in
+    ``.kata/`` (or ``KATA_HOME``)."""
+    from harness.cli.app import kata_home  # the CLI package is heavy; only this is needed
+
+    return kata_home() / "scenario-answers.jsonl"
+
+
+@dataclass(frozen=True)
+class Point:
+    """One thing a good "what would you change?" says (or, with ``warns``, should not)."""
+
+    label: str
+    pattern: str  # a regular expression, matched case-insensitively
+    warns: bool = False
+
+    def made_in(self, text: str) -> bool:
+        return re.search(self.pattern, text, re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)
@@ -32,6 +61,7 @@ class Question:
     prompt: str
     choices: tuple[Choice, ...]
     right: str
+    rubric: tuple[Point, ...] = ()
 
     def __post_init__(self) -> None:
         letters = [choice.letter for choice in self.choices]
@@ -75,12 +105,26 @@ def grade(question: Question, answer: str, change: str = "") -> Grade:
     return Grade(given=given, right=question.right, correct=given == question.right, change=change)
 
 
-def record(path: Path, *, scenario: int, result: Grade, figures: dict[str, object]) -> None:
-    """Append one answered drill to ``path`` (created if needed)."""
+def review_change(question: Question, change: str) -> list[tuple[Point, bool]]:
+    """Each rubric point and whether ``change`` makes it (for a warning: falls for it)."""
+    return [(point, point.made_in(change)) for point in question.rubric]
+
+
+def record(
+    path: Path,
+    *,
+    scenario: int,
+    result: Grade,
+    figures: dict[str, object],
+    run: str | None = None,
+) -> None:
+    """Append one answered drill to ``path`` (created if needed); ``run`` is the recorded run's
+    id the answer is about."""
     path.parent.mkdir(parents=True, exist_ok=True)
     entry = {
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "scenario": scenario,
+        "run": run,
         **result.as_dict(),
         "figures": figures,
     }

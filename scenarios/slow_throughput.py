@@ -103,9 +103,10 @@ INCIDENT = Incident(
     slug="slow_throughput",
     title="The campaign is crawling",
     page=(
-        "Marketing launched the spring campaign twenty minutes ago. The "
-        "twenty campaign workers are all up and healthy, no errors in the logs, yet the campaign "
-        "is nowhere near done and the queue barely moves. Nothing was deployed today."
+        "Marketing launched the spring campaign twenty minutes ago. The twenty campaign "
+        "workers are all up and healthy, yet the campaign is nowhere near done: the queue "
+        "barely moves, at a fraction of what twenty workers should do. Nothing was deployed "
+        "today."
     ),
     module=_module,
     deployment=DEPLOYMENT,

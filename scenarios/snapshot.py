@@ -8,9 +8,12 @@ under way, the pool's meter, the open transactions, the API ledger - and returns
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from harness.database import Database
 from harness.ledger import ViolationKind
@@ -91,6 +94,10 @@ class Snapshot:
     duplicated_recipients: int  # recipients who got more than one
     recoveries: int
     worker_errors: dict[str, int]  # exceptions the solution raised, by type
+    #: Errors the runner's own database calls for the workers met and retried (a heartbeat
+    #: renewing a claim, the re-read of a job between two steps), by type: they share the
+    #: workers' pool, so its PoolTimeouts are the workers' plus these.
+    harness_errors: dict[str, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -100,6 +107,25 @@ class Snapshot:
     @property
     def pool_timeouts(self) -> int:
         return self.pool.timeouts
+
+    @property
+    def callers_bound(self) -> int:
+        """How many callers can want a pooled connection at once: each worker, and each
+        worker's heartbeat while it holds a job (the runner's other statements have a pool of
+        their own)."""
+        return self.workers * (2 if self.heartbeat else 1)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for a run's record (``from_dict`` reads it back)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Snapshot:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["pool"] = PoolStats(**data["pool"])
+        values["worker_views"] = [WorkerView(**view) for view in data["worker_views"]]
+        return cls(**values)
 
 
 class Observer:
@@ -118,8 +144,10 @@ class Observer:
         config: RunnerConfig,
         jobs: int,
         duration: float,
+        harness_errors: Mapping[str, int] | None = None,
     ) -> None:
         self.scenario, self.title, self.variant = scenario, title, variant
+        self._harness_errors = harness_errors if harness_errors is not None else {}
         self.database, self.services, self.metrics = database, services, metrics
         self.config, self.jobs, self.duration = config, jobs, duration
         self._workers = [f"worker-{i + 1}" for i in range(config.workers)]
@@ -203,6 +231,7 @@ class Observer:
             duplicated_recipients=sum(1 for n in self._deliveries.values() if n > 1),
             recoveries=self.metrics.recoveries,
             worker_errors=dict(self.metrics.candidate_errors),
+            harness_errors=dict(self._harness_errors),
         )
 
     # -- sources -----------------------------------------------------------------------------

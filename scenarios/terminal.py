@@ -7,6 +7,7 @@ stdout carries the JSON document and nothing else.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import sys
@@ -75,29 +76,27 @@ class Terminal:
             yield draw
 
     @contextmanager
-    def driver_noise(self) -> Iterator[None]:
+    def driver_noise(self) -> Iterator[list[str]]:
         """Keep the drivers' own log lines (psycopg closing a cancelled query's connection,
-        asyncio reporting a task that died with it) off the board while the runs last, and
-        mention them once afterwards: they come from workers cancelled at the deadline."""
+        asyncio reporting a task that died with it) off the screen: they come from workers
+        cancelled at the deadline, and tell the candidate nothing about the incident. The
+        messages are collected in the list yielded (a run's record keeps them)."""
         collected: list[logging.LogRecord] = []
+        messages: list[str] = []
         handler = _Collect(collected)
         loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
         saved = [(lg.handlers[:], lg.propagate) for lg in loggers]
         for lg in loggers:
             lg.handlers, lg.propagate = [handler], False
         try:
-            yield
+            yield messages
         finally:
+            gc.collect()  # a task that died unobserved is reported when it is collected: now
             for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
                 lg.handlers, lg.propagate = handlers, propagate
-            if collected:
-                first = collected[0].getMessage().splitlines()[0]
-                self.show(
-                    f"[dim]{len(collected)} driver message(s) while cancelling the workers that "
-                    f"outlived the grace period; the first: {first}[/]",
-                    markup=True,
-                    highlight=False,
-                )
+            messages.extend(
+                (record.getMessage().splitlines() or [""])[0] for record in collected
+            )
 
     def ask(self, prompt: str, *, choices: list[str] | None = None) -> str:
         if choices is not None:

@@ -35,7 +35,7 @@ async def _measure(backend: str, number: int, key: str) -> RunResult:
     the result against that database once the run is over."""
     incident = INCIDENTS[number]
     variant = incident.variant(key, REFERENCE if key == "solution" else None)
-    options = incident.deployment.database_options(LOAD)
+    options = incident.deployment_for(key).database_options(LOAD)
     async with isolated_database(base_config(backend, **options), purpose="test") as database:
         result = await run_load(incident, variant, LOAD, database=database)
         # Fresh connections: a worker cancelled at the deadline may leave a pooled one busy.
@@ -153,11 +153,16 @@ def test_cli_grades_a_right_answer_and_reports_measured_totals_as_json(
     )
     assert code == 0, output
     document = json.loads(output)
-    assert document["answer"] == {
+    assert {k: v for k, v in document["answer"].items() if k != "review"} == {
         "given": right,
         "right": right,
         "correct": True,
         "change": "no API call in a transaction",
+    }
+    assert document["answer"]["review"][0] == {
+        "point": "send the email outside any transaction",
+        "made": True,
+        "warns": False,
     }
     assert document["explanation"] is None
     run = document["runs"]["flawed"]

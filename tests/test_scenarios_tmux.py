@@ -116,3 +116,9 @@ def test_the_board_is_drawn_live_in_a_terminal_then_the_answer_is_graded(
     assert "Right: B." in tmux.wait_for("Right", timeout=10)
     tmux.wait_until_exited(timeout=10)
     assert '"correct": true' in answers.read_text()
+    debrief = tmux.pane().split("Debrief")[-1]
+    # The debrief reads the change, quotes this run, and says what to run next.
+    assert "send the email outside any transaction" in debrief
+    assert "Evidence from this run" in debrief
+    for step in ("scenarios 1 --explain", "scenarios 1 --fixed", "scenarios 1 --replay"):
+        assert step in debrief
