@@ -188,9 +188,11 @@ def _databases(db: str | None) -> list[str]:
 def _report(lines: Iterable[tuple[str, str | None]]) -> int:
     failures = 0
     for label, problem in lines:
+        # Flushed line by line: a long stress read through a pipe or a file shows its progress.
         click.echo(
             f"{'FAIL' if problem else 'ok  '}  {label}" + (f"\n      {problem}" if problem else "")
         )
+        sys.stdout.flush()
         failures += problem is not None
     return failures
 
@@ -287,7 +289,10 @@ def main(
 
         def results() -> Iterable[tuple[str, str | None]]:
             for subject, label, future in futures:
-                problem = future.result()
+                try:
+                    problem = future.result()
+                except Exception as error:  # one grading that could not run is one failure
+                    problem = f"could not grade: {type(error).__name__}: {error}"
                 outcomes.setdefault(subject, []).append(problem is None)
                 yield label, problem
 
