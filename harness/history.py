@@ -140,16 +140,20 @@ class History:
         calls: Iterable[Call] = (),
         crashes: Iterable[Crash] = (),
         recoveries: Iterable[Recovery] = (),
+        durations: bool = False,
     ) -> Timeline:
         """The events that concern ``jobs``, by ``workers`` (all workers when None), with the
-        transactions they happened in, the API calls, crashes and recoveries of those jobs."""
+        transactions they happened in, the API calls, crashes and recoveries of those jobs
+        (``durations``: with how long each call took, as a drill tells it)."""
         wanted, who = set(jobs), set(workers) if workers is not None else None
 
         def by(worker: str) -> bool:
             return who is None or worker in who
 
         merged = list(self.events)
-        merged += [_call_event(c) for c in calls if c.job_id in wanted and by(c.caller)]
+        merged += [
+            _call_event(c, durations) for c in calls if c.job_id in wanted and by(c.caller)
+        ]
         merged += [
             Event(c.at, c.caller, "crash", f"crashed ({c.point})", (c.job_id,))
             for c in crashes
@@ -242,8 +246,10 @@ class Timeline:
             )
         return lines
 
-    def to_json(self) -> list[dict[str, Any]]:
-        return [event.to_json(self.start) for event in self.events]
+    def to_json(self, start: float | None = None) -> list[dict[str, Any]]:
+        """The events, their times counted from ``start`` (default: the history's start)."""
+        origin = self.start if start is None else start
+        return [event.to_json(origin) for event in self.events]
 
 
 # --- statements ----------------------------------------------------------------------------------
@@ -328,14 +334,28 @@ def _first_line(error: BaseException) -> str:
     return (str(error).splitlines() or [""])[0][:80]
 
 
-def _call_event(call: Call) -> Event:
-    told = call.outcome
+#: How an API call ended, in words (the others are told as they are: ok, crashed, ...).
+_TOLD = {
+    "replayed": "replayed (same key: the first answer, nothing done again)",
+    "rate_limited": "429 rate limited",
+    "timeout_before": "timed out (nothing done)",
+    "timeout_after": "timed out (but it was done)",
+}
+
+
+def _call_event(call: Call, durations: bool = False) -> Event:
+    told = _TOLD.get(call.outcome, call.outcome)
     if call.result:
         told = f"{told} {_clip(call.result)}"
-    elif call.error:
+    elif call.error and call.outcome not in _TOLD:
         told = f"{told} ({call.error})"
+    if durations:
+        seconds = call.duration
+        told += f" after {seconds * 1000:.0f} ms" if seconds < 1 else f" after {seconds:.2f} s"
     if call.idempotency_key:
         told += f", key {call.idempotency_key}"
+    if call.in_transaction:
+        told += " (inside a transaction)"
     return Event(
         call.at,
         call.caller,

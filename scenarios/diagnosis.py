@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from harness.history import Event, Timeline
+
 from .measure import RunResult
 from .quiz import Choice, Point, Question
 from .record import RunRecord
@@ -583,18 +585,20 @@ def _error_lines(r: RunRecord, errors: Iterable[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def history_lines(r: RunRecord, *, limit: int) -> list[str]:
-    """The first ``limit`` offending jobs' histories, as lines."""
+def history_lines(r: RunRecord, *, limit: int, width: int = 100) -> list[str]:
+    """The first ``limit`` offending jobs' histories, as lines: each job's timeline, drawn as
+    the grader draws a race's (``harness.history``)."""
     lines = []
     for job in r.jobs[:limit]:
         email = f" ({job['email']})" if job["email"] else ""
         lines.append(f"job {job['job_id']}{email}: {job['why']}")
-        lines += [
-            f"  {event['at']:7.2f} s  {event['who']:<10} {event['what']}"
-            for event in job["events"][:12]
-        ]
-        if len(job["events"]) > 12:
-            lines.append(f"  ... {len(job['events']) - 12} more events")
+        lines += Timeline(
+            [
+                Event(e["at"], e["worker"], e["kind"], e["what"], tuple(e["jobs"]), e["site"])
+                for e in job["events"]
+            ],
+            0.0,
+        ).lines(width)
     return lines
 
 

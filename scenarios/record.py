@@ -13,9 +13,10 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from harness.history import History
 from harness.ledger import Call
 from harness.metrics import percentile
 
@@ -392,22 +393,21 @@ def _histories(result: RunResult, errors: list[ErrorEvent], started: float) -> l
     kept = [job for job in ranked if why(job)[0] > 0][:_JOBS_KEPT]
     histories = []
     for job_id in kept:
-        events: list[tuple[float, str, str]] = []
-        for call in calls[job_id]:
-            events.append(
-                (
-                    call.at - started,
-                    call.caller,
-                    f"{call.operation} {_outcome(call)} after {_seconds(call.duration)}"
-                    + (f", key {_short(call.idempotency_key)}" if call.idempotency_key else "")
-                    + (" (inside a transaction)" if call.in_transaction else ""),
-                )
-            )
-        for at in recoveries[job_id]:
-            events.append((at - started, "monitor", "lease expired: job back to pending"))
-        for error in failures[job_id]:
-            events.append((error.at, error.worker, f"{error.where} raised {error.type}"))
-        events.sort(key=lambda event: event[0])
+        # The grader's timeline of a job (harness.history), told as a drill tells it: with how
+        # long each call took; and the exceptions that reached the runner.
+        timeline = History().timeline(
+            [job_id],
+            calls=[replace(call, job_id=job_id) for call in calls[job_id]],
+            recoveries=[r for r in ledger.recoveries if r.job_id == job_id],
+            durations=True,
+        )
+        events = timeline.to_json(start=started)
+        events += [
+            {"at": round(error.at, 6), "worker": error.worker, "kind": "error",
+             "what": f"{error.where} raised {error.type}", "jobs": [job_id], "site": None}
+            for error in failures[job_id]
+        ]  # fmt: skip
+        events.sort(key=lambda event: event["at"])
         email = next((c.args.get("to") for c in calls[job_id] if c.operation == "send_email"), None)
         histories.append(
             {
@@ -415,9 +415,7 @@ def _histories(result: RunResult, errors: list[ErrorEvent], started: float) -> l
                 "email": email,
                 "why": why(job_id)[1],
                 "emails_delivered": copies[job_id],
-                "events": [
-                    {"at": round(at, 3), "who": who, "what": what} for at, who, what in events
-                ],
+                "events": events,
             }
         )
     return histories
@@ -437,19 +435,3 @@ def _owners(calls: list[Call]) -> dict[str, int]:
     return owners
 
 
-def _outcome(call: Call) -> str:
-    return {
-        "ok": "ok",
-        "replayed": "replayed (same key: the first answer, no new email)",
-        "rate_limited": "429 rate limited",
-        "timeout_before": "timed out (nothing sent)",
-        "timeout_after": "timed out (but SendGrid had sent it)",
-    }.get(call.outcome, call.outcome)
-
-
-def _short(key: str) -> str:
-    return key if len(key) <= 20 else f"{key[:8]}…"
-
-
-def _seconds(value: float) -> str:
-    return f"{value * 1000:.0f} ms" if value < 1.0 else f"{value:.2f} s"

@@ -171,3 +171,27 @@ async def test_watch_mode_gets_the_timeline_apart_from_the_diagnosis_and_shows_i
     console = Console(width=100, record=True)
     console.print(render_board(state))
     assert "t: the timeline of this race" in console.export_text()
+
+
+def test_drill_2_tells_a_duplicated_jobs_story_with_the_graders_timeline(
+    backend: str, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from conftest import base_config
+    from scenarios.cli import main as scenarios
+
+    home, db = {"KATA_HOME": str(tmp_path)}, base_config(backend).url
+    load = ("--duration", "3", "--jobs", "300", "--grace", "0.5", "--no-input")
+    watched = CliRunner().invoke(scenarios, ["2", "--db", db, *load], env=home)
+    assert watched.exit_code == 0, watched.output
+    explained = CliRunner().invoke(scenarios, ["2", "--explain", "--no-input"], env=home)
+    lines = explained.output.splitlines()
+    start = next(i for i, line in enumerate(lines) if "its customer got" in line)
+    story = "\n".join(lines[start : start + 30])
+    # The same drawing as a race's timeline in the grader: when, who, which line of the drill's
+    # code; the first send, the lease expiring under it, then the second send.
+    first = story.index("send_email(")
+    expired = story.index("lease expired: job", first)
+    assert story.index("send_email(", expired) > expired
+    assert re.search(r"^ +\d+\.\d{3} s  worker-\d+ +duplicate_emails\.py:\d+$", story, re.M)
