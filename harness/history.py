@@ -115,8 +115,8 @@ class History:
                 if len(jobs) >= _IDS_KEPT:
                     break
                 value = row.get("id")
-                if _is_id(value) and value not in jobs:
-                    jobs.append(int(value))
+                if isinstance(value, int) and _is_id(value) and value not in jobs:
+                    jobs.append(value)
         what = shape.text
         if error is not None:
             what += f" → {type(error).__name__}: {_first_line(error)}"
