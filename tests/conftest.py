@@ -7,12 +7,17 @@ PostgreSQL that cannot be reached is an error, never a skip: CI must not pass by
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness.config import DatabaseConfig
+from harness.config import PROJECT_ROOT, DatabaseConfig
 from harness.database import Database
 from harness.isolation import isolated_database
 
@@ -30,6 +35,20 @@ def _kata_home_apart(tmp_path_factory: pytest.TempPathFactory) -> None:
     progress file of its own, never to the candidate's ``.kata/`` (a test that wants a home of
     its own still sets ``KATA_HOME``)."""
     os.environ.setdefault("KATA_HOME", str(tmp_path_factory.mktemp("kata-home")))
+
+
+def graded_json(*args: str, tmp_path: Path, timeout: float = 600) -> dict[str, Any]:
+    """Grade as a candidate does, ``pytest harness/grading ARGS`` in a child process (with its
+    own progress file), and return its ``--kata-json`` report."""
+    report = tmp_path / "report.json"
+    subprocess.run(
+        [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "harness" / "grading"), *args,
+         f"--kata-json={report}", "-q", "-p", "no:cacheprovider"],
+        cwd=PROJECT_ROOT, env={**os.environ, "KATA_HOME": str(tmp_path)},
+        capture_output=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    report_json: dict[str, Any] = json.loads(report.read_text())
+    return report_json
 
 
 def base_config(backend: str, **options: object) -> DatabaseConfig:

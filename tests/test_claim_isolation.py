@@ -7,18 +7,14 @@ backend (only the claim-race test, the one that carries the warning).
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import POSTGRES_URL
+from conftest import POSTGRES_URL, graded_json
 from harness import Job, JobStatus, execute_sql, transaction, utcnow
-from harness.config import PROJECT_ROOT
 from harness.context import acting_as
 from harness.database import Database
 from harness.grading.claim_isolation import LockReliance
@@ -89,29 +85,11 @@ async def test_statements_outside_a_transaction_do_not_rely_on_the_lock(
 
 def _task_a(solution: Path, backend: str, tmp_path: Path) -> dict[str, Any]:
     url = f"sqlite:///{tmp_path}/kata.db" if backend == "sqlite" else POSTGRES_URL
-    results = tmp_path / "results.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(PROJECT_ROOT / "harness" / "grading"),
-            f"--solution={solution}",
-            f"--db={url}",
-            "--kata-task=A",
-            f"--kata-json={results}",
-            "-k",
-            "test_a_claim_rechecks_the_job_it_read_before_taking_it",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        timeout=600,
-        check=False,
-    )
-    task: dict[str, Any] = json.loads(results.read_text())["tasks"]["A"]
+    report = graded_json(
+        f"--solution={solution}", f"--db={url}", "--kata-task=A",
+        "-k", "test_a_claim_rechecks_the_job_it_read_before_taking_it", tmp_path=tmp_path,
+    )  # fmt: skip
+    task: dict[str, Any] = report["tasks"]["A"]
     return task
 
 

@@ -7,16 +7,12 @@ backend; the end-to-end judge is also asked directly about transitions written b
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import BACKENDS, POSTGRES_URL
-from harness.config import PROJECT_ROOT
+from conftest import BACKENDS, POSTGRES_URL, graded_json
 from harness.database import Database
 from harness.grading.invariants import check_invariants
 from harness.models import Campaign, Job, JobStatus, Step
@@ -31,30 +27,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 def graded_test(solution: Path, url: str, task: str, test: str, tmp_path: Path) -> dict[str, Any]:
     """The JSON outcome of one grading test (``-k test``) of ``task`` on ``url``."""
-    with_json = tmp_path / "results.json"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(PROJECT_ROOT / "harness" / "grading"),
-            f"--solution={solution}",
-            f"--db={url}",
-            f"--kata-task={task}",
-            f"--kata-json={with_json}",
-            "-k",
-            test,
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        timeout=600,
-        check=False,
-    )
-    results = json.loads(with_json.read_text())
-    [outcome] = [t for t in results["tests"] if t["name"].startswith(test)]
+    report = graded_json(
+        f"--solution={solution}", f"--db={url}", f"--kata-task={task}", "-k", test,
+        tmp_path=tmp_path,
+    )  # fmt: skip
+    [outcome] = [t for t in report["tests"] if t["name"].startswith(test)]
     return outcome
 
 

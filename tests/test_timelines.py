@@ -5,16 +5,12 @@ other worker), rendered at a fixed width; the same every run for a choreographed
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import BACKENDS, POSTGRES_URL
+from conftest import BACKENDS, POSTGRES_URL, graded_json
 from harness.config import PROJECT_ROOT
 from harness.grading.scorecard import Outcome, Scorecard
 from harness.history import History
@@ -25,16 +21,12 @@ BUGGY = PROJECT_ROOT / "fixtures" / "solutions" / "buggy"
 def first_failure(entry: str, task: str, backend: str, tmp_path: Path) -> tuple[Outcome, str]:
     """Grade catalogue ``entry`` up to its first failure: that outcome, and its timeline
     as the scorecard prints it at 80 columns, times masked."""
-    report = tmp_path / "report.json"
     db = ["--db", POSTGRES_URL] if backend == "postgresql" else []
-    subprocess.run(
-        [sys.executable, "-m", "pytest", f"--solution={BUGGY / entry}", "--kata-task", task,
-         "-x", "-q", f"--kata-json={report}", *db],
-        cwd=PROJECT_ROOT, env={**os.environ, "KATA_HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    report = graded_json(
+        f"--solution={BUGGY / entry}", "--kata-task", task, "-x", *db, tmp_path=tmp_path
+    )
     scorecard = Scorecard("x", backend, 1, "full")
-    for test in json.loads(report.read_text())["tests"]:
+    for test in report["tests"]:
         scorecard.add(Outcome(**test))
     [(_, outcome, lines)] = scorecard.timelines(80)
     return outcome, "\n".join(re.sub(r"^ +\d+\.\d{3} s", "  T", line) for line in lines)
@@ -129,14 +121,10 @@ def test_a_duplicate_after_a_crash_shows_the_crash_the_lease_and_the_second_effe
 
 
 def test_a_lone_workers_mistake_has_no_timeline(tmp_path: Path) -> None:
-    report = tmp_path / "report.json"
-    subprocess.run(
-        [sys.executable, "-m", "pytest", f"--solution={BUGGY / 'a_no_order_by.py'}",
-         "--kata-task", "A", "-x", "-q", f"--kata-json={report}"],
-        cwd=PROJECT_ROOT, env={**os.environ, "KATA_HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    failed = [t for t in json.loads(report.read_text())["tests"] if t["status"] == "fail"]
+    report = graded_json(
+        f"--solution={BUGGY / 'a_no_order_by.py'}", "--kata-task", "A", "-x", tmp_path=tmp_path
+    )
+    failed = [t for t in report["tests"] if t["status"] == "fail"]
     assert failed and failed[0]["timeline"] == [] and failed[0]["replay"] is None
 
 
