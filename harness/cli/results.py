@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .runner import GradeRequest
 
-__all__ = ["OUTPUT_LINES", "GradeRun", "OutputTail", "TaskTally", "Verdict"]
+__all__ = ["OUTPUT_LINES", "GradeRun", "OutputTail", "TaskTally", "Verdict", "all_passing"]
 
 #: Lines of the solution's own output kept for the board.
 OUTPUT_LINES = 20
@@ -64,6 +64,12 @@ class TaskTally:
     @property
     def diagnosis(self) -> str | None:
         return self.diagnoses[0] if self.diagnoses else None
+
+
+def all_passing(state: str, tallies: dict[str, TaskTally]) -> bool:
+    """A run that finished and found every task it graded passing."""
+    return state == "done" and bool(tallies) and all(
+        t.status == "passing" for t in tallies.values())
 
 
 class OutputTail:
@@ -148,9 +154,7 @@ class GradeRun:
 
     @property
     def all_passing(self) -> bool:
-        tallies = self.tallies()
-        return self.state == "done" and bool(tallies) and all(
-            t.status == "passing" for t in tallies.values())
+        return all_passing(self.state, self.tallies())
 
     # --- events --------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .results import GradeRun, OutputTail, TaskTally, Verdict
+from .results import GradeRun, OutputTail, TaskTally, Verdict, all_passing
 
 if TYPE_CHECKING:
     from .runner import GradeRequest
@@ -117,12 +117,7 @@ class ShardedRun:
 
     @property
     def all_passing(self) -> bool:
-        tallies = self.tallies()
-        return (
-            self.state == "done"
-            and bool(tallies)
-            and all(t.status == "passing" for t in tallies.values())
-        )
+        return all_passing(self.state, self.tallies())
 
 
 #: What the board and the pipeline take: one run, or one run in shares.
