@@ -151,9 +151,7 @@ class History:
             return who is None or worker in who
 
         merged = list(self.events)
-        merged += [
-            _call_event(c, durations) for c in calls if c.job_id in wanted and by(c.caller)
-        ]
+        merged += [_call_event(c, durations) for c in calls if c.job_id in wanted and by(c.caller)]
         merged += [
             Event(c.at, c.caller, "crash", f"crashed ({c.point})", (c.job_id,))
             for c in crashes

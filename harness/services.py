@@ -386,8 +386,6 @@ def _crashed_since(job_id: int | None, since: float) -> bool:
     return any(crash.at >= since for crash in plan.crashes_of(job_id))
 
 
-
-
 def _who(attempt: Attempt) -> str:
     return attempt.caller if attempt.job_id is None else f"{attempt.caller} on job {attempt.job_id}"
 

@@ -172,8 +172,10 @@ def database_configs(choices: Sequence[str] = ()) -> list[DatabaseConfig]:
     ``postgresql`` (``DATABASE_URL`` if it is one, else the local ``test`` database); both when
     none is named."""
     # Each run gets a fresh database (see isolation): sqlite's kata.db is never written.
-    return [DatabaseConfig(url=resolve_database_url(choice))
-            for choice in choices or ("sqlite", "postgresql")]
+    return [
+        DatabaseConfig(url=resolve_database_url(choice))
+        for choice in choices or ("sqlite", "postgresql")
+    ]
 
 
 async def _stress(args: argparse.Namespace) -> int:

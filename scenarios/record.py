@@ -433,5 +433,3 @@ def _owners(calls: list[Call]) -> dict[str, int]:
         if call.operation == "send_email" and call.result and call.subject in owners:
             owners.setdefault(call.result, owners[call.subject])
     return owners
-
-

@@ -117,9 +117,7 @@ def _queue(run: RunRecord) -> Figure:
     return _layout(figure, f"Jobs done and running - {run.label} ({pending:,} pending)", "jobs")
 
 
-def _stacked(
-    run: RunRecord, colours: dict[str, str], value: Callable[[Any, str], float]
-) -> Figure:
+def _stacked(run: RunRecord, colours: dict[str, str], value: Callable[[Any, str], float]) -> Figure:
     """One stacked area per series (a job status, a worker state) over the run's samples."""
     import plotly.graph_objects as go
 

@@ -94,9 +94,7 @@ class Terminal:
             gc.collect()  # a task that died unobserved is reported when it is collected: now
             for lg, (handlers, propagate) in zip(loggers, saved, strict=True):
                 lg.handlers, lg.propagate = handlers, propagate
-            messages.extend(
-                (record.getMessage().splitlines() or [""])[0] for record in collected
-            )
+            messages.extend((record.getMessage().splitlines() or [""])[0] for record in collected)
 
     def ask(self, prompt: str, *, choices: list[str] | None = None) -> str:
         if choices is not None:

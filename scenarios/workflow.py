@@ -144,9 +144,7 @@ async def send_email_step(job: Job) -> None:
     """Send the campaign email outside any transaction, with a key stable across retries, and
     record its message id; fail the job on a permanent error or when retries run out."""
     key = step_key(job, Step.SEND_EMAIL)
-    await send_and_record(
-        job, lambda: send_email(job.email, email_body(job), idempotency_key=key)
-    )
+    await send_and_record(job, lambda: send_email(job.email, email_body(job), idempotency_key=key))
 
 
 async def send_and_record(job: Job, request: Callable[[], Awaitable[str]]) -> None:

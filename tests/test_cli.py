@@ -436,8 +436,13 @@ def test_python_dash_m_harness_lists_the_commands() -> None:
     import subprocess
     import sys
 
-    shown = subprocess.run([sys.executable, "-m", "harness", "--help"], capture_output=True,
-                           text=True, cwd=PROJECT_ROOT, check=True).stdout
+    shown = subprocess.run(
+        [sys.executable, "-m", "harness", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT_ROOT,
+        check=True,
+    ).stdout
     assert shown.startswith("Usage: python -m harness")
     for command in ("dev", "grade", "hint", "reset", "solution", "status"):
         assert f"  {command} " in shown

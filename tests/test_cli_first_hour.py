@@ -57,8 +57,12 @@ def invoke(home: Path) -> Invoke:
     """``python -m harness`` at 80 columns, its output a pipe (CliRunner's is never a tty)."""
 
     def run(*args: str, env: dict[str, str] | None = None) -> Result:
-        return CliRunner().invoke(main, list(args), catch_exceptions=False,
-                                  env={"KATA_HOME": str(home), **NARROW, **(env or {})})
+        return CliRunner().invoke(
+            main,
+            list(args),
+            catch_exceptions=False,
+            env={"KATA_HOME": str(home), **NARROW, **(env or {})},
+        )
 
     return run
 
@@ -99,8 +103,11 @@ def test_the_deepest_hint_prints_its_code_whole_in_an_80_column_pipe(
 ) -> None:
     result = invoke("hint", task, "--level", str(LEVELS))
     assert result.exit_code == 0, result.output
-    blocks = [token.content for token in CodeMarkdown(hint(task, LEVELS).text).parsed
-              if token.type in ("fence", "code_block")]
+    blocks = [
+        token.content
+        for token in CodeMarkdown(hint(task, LEVELS).text).parsed
+        if token.type in ("fence", "code_block")
+    ]
     lines = [line for block in blocks for line in code_lines(block)]
     assert lines and max(map(len, lines)) > 80
     printed = {line.rstrip() for line in result.output.splitlines()}
@@ -149,8 +156,9 @@ def test_the_drills_and_setup_db_accept_a_backends_name(
     seen: list[DatabaseConfig] = []
 
     class Drill:
-        def __init__(self, incident: object, load: object, config: DatabaseConfig,
-                     *rest: object) -> None:
+        def __init__(
+            self, incident: object, load: object, config: DatabaseConfig, *rest: object
+        ) -> None:
             seen.append(config)
 
         def run(self) -> int:
@@ -158,8 +166,14 @@ def test_the_drills_and_setup_db_accept_a_backends_name(
 
     async def setup(config: DatabaseConfig, **options: Any) -> dict[str, Any]:
         seen.append(config)
-        return {"created": True, "seed": options["seed"], "customers": options["customers"],
-                "tables": {}, "undeliverable_customers": 0, "jobs_by_status": {}}
+        return {
+            "created": True,
+            "seed": options["seed"],
+            "customers": options["customers"],
+            "tables": {},
+            "undeliverable_customers": 0,
+            "jobs_by_status": {},
+        }
 
     monkeypatch.setattr(scenarios_cli, "Drill", Drill)
     monkeypatch.setattr(setup_db, "setup", setup)
@@ -198,23 +212,47 @@ def test_a_backends_name_without_database_url_is_the_default_of_that_backend(
 def test_a_failing_grade_says_so_last_with_counts_and_a_rerun_that_repeats_its_options(
     invoke: Invoke, stub_copy: Path, tmp_path: Path, backend: str
 ) -> None:
-    result = invoke("grade", "--solution", str(stub_copy), "--db", backend, "--tier", "fast",
-                    "--task", "A", "--seed", "7", env=database_env(backend, tmp_path))
+    result = invoke(
+        "grade",
+        "--solution",
+        str(stub_copy),
+        "--db",
+        backend,
+        "--tier",
+        "fast",
+        "--task",
+        "A",
+        "--seed",
+        "7",
+        env=database_env(backend, tmp_path),
+    )
     assert result.exit_code == 1, result.output
     lines = result.output.rstrip().splitlines()
     assert lines[-1].startswith("✘ failing: 1 not started (A) · 0/"), result.output
     assert f"fast tier on {backend}" in lines[-1]
     assert "✔" not in result.output.split("backend", 1)[1]  # nothing failing wears a check mark
     rerun = next(line for line in lines if line.startswith("re-run: "))
-    assert rerun == (f"re-run: python -m harness grade --solution {stub_copy} --db {backend} "
-                     "--tier fast --task A --seed 7")
+    assert rerun == (
+        f"re-run: python -m harness grade --solution {stub_copy} --db {backend} "
+        "--tier fast --task A --seed 7"
+    )
 
 
 def test_the_grade_header_says_every_test_gets_a_fresh_database(
     invoke: Invoke, stub_copy: Path, tmp_path: Path, backend: str
 ) -> None:
-    result = invoke("grade", "--solution", str(stub_copy), "--db", backend, "--tier", "fast",
-                    "--task", "A", env=database_env(backend, tmp_path))
+    result = invoke(
+        "grade",
+        "--solution",
+        str(stub_copy),
+        "--db",
+        backend,
+        "--tier",
+        "fast",
+        "--task",
+        "A",
+        env=database_env(backend, tmp_path),
+    )
     header = next(line for line in result.output.splitlines() if line.startswith("backend "))
     if backend == "sqlite":
         assert header.startswith("backend SQLite, a fresh database file per test")
@@ -225,8 +263,11 @@ def test_the_grade_header_says_every_test_gets_a_fresh_database(
 
 def test_the_dev_header_says_every_test_gets_a_fresh_database(tmp_path: Path) -> None:
     app = App(home=tmp_path)
-    state = app.board_state(GradeRequest(solution=PRISTINE_PATH, db_url="sqlite:///kata.db"),
-                            second_db=POSTGRES_URL, watching="watching")
+    state = app.board_state(
+        GradeRequest(solution=PRISTINE_PATH, db_url="sqlite:///kata.db"),
+        second_db=POSTGRES_URL,
+        watching="watching",
+    )
     assert state.backend.startswith("SQLite, a fresh database file per test")
     assert state.second_backend == "PostgreSQL 127.0.0.1:5432/test, a fresh schema per test"
 
@@ -264,8 +305,7 @@ def test_task_ds_advice_shows_at_the_end_of_grade(
         return run
 
     monkeypatch.setattr(grade_command, "run_grading", run_grading)
-    result = invoke("grade", "--solution", str(stub_copy), "--task", "D",
-                    env={"COLUMNS": "200"})
+    result = invoke("grade", "--solution", str(stub_copy), "--task", "D", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "D · process_job · advice" in result.output and ADVICE in result.output
     assert result.output.rstrip().splitlines()[-1].startswith("✔ passing: every task")
@@ -273,8 +313,11 @@ def test_task_ds_advice_shows_at_the_end_of_grade(
 
 def test_task_ds_advice_shows_on_the_dev_board(tmp_path: Path, stub_copy: Path) -> None:
     out = io.StringIO()
-    dev = DevSession(App(home=tmp_path), GradeRequest(solution=stub_copy),
-                     console=Console(file=out, width=200, color_system=None))
+    dev = DevSession(
+        App(home=tmp_path),
+        GradeRequest(solution=stub_copy),
+        console=Console(file=out, width=200, color_system=None),
+    )
     dev._run_started(advised_run(dev.request))
     dev._refresh()
     dev.console.print(render_board(dev.state))
@@ -298,8 +341,9 @@ def test_the_event_stream_carries_the_graders_advice(
 
     events = tmp_path / "events.jsonl"
     monkeypatch.setenv(pytest_events.EVENTS_ENV, str(events))
-    report = pytest.TestReport("t::d", ("t", 1, "d"), {}, "passed", None, "call",
-                               user_properties=[("advice", ADVICE)])
+    report = pytest.TestReport(
+        "t::d", ("t", 1, "d"), {}, "passed", None, "call", user_properties=[("advice", ADVICE)]
+    )
     try:
         pytest_events.pytest_runtest_logreport(report)
     finally:
@@ -315,8 +359,12 @@ async def test_quitting_the_interview_ends_it_and_a_plain_dev_does_not_record_in
 ) -> None:
     out = io.StringIO()
     app = App(home=home)
-    dev = DevSession(app, GradeRequest(solution=stub_copy), interview=True,
-                     console=Console(file=out, width=120, color_system=None))
+    dev = DevSession(
+        app,
+        GradeRequest(solution=stub_copy),
+        interview=True,
+        console=Console(file=out, width=120, color_system=None),
+    )
     running = asyncio.create_task(dev.run())
     try:
         for _ in range(600):
@@ -366,8 +414,10 @@ def test_an_interview_whose_hour_is_up_ends_with_only_what_passed_within_it(
     app = App(home=tmp_path)
     started = now_utc() - timedelta(minutes=70)
     interview = app.progress.start_interview(started)
-    interview.passed = {"A": (started + timedelta(minutes=30)).isoformat(),
-                        "B": (started + timedelta(minutes=65)).isoformat()}
+    interview.passed = {
+        "A": (started + timedelta(minutes=30)).isoformat(),
+        "B": (started + timedelta(minutes=65)).isoformat(),
+    }
     dev = DevSession(app, GradeRequest(solution=stub_copy), interview=True)
     dev._refresh()
     assert app.progress.interview is None

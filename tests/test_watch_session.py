@@ -76,8 +76,16 @@ def test_t_shows_the_timeline_of_a_race_and_says_when_there_is_none(
     run = GradeRun(dev.request)
     run.apply({"event": "collected", "tests": [{"id": "t", "task": "A"}]})
     timeline = ["    0.014 s  worker-1   solution.py:16", "              SELECT ... → job 4"]
-    run.apply({"event": "result", "id": "t", "task": "A", "outcome": "fail",
-               "diagnosis": "job 4 was claimed by worker-1 and worker-2", "timeline": timeline})
+    run.apply(
+        {
+            "event": "result",
+            "id": "t",
+            "task": "A",
+            "outcome": "fail",
+            "diagnosis": "job 4 was claimed by worker-1 and worker-2",
+            "timeline": timeline,
+        }
+    )
     run.stop("done")
     dev.scoreboard.add(run)
     dev._refresh()

@@ -74,8 +74,9 @@ class App:
         target.write_bytes(path.read_bytes())
         return target
 
-    def board_state(self, request: GradeRequest, *, second_db: str | None = None,
-                    watching: str | None = None) -> BoardState:
+    def board_state(
+        self, request: GradeRequest, *, second_db: str | None = None, watching: str | None = None
+    ) -> BoardState:
         return BoardState(
             solution=_shown(request.solution),
             backend=graded_on(request.url),

@@ -24,15 +24,37 @@ __all__ = ["KEYS", "STATUSES", "BoardPanel", "BoardState", "RunLine", "TaskRow",
 TASK_NAMES = {**FUNCTIONS, "E": "end to end"}
 #: What a task can be, from nothing to everything.
 STATUSES = ("not graded", "not started", "failing", "passing", "passing on both backends")
-KEYS = (("h", "hint"), ("t", "timeline"), ("r", "re-run"), ("f", "full tier"), ("s", "solution"),
-        ("q", "quit"))
+KEYS = (
+    ("h", "hint"),
+    ("t", "timeline"),
+    ("r", "re-run"),
+    ("f", "full tier"),
+    ("s", "solution"),
+    ("q", "quit"),
+)
 
-_STYLE = {"not graded": "dim", "not started": "yellow", "failing": "bold red",
-          "passing": "bold green", "passing on both backends": "bold green"}
-_MARK = {"not graded": "-", "not started": "·", "failing": "✘", "passing": "✔",
-         "passing on both backends": "✔✔"}
-_RUN_MARK = {"running": "⋯", "done": "✔", "timed out": "⏱", "crashed": "✘", "cancelled": "↷",
-             "waiting": " "}
+_STYLE = {
+    "not graded": "dim",
+    "not started": "yellow",
+    "failing": "bold red",
+    "passing": "bold green",
+    "passing on both backends": "bold green",
+}
+_MARK = {
+    "not graded": "-",
+    "not started": "·",
+    "failing": "✘",
+    "passing": "✔",
+    "passing on both backends": "✔✔",
+}
+_RUN_MARK = {
+    "running": "⋯",
+    "done": "✔",
+    "timed out": "⏱",
+    "crashed": "✘",
+    "cancelled": "↷",
+    "waiting": " ",
+}
 
 
 @dataclass
@@ -81,7 +103,8 @@ class BoardState:
     second_backend: str | None = None
     watching: str | None = None  # None when not watching (the grade command)
     tasks: dict[str, TaskRow] = field(
-        default_factory=lambda: {task: TaskRow(task) for task in TASK_NAMES})
+        default_factory=lambda: {task: TaskRow(task) for task in TASK_NAMES}
+    )
     runs: list[RunLine] = field(default_factory=list)
     notice: str | None = None  # a syntax error, a timeout, a crash: said in red
     info: str | None = None  # anything else worth a line
@@ -114,9 +137,17 @@ def render_board(state: BoardState) -> RenderableType:
     failing = state.first_failing()
     if failing is not None:
         race = "t: the timeline of this race" if failing.timeline and state.keys else None
-        parts.append(Panel(Text(failing.diagnosis or ""), border_style="red", box=box.ROUNDED,
-                           title=f"{failing.task} · {TASK_NAMES.get(failing.task, '')}",
-                           title_align="left", subtitle=race, subtitle_align="right"))
+        parts.append(
+            Panel(
+                Text(failing.diagnosis or ""),
+                border_style="red",
+                box=box.ROUNDED,
+                title=f"{failing.task} · {TASK_NAMES.get(failing.task, '')}",
+                title_align="left",
+                subtitle=race,
+                subtitle_align="right",
+            )
+        )
     parts += [_advice(row) for row in state.tasks.values() if row.advice]
     if state.runs:
         parts.append(_runs(state.runs))
@@ -125,8 +156,15 @@ def render_board(state: BoardState) -> RenderableType:
     if state.info:
         parts.append(Text(state.info, style="cyan"))
     if state.panel is not None:
-        parts.append(Panel(_panel_body(state.panel), title=state.panel.title, title_align="left",
-                           border_style="cyan", box=box.ROUNDED))
+        parts.append(
+            Panel(
+                _panel_body(state.panel),
+                title=state.panel.title,
+                title_align="left",
+                border_style="cyan",
+                box=box.ROUNDED,
+            )
+        )
     if state.output or state.output_dropped:
         parts.append(_output(state))
     return Group(*parts)
@@ -143,9 +181,13 @@ def _panel_body(panel: BoardPanel) -> RenderableType:
 
 def _advice(row: TaskRow) -> Panel:
     """The grader's advice, in its words (as pytest's scorecard shows it)."""
-    return Panel(Text("\n".join(row.advice)), border_style="yellow", box=box.ROUNDED,
-                 title=f"{row.task} · {TASK_NAMES.get(row.task, '')} · advice (not a failure)",
-                 title_align="left")
+    return Panel(
+        Text("\n".join(row.advice)),
+        border_style="yellow",
+        box=box.ROUNDED,
+        title=f"{row.task} · {TASK_NAMES.get(row.task, '')} · advice (not a failure)",
+        title_align="left",
+    )
 
 
 def _header(state: BoardState) -> Text:
@@ -174,8 +216,9 @@ def _tasks(state: BoardState) -> Table:
         if row.grading:
             status.append("  grading…", style="cyan")
         tests = f"{row.passed}/{row.total}" if row.total else ""
-        table.add_row(f"{row.task}  {TASK_NAMES.get(row.task, row.task)}", status, tests,
-                      row.tier or "")
+        table.add_row(
+            f"{row.task}  {TASK_NAMES.get(row.task, row.task)}", status, tests, row.tier or ""
+        )
     return table
 
 
@@ -197,8 +240,10 @@ def _runs(runs: list[RunLine]) -> Text:
             progress = f" ({run.done}/{run.total} tests)" if run.total else ""
             text.append(f"grading {run.elapsed:.1f} s{progress}", style=style)
         elif run.state == "done" and run.failed:
-            text.append(f"failing, {run.failed} of {run.total} tests failed "
-                        f"(done in {run.elapsed:.1f} s)", style=style)
+            text.append(
+                f"failing, {run.failed} of {run.total} tests failed (done in {run.elapsed:.1f} s)",
+                style=style,
+            )
         else:
             text.append(f"{run.state} in {run.elapsed:.1f} s", style=style)
     return text
@@ -211,25 +256,31 @@ def _interview(now: InterviewClock) -> Text:
         return text
     text.append("Interview ", style="bold magenta")
     text.append(f"{now.part_name} ", style="bold")
-    text.append(f"{minutes(now.part_left)} left in this part · {minutes(now.total_left)} left "
-                "of 60 min\n")
+    text.append(
+        f"{minutes(now.part_left)} left in this part · {minutes(now.total_left)} left of 60 min\n"
+    )
     for index, (name, length) in enumerate(PARTS):
-        style = "bold reverse magenta" if index == now.part else (
-            "dim" if index < now.part else "")
+        style = "bold reverse magenta" if index == now.part else ("dim" if index < now.part else "")
         text.append(f" {name} {length} ", style=style)
     return text
 
 
 def _summary(lines: list[SummaryLine]) -> Table:
-    table = Table(title="What passed, and when", title_justify="left", box=box.SIMPLE_HEAD,
-                  show_edge=False)
+    table = Table(
+        title="What passed, and when", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False
+    )
     table.add_column("task")
     table.add_column("passed the full tier")
     for line in lines:
-        when = (f"at {minutes(line.passed_after)} ({line.part})"
-                if line.passed_after is not None else "not passed")
-        table.add_row(f"{line.task}  {TASK_NAMES.get(line.task, '')}",
-                      Text(when, style="green" if line.passed_after is not None else "dim"))
+        when = (
+            f"at {minutes(line.passed_after)} ({line.part})"
+            if line.passed_after is not None
+            else "not passed"
+        )
+        table.add_row(
+            f"{line.task}  {TASK_NAMES.get(line.task, '')}",
+            Text(when, style="green" if line.passed_after is not None else "dim"),
+        )
     return table
 
 
@@ -238,8 +289,9 @@ def _output(state: BoardState) -> Panel:
     title = "output of your code"
     if state.output_dropped:
         title += f" (output truncated: {state.output_dropped} earlier lines not shown)"
-    return Panel(Text("\n".join(lines)), title=title, title_align="left", border_style="dim",
-                 box=box.ROUNDED)
+    return Panel(
+        Text("\n".join(lines)), title=title, title_align="left", border_style="dim", box=box.ROUNDED
+    )
 
 
 def _keys() -> Text:

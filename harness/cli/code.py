@@ -19,8 +19,10 @@ from rich.text import Text
 __all__ = ["CUT_NOTE", "CodeMarkdown", "NotesCuts", "whole_code", "widest_line"]
 
 #: Said under code that a panel had to cut.
-CUT_NOTE = ("lines cut at the edge: `python -m harness hint` and `python -m harness solution` "
-            "print them whole")
+CUT_NOTE = (
+    "lines cut at the edge: `python -m harness hint` and `python -m harness solution` "
+    "print them whole"
+)
 
 
 def widest_line(code: str) -> int:
@@ -31,8 +33,14 @@ def widest_line(code: str) -> int:
 def whole_code(code: str, lexer: str = "python") -> Syntax:
     """``code`` highlighted, laid out as wide as its widest line (so never wrapped)."""
     code = code.rstrip()
-    return Syntax(code, lexer, theme="ansi_dark", background_color="default", word_wrap=False,
-                  code_width=max(1, widest_line(code)))
+    return Syntax(
+        code,
+        lexer,
+        theme="ansi_dark",
+        background_color="default",
+        word_wrap=False,
+        code_width=max(1, widest_line(code)),
+    )
 
 
 class _WholeCodeBlock(CodeBlock):
@@ -47,8 +55,14 @@ class CodeMarkdown(Markdown):
 
     @property
     def widest_code(self) -> int:
-        return max((widest_line(token.content) for token in self.parsed
-                    if token.type in ("fence", "code_block")), default=0)
+        return max(
+            (
+                widest_line(token.content)
+                for token in self.parsed
+                if token.type in ("fence", "code_block")
+            ),
+            default=0,
+        )
 
 
 class NotesCuts:

@@ -16,24 +16,52 @@ from .session import DevSession
 @click.command(short_help="Watch the solution and re-grade it on every save.")
 @solution_option
 @db_option
-@click.option("--second-db", "second_db", metavar="DB", envvar=SECOND_DB_ENV,
-              callback=database_url,
-              help=f"Also grade passing tasks on this database: {DB_HELP} "
-                   f"(or ${SECOND_DB_ENV}).")
-@click.option("--interview", is_flag=True,
-              help="The 60-minute interview: design 15, implement 25, debug 15, wrap up 5.")
-@click.option("--poll", "force_polling", is_flag=True,
-              help="Poll the file instead of watching it (network drives, odd file systems).")
+@click.option(
+    "--second-db",
+    "second_db",
+    metavar="DB",
+    envvar=SECOND_DB_ENV,
+    callback=database_url,
+    help=f"Also grade passing tasks on this database: {DB_HELP} (or ${SECOND_DB_ENV}).",
+)
+@click.option(
+    "--interview",
+    is_flag=True,
+    help="The 60-minute interview: design 15, implement 25, debug 15, wrap up 5.",
+)
+@click.option(
+    "--poll",
+    "force_polling",
+    is_flag=True,
+    help="Poll the file instead of watching it (network drives, odd file systems).",
+)
 @seed_option
-@click.option("--test-timeout", type=click.FloatRange(min=1), metavar="SECONDS",
-              help="Stop a run when no test finishes for this long (fast tier default: 30).")
+@click.option(
+    "--test-timeout",
+    type=click.FloatRange(min=1),
+    metavar="SECONDS",
+    help="Stop a run when no test finishes for this long (fast tier default: 30).",
+)
 @click.pass_obj
-def dev(app: App, solution_path: Path | None, db_url: str | None, second_db: str | None,
-        interview: bool, force_polling: bool, seed: int, test_timeout: float | None) -> None:
+def dev(
+    app: App,
+    solution_path: Path | None,
+    db_url: str | None,
+    second_db: str | None,
+    interview: bool,
+    force_polling: bool,
+    seed: int,
+    test_timeout: float | None,
+) -> None:
     """Watch the solution: every save re-grades it (the fast tier, then the full tier) in a
     subprocess and redraws the board. Keys: h hint, r re-run, f full tier, s solution, q quit."""
-    request = GradeRequest(solution=app.solution_path(solution_path), db_url=db_url, seed=seed,
-                           test_timeout=test_timeout)
-    session = DevSession(app, request, second_db=second_db or None, interview=interview,
-                         force_polling=force_polling)
+    request = GradeRequest(
+        solution=app.solution_path(solution_path),
+        db_url=db_url,
+        seed=seed,
+        test_timeout=test_timeout,
+    )
+    session = DevSession(
+        app, request, second_db=second_db or None, interview=interview, force_polling=force_polling
+    )
     asyncio.run(session.run())

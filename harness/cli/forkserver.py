@@ -38,12 +38,30 @@ from .runner import Child, SubprocessSpawner, kill_process
 __all__ = ["ForkServer", "main"]
 
 #: Imported once by the server, for every run (see the module docstring for what must not be).
-_WARM = ("pytest", "_pytest.python", "_pytest.fixtures", "_pytest.assertion.rewrite",
-         "pytest_asyncio.plugin", "hypothesis", "hypothesis.strategies", "_hypothesis_pytestplugin",
-         "rich.console", "rich.table", "aiosqlite", "psycopg", "psycopg_pool", "harness",
-         "harness.isolation", "harness.runner", "harness.grading.kit",
-         "harness.grading.scorecard", "harness.grading.invariants",
-         "harness.grading.processes", "harness.crashes", "harness.faults")
+_WARM = (
+    "pytest",
+    "_pytest.python",
+    "_pytest.fixtures",
+    "_pytest.assertion.rewrite",
+    "pytest_asyncio.plugin",
+    "hypothesis",
+    "hypothesis.strategies",
+    "_hypothesis_pytestplugin",
+    "rich.console",
+    "rich.table",
+    "aiosqlite",
+    "psycopg",
+    "psycopg_pool",
+    "harness",
+    "harness.isolation",
+    "harness.runner",
+    "harness.grading.kit",
+    "harness.grading.scorecard",
+    "harness.grading.invariants",
+    "harness.grading.processes",
+    "harness.crashes",
+    "harness.faults",
+)
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -229,8 +247,9 @@ class ForkServer:
             assert process is not None and process.stdin is not None
             pending = asyncio.get_running_loop().create_future()
             self._pending.append(pending)
-            process.stdin.write((json.dumps({"args": args, "env": env, "output": output.name})
-                                 + "\n").encode())
+            process.stdin.write(
+                (json.dumps({"args": args, "env": env, "output": output.name}) + "\n").encode()
+            )
             try:
                 await process.stdin.drain()
                 pid = await asyncio.wait_for(asyncio.shield(pending), timeout=10)
@@ -269,10 +288,16 @@ class ForkServer:
         env.pop("PYTHONDONTWRITEBYTECODE", None)  # as for the runs themselves (see runner)
         self._ready = asyncio.get_running_loop().create_future()
         self._process = process = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from harness.cli.forkserver import main; main()",
-            cwd=PROJECT_ROOT, env=env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.DEVNULL, start_new_session=True)
+            sys.executable,
+            "-c",
+            "from harness.cli.forkserver import main; main()",
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
         self._started = time.time()
         self._reader = asyncio.create_task(self._read(process))
         await asyncio.wait_for(asyncio.shield(self._ready), timeout=60)
@@ -296,8 +321,11 @@ class ForkServer:
             self._statuses.clear()
 
     def _stale(self) -> bool:
-        sources = [*(PROJECT_ROOT / "harness").rglob("*.py"), PROJECT_ROOT / "conftest.py",
-                   PROJECT_ROOT / "pyproject.toml"]
+        sources = [
+            *(PROJECT_ROOT / "harness").rglob("*.py"),
+            PROJECT_ROOT / "conftest.py",
+            PROJECT_ROOT / "pyproject.toml",
+        ]
         newest = 0.0
         for path in sources:
             with contextlib.suppress(OSError):

@@ -21,21 +21,41 @@ from .runner import GradeRequest, run_grading
 @click.command(short_help="Grade the solution once and print the board.")
 @solution_option
 @db_option
-@click.option("--tier", type=click.Choice(["fast", "full"]), default="full", show_default=True,
-              help="fast: small loads, an answer in seconds; full: the real bar.")
-@click.option("--task", "tasks", callback=task_letters,
-              help="Grade only these tasks, e.g. A or BC.")
+@click.option(
+    "--tier",
+    type=click.Choice(["fast", "full"]),
+    default="full",
+    show_default=True,
+    help="fast: small loads, an answer in seconds; full: the real bar.",
+)
+@click.option(
+    "--task", "tasks", callback=task_letters, help="Grade only these tasks, e.g. A or BC."
+)
 @seed_option
-@click.option("--timeout", type=click.FloatRange(min=1),
-              help="Stop the run after this many seconds.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), help="Stop the run after this many seconds."
+)
 @click.pass_context
-def grade(ctx: click.Context, solution_path: Path | None, db_url: str | None, tier: str,
-          tasks: str, seed: int, timeout: float | None) -> None:
+def grade(
+    ctx: click.Context,
+    solution_path: Path | None,
+    db_url: str | None,
+    tier: str,
+    tasks: str,
+    seed: int,
+    timeout: float | None,
+) -> None:
     """Grade the solution in a subprocess, print the board, and exit with status 0 only when
     every task passes."""
     app: App = ctx.obj
-    request = GradeRequest(solution=app.solution_path(solution_path), db_url=db_url, tier=tier,
-                           tasks=tasks, seed=seed, timeout=timeout)
+    request = GradeRequest(
+        solution=app.solution_path(solution_path),
+        db_url=db_url,
+        tier=tier,
+        tasks=tasks,
+        seed=seed,
+        timeout=timeout,
+    )
     run = GradeRun(request)
     scoreboard = Scoreboard(request.backend, app.progress_for(request.solution))
     scoreboard.add(run)
@@ -47,8 +67,9 @@ def grade(ctx: click.Context, solution_path: Path | None, db_url: str | None, ti
     scoreboard.record(run)
 
     state = app.board_state(request)
-    state.tasks = {task: row for task, row in scoreboard.rows().items()
-                   if not tasks or task in tasks}
+    state.tasks = {
+        task: row for task, row in scoreboard.rows().items() if not tasks or task in tasks
+    }
     state.runs = scoreboard.run_lines(time.monotonic())
     state.notice = run.message if run.state != "done" else None
     state.output, state.output_dropped = list(run.output.lines), run.output.dropped
@@ -79,14 +100,17 @@ def verdict(run: GradeRun) -> Text:
     by_status: dict[str, list[str]] = {}
     for task, tally in tallies.items():
         by_status.setdefault(tally.status, []).append(task)
-    counts = ", ".join(f"{len(those)} {status} ({', '.join(those)})"
-                       for status in ("failing", "not started", "passing")
-                       if (those := by_status.get(status)))
+    counts = ", ".join(
+        f"{len(those)} {status} ({', '.join(those)})"
+        for status in ("failing", "not started", "passing")
+        if (those := by_status.get(status))
+    )
     where = f"{run.tier} tier on {run.backend}, {run.elapsed():.1f} s"
     if run.all_passing:
-        return Text(f"✔ passing: every task ({counts}) · {passed}/{total} tests passed · {where}",
-                    style="bold green")
+        return Text(
+            f"✔ passing: every task ({counts}) · {passed}/{total} tests passed · {where}",
+            style="bold green",
+        )
     what = "failing" if run.state == "done" else run.state
     tests = f"{passed}/{total} tests passed" if total else "no test finished"
-    return Text(f"✘ {what}: {counts or 'no task graded'} · {tests} · {where}",
-                style="bold red")
+    return Text(f"✘ {what}: {counts or 'no task graded'} · {tests} · {where}", style="bold red")

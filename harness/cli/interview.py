@@ -28,8 +28,12 @@ __all__ = [
 ]
 
 #: The parts of the hour, as (name, minutes).
-PARTS: tuple[tuple[str, int], ...] = (("design", 15), ("implement", 25), ("debug", 15),
-                                      ("wrap up", 5))
+PARTS: tuple[tuple[str, int], ...] = (
+    ("design", 15),
+    ("implement", 25),
+    ("debug", 15),
+    ("wrap up", 5),
+)
 TOTAL_MINUTES = sum(minutes for _, minutes in PARTS)
 
 
@@ -48,7 +52,7 @@ class InterviewClock:
 
     @property
     def part_left(self) -> float:
-        end = sum(minutes for _, minutes in PARTS[:self.part + 1]) * 60
+        end = sum(minutes for _, minutes in PARTS[: self.part + 1]) * 60
         return max(0.0, end - self.elapsed)
 
     @property
@@ -119,8 +123,9 @@ def end_interview(progress: Progress, log: Path, why: str) -> EndedInterview | N
     if current is None:
         return None
     ended = min(now_utc(), current.started_at + timedelta(minutes=TOTAL_MINUTES))
-    passed = {task: when for task, when in current.passed.items()
-              if datetime.fromisoformat(when) <= ended}
+    passed = {
+        task: when for task, when in current.passed.items() if datetime.fromisoformat(when) <= ended
+    }
     finished = EndedInterview(current.started, ended.isoformat(timespec="seconds"), why, passed)
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("a", encoding="utf-8") as lines:

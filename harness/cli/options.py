@@ -19,8 +19,11 @@ __all__ = [
 ]
 
 solution_option = click.option(
-    "--solution", "solution_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The solution file (default: candidate/solution.py).")
+    "--solution",
+    "solution_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The solution file (default: candidate/solution.py).",
+)
 
 #: What every option that names a database accepts (``resolve_database_url`` reads it).
 DB_HELP = "sqlite, postgresql or a database URL"
@@ -49,10 +52,15 @@ def _given_key(name: str | None) -> str:
 
 
 db_option = click.option(
-    "--db", "db_url", metavar="DB", callback=database_url,
-    help=f"{DB_HELP} (default: DATABASE_URL, else SQLite). Every test gets a fresh database.")
-seed_option = click.option("--seed", type=int, default=1, show_default=True,
-                           help="Seed for the grader's faults and data.")
+    "--db",
+    "db_url",
+    metavar="DB",
+    callback=database_url,
+    help=f"{DB_HELP} (default: DATABASE_URL, else SQLite). Every test gets a fresh database.",
+)
+seed_option = click.option(
+    "--seed", type=int, default=1, show_default=True, help="Seed for the grader's faults and data."
+)
 
 
 def task_letters(ctx: click.Context, param: click.Parameter, value: str | None) -> str:

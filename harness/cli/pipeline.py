@@ -28,15 +28,22 @@ FAST_SHARDS = 6
 
 
 def _passing(run: AnyRun) -> str:
-    return "".join(task for task, tally in run.tallies().items()
-                   if tally.complete and tally.status == "passing")
+    return "".join(
+        task
+        for task, tally in run.tallies().items()
+        if tally.complete and tally.status == "passing"
+    )
 
 
-async def grade_pipeline(request: GradeRequest, *, second_db: str | None = None,
-                         start: str = "fast",
-                         on_start: Callable[[AnyRun], None],
-                         on_update: Callable[[AnyRun], None],
-                         spawner: Spawner | None = None) -> None:
+async def grade_pipeline(
+    request: GradeRequest,
+    *,
+    second_db: str | None = None,
+    start: str = "fast",
+    on_start: Callable[[AnyRun], None],
+    on_update: Callable[[AnyRun], None],
+    spawner: Spawner | None = None,
+) -> None:
     """Grade ``request.solution``: the fast tier (unless ``start`` is "full"), the full tier of
     what passed it, and the full tier on ``second_db`` of what passed on the main backend."""
 
@@ -48,10 +55,14 @@ async def grade_pipeline(request: GradeRequest, *, second_db: str | None = None,
     async def shared(stage_request: GradeRequest, count: int) -> ShardedRun:
         run = ShardedRun(stage_request, count)
         on_start(run)
-        await asyncio.gather(*(
-            run_grading(shard.request, on_update=lambda _: on_update(run), run=shard,
-                        spawner=spawner)
-            for shard in run.shards))
+        await asyncio.gather(
+            *(
+                run_grading(
+                    shard.request, on_update=lambda _: on_update(run), run=shard, spawner=spawner
+                )
+                for shard in run.shards
+            )
+        )
         on_update(run)
         return run
 
@@ -62,14 +73,16 @@ async def grade_pipeline(request: GradeRequest, *, second_db: str | None = None,
         # save on a small machine.
         warm = isinstance(spawner, ForkServer) and spawner.failures < 3
         fast: AnyRun = (
-            await shared(fast_request, FAST_SHARDS) if warm else await stage(fast_request))
+            await shared(fast_request, FAST_SHARDS) if warm else await stage(fast_request)
+        )
         tasks = _passing(fast)
         if fast.state != "done" or not tasks:
             return
     full = await stage(dataclasses.replace(request, tier="full", tasks=tasks, focus=""))
     if second_db and full.state == "done" and (passed := _passing(full)):
-        await stage(dataclasses.replace(request, tier="full", tasks=passed, focus="",
-                                        db_url=second_db))
+        await stage(
+            dataclasses.replace(request, tier="full", tasks=passed, focus="", db_url=second_db)
+        )
 
 
 class Scoreboard:
@@ -84,9 +97,10 @@ class Scoreboard:
 
     def new_version(self) -> None:
         """The file changed: what the board says now is about an earlier version."""
-        self.base = {task: dataclasses.replace(row, grading=False,
-                                               stale=row.status != "not graded")
-                     for task, row in self.rows().items()}
+        self.base = {
+            task: dataclasses.replace(row, grading=False, stale=row.status != "not graded")
+            for task, row in self.rows().items()
+        }
         self.runs = []
         self.static = {}
 
@@ -95,8 +109,9 @@ class Scoreboard:
         self.static = dict(stubs)
         if self.progress is not None:
             for task in stubs:
-                self.progress.record_result(task, "not started", tier="fast",
-                                            backend=self.main_backend)
+                self.progress.record_result(
+                    task, "not started", tier="fast", backend=self.main_backend
+                )
 
     def add(self, run: AnyRun) -> None:
         self.runs.append(run)
@@ -134,10 +149,19 @@ class Scoreboard:
         return rows
 
     def run_lines(self, now: float) -> list[RunLine]:
-        return [RunLine(run.tier, run.backend, run.state, run.elapsed(now),
-                        len(run.results), len(run.tests), run.current,
-                        failed=sum(tally.failed for tally in run.tallies().values()))
-                for run in self.runs]
+        return [
+            RunLine(
+                run.tier,
+                run.backend,
+                run.state,
+                run.elapsed(now),
+                len(run.results),
+                len(run.tests),
+                run.current,
+                failed=sum(tally.failed for tally in run.tallies().values()),
+            )
+            for run in self.runs
+        ]
 
     def record(self, run: AnyRun) -> None:
         """Write the verdicts of a finished ``run`` to the progress file (once per run)."""

@@ -72,8 +72,12 @@ class Interview:
 class Progress:
     """Load with ``Progress.load(path)``; every change is saved at once."""
 
-    def __init__(self, path: Path, tasks: dict[str, TaskProgress] | None = None,
-                 interview: Interview | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        tasks: dict[str, TaskProgress] | None = None,
+        interview: Interview | None = None,
+    ) -> None:
         self.path = path
         self.tasks = {task: TaskProgress() for task in GRADED_TASKS}
         self.tasks.update(tasks or {})
@@ -84,8 +88,11 @@ class Progress:
         """The progress saved at ``path``; a missing or unreadable file is a fresh start."""
         try:
             data = json.loads(path.read_text())
-            tasks = {task: TaskProgress(**info) for task, info in data.get("tasks", {}).items()
-                     if task in GRADED_TASKS}
+            tasks = {
+                task: TaskProgress(**info)
+                for task, info in data.get("tasks", {}).items()
+                if task in GRADED_TASKS
+            }
             interview = Interview(**data["interview"]) if data.get("interview") else None
         except (OSError, ValueError, TypeError, KeyError):
             return cls(path)
@@ -104,8 +111,9 @@ class Progress:
 
     # --- changes -----------------------------------------------------------------------------
 
-    def record_result(self, task: str, status: str, *, tier: str, backend: str,
-                      when: datetime | None = None) -> bool:
+    def record_result(
+        self, task: str, status: str, *, tier: str, backend: str, when: datetime | None = None
+    ) -> bool:
         """Record what the grader said about ``task``; True when this is its first pass.
 
         Only a full-tier pass counts as passing the task: the fast tier is watch mode's quick
@@ -120,8 +128,11 @@ class Progress:
             if info.first_passed is None:
                 info.first_passed = info.last_graded
                 first = True
-            if self.interview and task not in self.interview.passed \
-                    and when >= self.interview.started_at:
+            if (
+                self.interview
+                and task not in self.interview.passed
+                and when >= self.interview.started_at
+            ):
                 self.interview.passed[task] = info.last_graded
         self.save()
         return first

@@ -62,8 +62,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _tasks.update({item.nodeid: _task(item) or "" for item in session.items})
-    _emit({"event": "collected",
-           "tests": [{"id": item.nodeid, "task": _tasks[item.nodeid]} for item in session.items]})
+    _emit(
+        {
+            "event": "collected",
+            "tests": [{"id": item.nodeid, "task": _tasks[item.nodeid]} for item in session.items],
+        }
+    )
 
 
 def pytest_runtest_logstart(nodeid: str) -> None:
@@ -72,8 +76,11 @@ def pytest_runtest_logstart(nodeid: str) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     # Sections accumulate over setup, call and teardown: take this phase's only.
-    text = "".join(content for name, content in report.sections
-                   if name in (f"Captured stdout {report.when}", f"Captured stderr {report.when}"))
+    text = "".join(
+        content
+        for name, content in report.sections
+        if name in (f"Captured stdout {report.when}", f"Captured stderr {report.when}")
+    )
     text = text.rstrip("\n")
     if text:
         lines = text.splitlines()[-_OUTPUT_LINES:]
@@ -86,10 +93,18 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         timeline = next((v for k, v in report.user_properties if k == "timeline"), [])
         # Advice (not a failure) as the grader's tests leave it for the scorecard.
         advice = [value for key, value in report.user_properties if key == "advice"]
-        _emit({"event": "result", "id": report.nodeid, "task": _tasks.get(report.nodeid, ""),
-               "outcome": outcome, "diagnosis": diagnosis,
-               "duration": round(report.duration, 3), "advice": advice,
-               "timeline": timeline})
+        _emit(
+            {
+                "event": "result",
+                "id": report.nodeid,
+                "task": _tasks.get(report.nodeid, ""),
+                "outcome": outcome,
+                "diagnosis": diagnosis,
+                "duration": round(report.duration, 3),
+                "advice": advice,
+                "timeline": timeline,
+            }
+        )
 
 
 def pytest_unconfigure() -> None:

@@ -68,8 +68,9 @@ class TaskTally:
 
 def all_passing(state: str, tallies: dict[str, TaskTally]) -> bool:
     """A run that finished and found every task it graded passing."""
-    return state == "done" and bool(tallies) and all(
-        t.status == "passing" for t in tallies.values())
+    return (
+        state == "done" and bool(tallies) and all(t.status == "passing" for t in tallies.values())
+    )
 
 
 class OutputTail:
@@ -166,9 +167,14 @@ class GradeRun:
             self.current = event["id"]
         elif kind == "result":
             self.results[event["id"]] = Verdict(
-                event["id"], event.get("task") or self.tests.get(event["id"], ""),
-                event["outcome"], event.get("diagnosis"), event.get("duration", 0.0),
-                tuple(event.get("advice") or ()), tuple(event.get("timeline") or ()))
+                event["id"],
+                event.get("task") or self.tests.get(event["id"], ""),
+                event["outcome"],
+                event.get("diagnosis"),
+                event.get("duration", 0.0),
+                tuple(event.get("advice") or ()),
+                tuple(event.get("timeline") or ()),
+            )
             if self.current == event["id"]:
                 self.current = None
             if self.answered_at is None and len(self.results) >= len(self.tests):
@@ -184,9 +190,14 @@ class GradeRun:
         for index, test in enumerate(data.get("tests", [])):
             test_id = f"{test['name']}#{index}"
             self.tests[test_id] = test["task"]
-            self.results[test_id] = Verdict(test_id, test["task"], test["status"],
-                                            test.get("message"), test.get("duration", 0.0),
-                                            tuple(test.get("advice") or ()))
+            self.results[test_id] = Verdict(
+                test_id,
+                test["task"],
+                test["status"],
+                test.get("message"),
+                test.get("duration", 0.0),
+                tuple(test.get("advice") or ()),
+            )
 
     def stop(self, state: str, message: str | None = None) -> None:
         """End the run as ``state``; a test still going fails with ``message``."""

@@ -100,16 +100,34 @@ class GradeRequest:
 
 def grade_command(request: GradeRequest, json_path: Path) -> list[str]:
     """The pytest arguments (after ``python -m pytest``) of one grading pass."""
-    command = [str(PROJECT_ROOT / "harness" / "grading"),
-               "--solution", str(request.solution), "--kata-tier", request.tier,
-               "--kata-seed", str(request.seed), "--kata-json", str(json_path),
-               "-q", "--tb=no", "-p", "no:cacheprovider", "-p", _EVENTS_PLUGIN,
-               # The faker and anyio plugins cost up to two seconds of imports and no graded
-               # test uses them; faulthandler says where a test that never finishes is stuck.
-               "-p", "no:faker", "-p", "no:anyio",
-               "-o", f"faulthandler_timeout={_dump_after(request):g}",
-               # A run forked from the warm server (forkserver) finds pytest plugins imported.
-               "-W", "ignore::pytest.PytestAssertRewriteWarning"]
+    command = [
+        str(PROJECT_ROOT / "harness" / "grading"),
+        "--solution",
+        str(request.solution),
+        "--kata-tier",
+        request.tier,
+        "--kata-seed",
+        str(request.seed),
+        "--kata-json",
+        str(json_path),
+        "-q",
+        "--tb=no",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        _EVENTS_PLUGIN,
+        # The faker and anyio plugins cost up to two seconds of imports and no graded
+        # test uses them; faulthandler says where a test that never finishes is stuck.
+        "-p",
+        "no:faker",
+        "-p",
+        "no:anyio",
+        "-o",
+        f"faulthandler_timeout={_dump_after(request):g}",
+        # A run forked from the warm server (forkserver) finds pytest plugins imported.
+        "-W",
+        "ignore::pytest.PytestAssertRewriteWarning",
+    ]
     if request.db_url:
         command += ["--db", request.db_url]
     if request.tasks:
@@ -158,15 +176,27 @@ class SubprocessSpawner:
 
     async def spawn(self, args: list[str], env: dict[str, str], output: IO[bytes]) -> Child:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pytest", *args, cwd=PROJECT_ROOT, env=env,
-            stdin=asyncio.subprocess.DEVNULL, stdout=output, stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True)
+            sys.executable,
+            "-m",
+            "pytest",
+            *args,
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=output,
+            stderr=asyncio.subprocess.STDOUT,
+            start_new_session=True,
+        )
         return _Subprocess(process)
 
 
 def child_environment(request: GradeRequest, events_path: Path) -> dict[str, str]:
-    env = {**os.environ, EVENTS_ENV: str(events_path), FOCUS_ENV: request.focus,
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        EVENTS_ENV: str(events_path),
+        FOCUS_ENV: request.focus,
+        "PYTHONUNBUFFERED": "1",
+    }
     # Bytecode caching on: without it every run recompiles the harness and pytest's rewritten
     # test modules, a second of CPU per save. (The solution's own .pyc is removed before each
     # run instead: see _forget_bytecode.)
@@ -199,10 +229,13 @@ def _kill(child: Child) -> None:
 # --- a run ---------------------------------------------------------------------------------------
 
 
-async def run_grading(request: GradeRequest, *,
-                      on_update: Callable[[GradeRun], None] | None = None,
-                      run: GradeRun | None = None,
-                      spawner: Spawner | None = None) -> GradeRun:
+async def run_grading(
+    request: GradeRequest,
+    *,
+    on_update: Callable[[GradeRun], None] | None = None,
+    run: GradeRun | None = None,
+    spawner: Spawner | None = None,
+) -> GradeRun:
     """Grade in a subprocess and return the finished run; ``on_update`` sees it as it goes
     (pass ``run``, made from the same request, to hold it from the start)."""
     run = run or GradeRun(request)
@@ -220,11 +253,14 @@ async def run_grading(request: GradeRequest, *,
         _forget_bytecode(request.solution)
         with output_path.open("wb") as output:
             child = await (spawner or SubprocessSpawner()).spawn(
-                grade_command(request, json_path), environment, output)
+                grade_command(request, json_path), environment, output
+            )
         exited = asyncio.ensure_future(child.wait())
         try:
-            with events_path.open(encoding="utf-8") as events, \
-                    output_path.open(encoding="utf-8", errors="replace") as output_log:
+            with (
+                events_path.open(encoding="utf-8") as events,
+                output_path.open(encoding="utf-8", errors="replace") as output_log,
+            ):
                 await _follow(run, child, exited, _Tail(events), _Tail(output_log), notify)
         except asyncio.CancelledError:
             run.stop("cancelled")
@@ -256,8 +292,14 @@ class _Tail:
         return lines
 
 
-async def _follow(run: GradeRun, child: Child, exited: asyncio.Future[int], events: _Tail,
-                  output: _Tail, notify: Callable[[GradeRun], None]) -> None:
+async def _follow(
+    run: GradeRun,
+    child: Child,
+    exited: asyncio.Future[int],
+    events: _Tail,
+    output: _Tail,
+    notify: Callable[[GradeRun], None],
+) -> None:
     last_progress = time.monotonic()
     while True:
         await asyncio.wait({exited}, timeout=_POLL)
@@ -277,8 +319,11 @@ async def _follow(run: GradeRun, child: Child, exited: asyncio.Future[int], even
         request = run.request
         if now - run.started > request.limit:
             _kill(child)
-            run.stop("timed out", f"timed out after {request.limit:g} s: the whole {run.tier} "
-                                  "tier did not finish within its time limit")
+            run.stop(
+                "timed out",
+                f"timed out after {request.limit:g} s: the whole {run.tier} "
+                "tier did not finish within its time limit",
+            )
             return
         if now - last_progress > request.test_limit:
             await asyncio.sleep(_POLL)  # the stack dump is due about now: give it a moment
@@ -290,16 +335,20 @@ async def _follow(run: GradeRun, child: Child, exited: asyncio.Future[int], even
 
 def _stalled(run: GradeRun, seconds: float) -> str:
     if not run.tests:
-        return (f"timed out after {seconds:g} s before the first test started: is "
-                f"{run.request.solution.name} stuck at import time (a loop or a blocking call "
-                "at module level)?")
+        return (
+            f"timed out after {seconds:g} s before the first test started: is "
+            f"{run.request.solution.name} stuck at import time (a loop or a blocking call "
+            "at module level)?"
+        )
     current = run.current or "the next test"
     task = run.tests.get(current, "")
     suspect = f"{FUNCTIONS[task]}()" if task in FUNCTIONS else "your code"
     where = stuck_at(run.raw, run.request.solution)
-    return (f"timed out after {seconds:g} s in {current.rsplit('::', 1)[-1]}: {suspect} looks "
-            "stuck (an infinite loop, a blocking call, a lock that is never released)"
-            + (f" — it was at {where}" if where else ""))
+    return (
+        f"timed out after {seconds:g} s in {current.rsplit('::', 1)[-1]}: {suspect} looks "
+        "stuck (an infinite loop, a blocking call, a lock that is never released)"
+        + (f" — it was at {where}" if where else "")
+    )
 
 
 _FRAME_LINE = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+) in (?P<function>\S+)')
@@ -310,7 +359,7 @@ def stuck_at(output: Iterable[str], solution: Path) -> str | None:
     "solution.py:12 in claim_next_job()", or None."""
     lines = list(output)
     starts = [i for i, line in enumerate(lines) if line.startswith("Timeout (")]
-    for line in lines[starts[-1] if starts else 0:]:
+    for line in lines[starts[-1] if starts else 0 :]:
         match = _FRAME_LINE.search(line)
         if match and Path(match["file"]).resolve() == solution.resolve():
             return f"{solution.name}:{match['line']} in {match['function']}()"

@@ -47,9 +47,16 @@ _PASSING = ("passing", "passing on both backends")
 
 
 class DevSession:
-    def __init__(self, app: App, request: GradeRequest, *, second_db: str | None = None,
-                 interview: bool = False, force_polling: bool = False,
-                 console: Console | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        request: GradeRequest,
+        *,
+        second_db: str | None = None,
+        interview: bool = False,
+        force_polling: bool = False,
+        console: Console | None = None,
+    ) -> None:
         self.app = app
         self.request = request
         self.path = request.solution
@@ -58,8 +65,9 @@ class DevSession:
         self.console = console or app.terminal.console
         self.interactive = self.console.is_terminal
         self.scoreboard = Scoreboard(request.backend, app.progress_for(request.solution))
-        self.state: BoardState = app.board_state(request, second_db=second_db,
-                                                 watching="starting the watcher…")
+        self.state: BoardState = app.board_state(
+            request, second_db=second_db, watching="starting the watcher…"
+        )
         self.interview = interview
         self.ended_interview: EndedInterview | None = None
         self.pipeline: asyncio.Task[None] | None = None
@@ -86,10 +94,21 @@ class DevSession:
             self._end_leftover_interview()
         with self._signals(loop), cbreak(sys.stdin), self._display() as live:
             reader = self._key_reader()
-            workers = [asyncio.create_task(coroutine) for coroutine in (
-                self._controller(), self._drawer(live), self._ticker(), self.spawner.warm(),
-                watch_file(self.path, self._file_event, on_mode=self._watch_mode,
-                           force_polling=self.force_polling))]
+            workers = [
+                asyncio.create_task(coroutine)
+                for coroutine in (
+                    self._controller(),
+                    self._drawer(live),
+                    self._ticker(),
+                    self.spawner.warm(),
+                    watch_file(
+                        self.path,
+                        self._file_event,
+                        on_mode=self._watch_mode,
+                        force_polling=self.force_polling,
+                    ),
+                )
+            ]
             self.commands.put_nowait("grade")
             try:
                 await self.quit.wait()
@@ -124,8 +143,13 @@ class DevSession:
         if not self.interactive:
             yield None
             return
-        live = Live(console=self.console, screen=True, auto_refresh=False,
-                    redirect_stdout=False, redirect_stderr=False)
+        live = Live(
+            console=self.console,
+            screen=True,
+            auto_refresh=False,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
         with live:
             yield live
 
@@ -177,11 +201,19 @@ class DevSession:
             self._trace("all-stubs")
             self._changed(print_board=True)
             return
-        request = dataclasses.replace(self.request, focus=focus,
-                                      tasks="" if tasks == "ABCDE" else tasks)
-        self.pipeline = asyncio.create_task(grade_pipeline(
-            request, second_db=self.second_db, start=start,
-            on_start=self._run_started, on_update=self._run_updated, spawner=self.spawner))
+        request = dataclasses.replace(
+            self.request, focus=focus, tasks="" if tasks == "ABCDE" else tasks
+        )
+        self.pipeline = asyncio.create_task(
+            grade_pipeline(
+                request,
+                second_db=self.second_db,
+                start=start,
+                on_start=self._run_started,
+                on_update=self._run_updated,
+                spawner=self.spawner,
+            )
+        )
         self.pipeline.add_done_callback(self._pipeline_done)
         self._changed()
 
@@ -208,13 +240,22 @@ class DevSession:
     def _run_updated(self, run: AnyRun) -> None:
         if run.answered_at is not None and run is not self._answered:
             self._answered = run  # every verdict is in; the process is still exiting
-            self._trace("results", tier=run.tier, backend=run.backend,
-                        elapsed=round(run.answered_at - run.started, 3))
+            self._trace(
+                "results",
+                tier=run.tier,
+                backend=run.backend,
+                elapsed=round(run.answered_at - run.started, 3),
+            )
         if not run.running:
             self.scoreboard.record(run)
-            self._trace("run-end", tier=run.tier, backend=run.backend, state=run.state,
-                        elapsed=round(run.elapsed(), 3),
-                        tasks={t: tally.status for t, tally in run.tallies().items()})
+            self._trace(
+                "run-end",
+                tier=run.tier,
+                backend=run.backend,
+                state=run.state,
+                elapsed=round(run.elapsed(), 3),
+                tasks={t: tally.status for t, tally in run.tallies().items()},
+            )
         self._changed(print_board=not run.running)
 
     async def _drawer(self, live: Live | None) -> None:
@@ -287,11 +328,16 @@ class DevSession:
         progress = self.app.progress
         level = min(progress.hint_level(task) + 1, LEVELS)
         progress.see_hint(task, level)
-        after = (f"h again: {LEVEL_NAMES[level]}" if level < LEVELS
-                 else f"the last level; python -m harness hint {task} --level N for the others")
+        after = (
+            f"h again: {LEVEL_NAMES[level]}"
+            if level < LEVELS
+            else f"the last level; python -m harness hint {task} --level N for the others"
+        )
         self.state.panel = BoardPanel(
             f"hint for {task} · {FUNCTIONS[task]}() · {level} of {LEVELS}: {LEVEL_NAMES[level - 1]}"
-            f"  ({after}; Esc hides)", hint(task, level).text)
+            f"  ({after}; Esc hides)",
+            hint(task, level).text,
+        )
         self.state.info = None
 
     def _show_timeline(self) -> None:
@@ -302,20 +348,27 @@ class DevSession:
             return
         self.state.panel = BoardPanel(
             f"what happened: {failing.task} · {FUNCTIONS.get(failing.task, 'end to end')}  "
-            "(Esc hides)", "\n".join(failing.timeline), kind="text")
+            "(Esc hides)",
+            "\n".join(failing.timeline),
+            kind="text",
+        )
         self.state.info = None
 
     def _show_reference(self) -> None:
         passed = [task for task in FUNCTIONS if self.app.progress.passed(task)]
         if not passed:
-            self.state.info = ("the reference of a task shows once it passes the full tier; "
-                               "none has yet")
+            self.state.info = (
+                "the reference of a task shows once it passes the full tier; none has yet"
+            )
             return
         self._reference_turn = (self._reference_turn + 1) % len(passed)
         task = passed[self._reference_turn]
         self.state.panel = BoardPanel(
             f"reference for {task} · {FUNCTIONS[task]}()  (s again: the next passed task; "
-            "Esc hides)", reference_section(self.app.reference_text(), task), kind="python")
+            "Esc hides)",
+            reference_section(self.app.reference_text(), task),
+            kind="python",
+        )
         self.state.info = None
 
     # --- the board's state ---------------------------------------------------------------------
@@ -325,8 +378,11 @@ class DevSession:
         state = self.state
         state.tasks = self.scoreboard.rows()
         state.runs = self.scoreboard.run_lines(now)
-        failed = [run for run in self.scoreboard.runs if run.message and not run.running
-                  and run.state != "cancelled"]
+        failed = [
+            run
+            for run in self.scoreboard.runs
+            if run.message and not run.running and run.state != "cancelled"
+        ]
         state.notice = self.syntax_notice or (failed[-1].message if failed else None)
         with_output = [run for run in self.scoreboard.runs if run.output.lines]
         latest = with_output[-1] if with_output else None
@@ -354,17 +410,23 @@ class DevSession:
         """An interview whose session never quit (a closed terminal, a crash) must not collect
         the passes of a session that is not an interview."""
         current = self.app.progress.interview
-        ended = end_interview(self.app.progress, self.app.interviews_path,
-                              "left open; ended by a dev without --interview")
+        ended = end_interview(
+            self.app.progress,
+            self.app.interviews_path,
+            "left open; ended by a dev without --interview",
+        )
         if current is not None and ended is not None:
-            self.state.info = (f"the interview started at {_local(current.started_at)} was still "
-                               "open: it has ended, and this session does not count towards it")
+            self.state.info = (
+                f"the interview started at {_local(current.started_at)} was still "
+                "open: it has ended, and this session does not count towards it"
+            )
 
     def _start_interview(self) -> None:
         progress = self.app.progress
         current = progress.interview
         if current is not None and now_utc() - current.started_at > timedelta(
-                minutes=TOTAL_MINUTES):
+            minutes=TOTAL_MINUTES
+        ):
             end_interview(progress, self.app.interviews_path, "time is up")
             current = None
         if current is None:

@@ -20,7 +20,8 @@ def solution(app: App, task: str, force: bool) -> None:
     if not force and not app.progress.passed(task):
         app.terminal.error(
             f"Task {task} has not passed the full tier yet, so its reference stays hidden. "
-            f"Try `python -m harness hint {task}`, or add --force to see it anyway.")
+            f"Try `python -m harness hint {task}`, or add --force to see it anyway."
+        )
         raise SystemExit(1)
     reference = app.reference_text()
     code = reference_header(reference) + "\n\n" + reference_section(reference, task)

@@ -26,8 +26,12 @@ __all__ = [
 ]
 
 #: The function each task is about.
-FUNCTIONS = {"A": "claim_next_job", "B": "create_campaign_jobs", "C": "send_email_step",
-             "D": "process_job"}
+FUNCTIONS = {
+    "A": "claim_next_job",
+    "B": "create_campaign_jobs",
+    "C": "send_email_step",
+    "D": "process_job",
+}
 PRISTINE_PATH = Path(__file__).with_name("pristine_solution.py")
 
 _TASK_MARKER = re.compile(r"^# --- Task (?P<task>[A-Z]) -+\s*$", re.MULTILINE)
@@ -71,8 +75,11 @@ def function_sources(source: str) -> dict[str, str] | None:
         tree = ast.parse(source)
     except SyntaxError:
         return None
-    return {node.name: ast.get_source_segment(source, node) or ""
-            for node in tree.body if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)}
+    return {
+        node.name: ast.get_source_segment(source, node) or ""
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    }
 
 
 def changed_tasks(before: str | None, after: str) -> str:
@@ -99,10 +106,14 @@ def stub_tasks(source: str) -> dict[str, str]:
         tree = ast.parse(source)
     except SyntaxError:
         return {}
-    stubs = {node.name for node in tree.body
-             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _is_stub(node)}
-    found = {task: _not_started(function) for task, function in FUNCTIONS.items()
-             if function in stubs}
+    stubs = {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _is_stub(node)
+    }
+    found = {
+        task: _not_started(function) for task, function in FUNCTIONS.items() if function in stubs
+    }
     blocking = [function for function in ("claim_next_job", "process_job") if function in stubs]
     if blocking:
         found["E"] = _not_started(blocking[0])
@@ -111,8 +122,12 @@ def stub_tasks(source: str) -> dict[str, str]:
 
 def _is_stub(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     body = function.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
         body = body[1:]
     if len(body) != 1 or not isinstance(body[0], ast.Raise) or body[0].exc is None:
         return False
@@ -146,7 +161,7 @@ def restore_function(source: str, pristine: str, name: str) -> str:
     span = function_span(pristine, name)
     if span is None:
         raise KeyError(f"the pristine stub has no function {name}()")
-    stub = pristine.splitlines(keepends=True)[span[0]:span[1]]
+    stub = pristine.splitlines(keepends=True)[span[0] : span[1]]
     lines = source.splitlines(keepends=True)
     target = function_span(source, name)
     if target is None:
@@ -154,7 +169,7 @@ def restore_function(source: str, pristine: str, name: str) -> str:
         return source + tail + "\n\n" + "".join(stub)
     if stub and not stub[-1].endswith("\n") and target[1] < len(lines):
         stub[-1] += "\n"
-    return "".join(lines[:target[0]] + stub + lines[target[1]:])
+    return "".join(lines[: target[0]] + stub + lines[target[1] :])
 
 
 def reference_section(reference: str, task: str) -> str:
@@ -163,11 +178,11 @@ def reference_section(reference: str, task: str) -> str:
     for index, marker in enumerate(markers):
         if marker.group("task") == task:
             end = markers[index + 1].start() if index + 1 < len(markers) else len(reference)
-            return reference[marker.start():end].rstrip() + "\n"
+            return reference[marker.start() : end].rstrip() + "\n"
     raise KeyError(f"the reference has no section for task {task}")
 
 
 def reference_header(reference: str) -> str:
     """Everything before the first task: the module docstring and the imports."""
     first = _TASK_MARKER.search(reference)
-    return (reference[:first.start()] if first else reference).rstrip() + "\n"
+    return (reference[: first.start()] if first else reference).rstrip() + "\n"

@@ -29,25 +29,36 @@ def status(app: App) -> None:
         last = info.last_status or "not graded"
         style = {"passing": "green", "failing": "red", "not started": "yellow"}.get(last, "dim")
         hints = f"{info.hint_level}/{LEVELS}" if task in "ABCD" else ""
-        table.add_row(f"{task}  {TASK_NAMES[task]}", Text(last, style=style),
-                      _when(info.first_passed), ", ".join(info.backends), hints)
+        table.add_row(
+            f"{task}  {TASK_NAMES[task]}",
+            Text(last, style=style),
+            _when(info.first_passed),
+            ", ".join(info.backends),
+            hints,
+        )
     app.terminal.print(table)
     if progress.interview is not None:
         now = clock(progress.interview.started_at, now_utc())
         state = "time is up" if now.finished else f"{now.part_name}, {minutes(now.total_left)} left"
-        app.terminal.info(f"Interview in progress: started {_when(progress.interview.started)} "
-                          f"({state}).")
+        app.terminal.info(
+            f"Interview in progress: started {_when(progress.interview.started)} ({state})."
+        )
     elif (ended := last_interview(app.interviews_path)) is not None:
         app.terminal.info(_ended(ended))
     app.terminal.info(f"Progress file: {app.progress_path}")
 
 
 def _ended(interview: EndedInterview) -> str:
-    passed = [f"{line.task} at {minutes(line.passed_after)} ({line.part})"
-              for line in summary(interview) if line.passed_after is not None]
-    return (f"Last interview: started {_when(interview.started)}, ended after "
-            f"{minutes(interview.length)} ({interview.why}); passed: "
-            f"{', '.join(passed) or 'none'}. `python -m harness dev --interview` starts a new one.")
+    passed = [
+        f"{line.task} at {minutes(line.passed_after)} ({line.part})"
+        for line in summary(interview)
+        if line.passed_after is not None
+    ]
+    return (
+        f"Last interview: started {_when(interview.started)}, ended after "
+        f"{minutes(interview.length)} ({interview.why}); passed: "
+        f"{', '.join(passed) or 'none'}. `python -m harness dev --interview` starts a new one."
+    )
 
 
 def _when(iso: str | None) -> str:

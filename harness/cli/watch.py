@@ -18,8 +18,13 @@ POLL_INTERVAL = 0.5  # seconds, when polling
 _SETTLE_MS = 50  # a burst of events (truncate, write, rename) is one save once quiet this long
 
 
-async def watch_file(path: Path, on_change: Callable[[], None], *,
-                     on_mode: Callable[[str], None], force_polling: bool = False) -> None:
+async def watch_file(
+    path: Path,
+    on_change: Callable[[], None],
+    *,
+    on_mode: Callable[[str], None],
+    force_polling: bool = False,
+) -> None:
     """Call ``on_change`` after every save of ``path``, until cancelled. ``on_mode`` hears how
     (and, when watching fails, why it fell back to polling)."""
     if not force_polling:
@@ -34,15 +39,21 @@ async def watch_file(path: Path, on_change: Callable[[], None], *,
         try:
             from watchfiles import awatch
 
-            async for _changes in awatch(path.parent, watch_filter=_only(path), recursive=False,
-                                         step=_SETTLE_MS, debounce=1600):
+            async for _changes in awatch(
+                path.parent,
+                watch_filter=_only(path),
+                recursive=False,
+                step=_SETTLE_MS,
+                debounce=1600,
+            ):
                 on_change()
             reason = "the watcher stopped"
         except (OSError, RuntimeError, ImportError) as error:
             started.cancel()
             reason = f"cannot watch {path.parent}: {error}"
-        on_mode(f"{reason}; polling {path.name} every {POLL_INTERVAL:g} s instead "
-                "(press r to re-run)")
+        on_mode(
+            f"{reason}; polling {path.name} every {POLL_INTERVAL:g} s instead (press r to re-run)"
+        )
     else:
         on_mode(f"polling {path.name} every {POLL_INTERVAL:g} s for saves (press r to re-run)")
     await _poll(path, on_change)

@@ -129,7 +129,6 @@ class Problem(str):
         return problem
 
 
-
 class _Judge:
     """One judgement: the jobs, indexed with what the APIs did for them."""
 

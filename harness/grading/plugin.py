@@ -100,7 +100,10 @@ class _Grading:
         self.tier: str = config.getoption("--kata-tier")
         self.json_path = config.getoption("--kata-json")
         self.scorecard = Scorecard(
-            self.solution_path.name, self.base.dialect, self.seed, self.tier,
+            self.solution_path.name,
+            self.base.dialect,
+            self.seed,
+            self.tier,
             rerun=rerun_command(config),
         )
         self.solution: Solution | None = None

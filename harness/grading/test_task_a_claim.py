@@ -404,8 +404,11 @@ async def test_workers_in_separate_processes_claim_every_job_exactly_once(kata: 
     claimed_by: dict[int, list[str]] = defaultdict(list)
     for claims, error in results:
         if error:
-            fail(error if error.startswith("not started") else
-                 f"claim_next_job raised in a worker process: {error}")
+            fail(
+                error
+                if error.startswith("not started")
+                else f"claim_next_job raised in a worker process: {error}"
+            )
         for name, job_id in claims:
             claimed_by[job_id].append(name)
     _judge(claimed_by, total, [], processes * per_process)
