@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from .config import PROJECT_ROOT
+from .tasks import SOLUTION_FUNCTIONS
 
 __all__ = ["CANDIDATE_PATH", "REFERENCE_PATH", "Solution", "load_solution", "reference_functions"]
 
@@ -56,7 +57,7 @@ def load_solution(path: str | Path = CANDIDATE_PATH) -> Solution:
         sys.modules.pop(name, None)
         raise
     functions = {}
-    for fn in ("claim_next_job", "create_campaign_jobs", "send_email_step", "process_job"):
+    for fn in SOLUTION_FUNCTIONS:
         if not callable(getattr(module, fn, None)):
             raise AttributeError(f"{path.name} defines no function {fn}()")
         functions[fn] = getattr(module, fn)

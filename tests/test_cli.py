@@ -21,7 +21,6 @@ from harness.cli.board import BoardPanel, BoardState, RunLine, TaskRow, render_b
 from harness.cli.interview import clock
 from harness.cli.progress import Progress, now_utc
 from harness.cli.sources import (
-    FUNCTIONS,
     PRISTINE_PATH,
     function_sources,
     reference_section,
@@ -29,6 +28,7 @@ from harness.cli.sources import (
 )
 from harness.config import PROJECT_ROOT
 from harness.solutions import CANDIDATE_PATH, REFERENCE_PATH
+from harness.tasks import FUNCTIONS
 
 Invoke = Callable[..., Result]
 

@@ -15,15 +15,20 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from ..tasks import LETTERS, TaskStatus, title
 from .code import CodeMarkdown, NotesCuts, whole_code, widest_line
 from .interview import PARTS, InterviewClock, SummaryLine, minutes
-from .sources import FUNCTIONS
 
 __all__ = ["KEYS", "STATUSES", "BoardPanel", "BoardState", "RunLine", "TaskRow", "render_board"]
 
-TASK_NAMES = {**FUNCTIONS, "E": "end to end"}
 #: What a task can be, from nothing to everything.
-STATUSES = ("not graded", "not started", "failing", "passing", "passing on both backends")
+STATUSES = (
+    TaskStatus.NOT_GRADED,
+    TaskStatus.NOT_STARTED,
+    TaskStatus.FAILING,
+    TaskStatus.PASSING,
+    TaskStatus.PASSING_ON_BOTH,
+)
 KEYS = (
     ("h", "hint"),
     ("t", "timeline"),
@@ -34,18 +39,18 @@ KEYS = (
 )
 
 _STYLE = {
-    "not graded": "dim",
-    "not started": "yellow",
-    "failing": "bold red",
-    "passing": "bold green",
-    "passing on both backends": "bold green",
+    TaskStatus.NOT_GRADED: "dim",
+    TaskStatus.NOT_STARTED: "yellow",
+    TaskStatus.FAILING: "bold red",
+    TaskStatus.PASSING: "bold green",
+    TaskStatus.PASSING_ON_BOTH: "bold green",
 }
 _MARK = {
-    "not graded": "-",
-    "not started": "·",
-    "failing": "✘",
-    "passing": "✔",
-    "passing on both backends": "✔✔",
+    TaskStatus.NOT_GRADED: "-",
+    TaskStatus.NOT_STARTED: "·",
+    TaskStatus.FAILING: "✘",
+    TaskStatus.PASSING: "✔",
+    TaskStatus.PASSING_ON_BOTH: "✔✔",
 }
 _RUN_MARK = {
     "running": "⋯",
@@ -60,7 +65,7 @@ _RUN_MARK = {
 @dataclass
 class TaskRow:
     task: str
-    status: str = "not graded"
+    status: str = TaskStatus.NOT_GRADED
     passed: int = 0
     total: int = 0
     diagnosis: str | None = None
@@ -103,7 +108,7 @@ class BoardState:
     second_backend: str | None = None
     watching: str | None = None  # None when not watching (the grade command)
     tasks: dict[str, TaskRow] = field(
-        default_factory=lambda: {task: TaskRow(task) for task in TASK_NAMES}
+        default_factory=lambda: {task: TaskRow(task) for task in LETTERS}
     )
     runs: list[RunLine] = field(default_factory=list)
     notice: str | None = None  # a syntax error, a timeout, a crash: said in red
@@ -118,7 +123,7 @@ class BoardState:
 
     def first_failing(self) -> TaskRow | None:
         for row in self.tasks.values():
-            if row.status in ("failing", "not started") and row.diagnosis:
+            if row.status in (TaskStatus.FAILING, TaskStatus.NOT_STARTED) and row.diagnosis:
                 return row
         return None
 
@@ -142,7 +147,7 @@ def render_board(state: BoardState) -> RenderableType:
                 Text(failing.diagnosis or ""),
                 border_style="red",
                 box=box.ROUNDED,
-                title=f"{failing.task} · {TASK_NAMES.get(failing.task, '')}",
+                title=f"{failing.task} · {title(failing.task)}",
                 title_align="left",
                 subtitle=race,
                 subtitle_align="right",
@@ -185,7 +190,7 @@ def _advice(row: TaskRow) -> Panel:
         Text("\n".join(row.advice)),
         border_style="yellow",
         box=box.ROUNDED,
-        title=f"{row.task} · {TASK_NAMES.get(row.task, '')} · advice (not a failure)",
+        title=f"{row.task} · {title(row.task)} · advice (not a failure)",
         title_align="left",
     )
 
@@ -216,9 +221,7 @@ def _tasks(state: BoardState) -> Table:
         if row.grading:
             status.append("  grading…", style="cyan")
         tests = f"{row.passed}/{row.total}" if row.total else ""
-        table.add_row(
-            f"{row.task}  {TASK_NAMES.get(row.task, row.task)}", status, tests, row.tier or ""
-        )
+        table.add_row(f"{row.task}  {title(row.task)}", status, tests, row.tier or "")
     return table
 
 
@@ -278,7 +281,7 @@ def _summary(lines: list[SummaryLine]) -> Table:
             else "not passed"
         )
         table.add_row(
-            f"{line.task}  {TASK_NAMES.get(line.task, '')}",
+            f"{line.task}  {title(line.task)}",
             Text(when, style="green" if line.passed_after is not None else "dim"),
         )
     return table

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
+from ..tasks import TaskStatus
 from .app import App
 from .board import render_board
 from .options import db_option, given, seed_option, solution_option, task_letters
@@ -102,7 +103,7 @@ def verdict(run: GradeRun) -> Text:
         by_status.setdefault(tally.status, []).append(task)
     counts = ", ".join(
         f"{len(those)} {status} ({', '.join(those)})"
-        for status in ("failing", "not started", "passing")
+        for status in (TaskStatus.FAILING, TaskStatus.NOT_STARTED, TaskStatus.PASSING)
         if (those := by_status.get(status))
     )
     where = f"{run.tier} tier on {run.backend}, {run.elapsed():.1f} s"

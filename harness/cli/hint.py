@@ -7,9 +7,9 @@ from rich.rule import Rule
 
 from ..hints import LEVEL_NAMES, LEVELS
 from ..hints import hint as hint_for
+from ..tasks import FUNCTIONS
 from .app import App
 from .code import CodeMarkdown
-from .sources import FUNCTIONS
 
 
 @click.command(short_help="Show the next hint for a task.")

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from ..tasks import LETTERS
 from .progress import Interview, Progress, now_utc
 
 __all__ = [
@@ -77,7 +78,7 @@ class SummaryLine:
     part: str | None
 
 
-def summary(interview: Interview | EndedInterview, tasks: str = "ABCDE") -> list[SummaryLine]:
+def summary(interview: Interview | EndedInterview, tasks: str = LETTERS) -> list[SummaryLine]:
     """What passed (the full tier) during the interview, and when."""
     lines = []
     for task in tasks:

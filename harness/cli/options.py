@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..config import DatabaseConfig, resolve_database_url
+from ..tasks import LETTERS
 
 __all__ = [
     "DB_HELP",
@@ -65,6 +66,6 @@ seed_option = click.option(
 
 def task_letters(ctx: click.Context, param: click.Parameter, value: str | None) -> str:
     letters = (value or "").upper()
-    if any(letter not in "ABCDE" for letter in letters):
+    if any(letter not in LETTERS for letter in letters):
         raise click.BadParameter("tasks are letters among A, B, C, D and E, e.g. A or BC")
     return letters

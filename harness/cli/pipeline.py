@@ -12,7 +12,8 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 
-from .board import TASK_NAMES, RunLine, TaskRow
+from ..tasks import LETTERS, TaskStatus
+from .board import RunLine, TaskRow
 from .forkserver import ForkServer
 from .progress import Progress
 from .results import GradeRun
@@ -31,7 +32,7 @@ def _passing(run: AnyRun) -> str:
     return "".join(
         task
         for task, tally in run.tallies().items()
-        if tally.complete and tally.status == "passing"
+        if tally.complete and tally.status == TaskStatus.PASSING
     )
 
 
@@ -91,7 +92,7 @@ class Scoreboard:
     def __init__(self, main_backend: str, progress: Progress | None = None) -> None:
         self.main_backend = main_backend
         self.progress = progress
-        self.base: dict[str, TaskRow] = {task: TaskRow(task) for task in TASK_NAMES}
+        self.base: dict[str, TaskRow] = {task: TaskRow(task) for task in LETTERS}
         self.runs: list[AnyRun] = []
         self.static: dict[str, str] = {}  # task -> diagnosis, told without grading
 
@@ -110,7 +111,7 @@ class Scoreboard:
         if self.progress is not None:
             for task in stubs:
                 self.progress.record_result(
-                    task, "not started", tier="fast", backend=self.main_backend
+                    task, TaskStatus.NOT_STARTED, tier="fast", backend=self.main_backend
                 )
 
     def add(self, run: AnyRun) -> None:
@@ -119,7 +120,7 @@ class Scoreboard:
     def rows(self) -> dict[str, TaskRow]:
         rows = {task: dataclasses.replace(row) for task, row in self.base.items()}
         for task, diagnosis in self.static.items():
-            rows[task] = TaskRow(task, "not started", diagnosis=diagnosis, tier="fast")
+            rows[task] = TaskRow(task, TaskStatus.NOT_STARTED, diagnosis=diagnosis, tier="fast")
         for run in self.runs:
             second = run.backend != self.main_backend
             for task, tally in run.tallies().items():
@@ -133,9 +134,9 @@ class Scoreboard:
                 if second:
                     row.advice += [text for text in tally.advice if text not in row.advice]
                     if tally.failed:
-                        row.status = "failing"
+                        row.status = TaskStatus.FAILING
                         row.diagnosis = f"on {run.backend}: {tally.diagnosis}"
-                    elif row.status == "passing":
+                    elif row.status == TaskStatus.PASSING:
                         row.status = "passing on both backends"
                     continue
                 row.status, row.diagnosis = tally.status, tally.diagnosis
@@ -144,7 +145,7 @@ class Scoreboard:
                 row.passed, row.total = tally.passed, tally.passed + tally.failed
                 row.tier, row.stale = run.tier, False
             if run.running and not run.tests:  # not collected yet: all it will grade is pending
-                for task in run.request.tasks or TASK_NAMES:
+                for task in run.request.tasks or LETTERS:
                     rows[task].grading = True
         return rows
 
@@ -172,6 +173,6 @@ class Scoreboard:
             if not (tally.complete or tally.failed) or tally.status == "no tests":
                 continue  # stopped before its verdict
             status = tally.status
-            if run.backend != self.main_backend and status != "passing":
+            if run.backend != self.main_backend and status != TaskStatus.PASSING:
                 continue  # the main backend's verdict stands; the board shows the difference
             self.progress.record_result(task, status, tier=run.tier, backend=run.backend)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from ..config import PROJECT_ROOT
+from ..tasks import LETTERS, TaskStatus
 
 __all__ = [
-    "GRADED_TASKS",
     "Interview",
     "Progress",
     "TaskProgress",
@@ -26,7 +26,6 @@ __all__ = [
 ]
 
 #: Tasks the grader reports on: the four functions and the end-to-end run.
-GRADED_TASKS = "ABCDE"
 
 _VERSION = 1
 
@@ -79,7 +78,7 @@ class Progress:
         interview: Interview | None = None,
     ) -> None:
         self.path = path
-        self.tasks = {task: TaskProgress() for task in GRADED_TASKS}
+        self.tasks = {task: TaskProgress() for task in LETTERS}
         self.tasks.update(tasks or {})
         self.interview = interview
 
@@ -91,7 +90,7 @@ class Progress:
             tasks = {
                 task: TaskProgress(**info)
                 for task, info in data.get("tasks", {}).items()
-                if task in GRADED_TASKS
+                if task in LETTERS
             }
             interview = Interview(**data["interview"]) if data.get("interview") else None
         except (OSError, ValueError, TypeError, KeyError):
@@ -122,7 +121,7 @@ class Progress:
         info = self.tasks.setdefault(task, TaskProgress())
         info.last_status, info.last_graded = status, when.isoformat(timespec="seconds")
         first = False
-        if status == "passing" and tier == "full":
+        if status == TaskStatus.PASSING and tier == "full":
             if backend not in info.backends:
                 info.backends.append(backend)
             if info.first_passed is None:

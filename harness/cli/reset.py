@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from ..tasks import FUNCTIONS
 from .app import App
 from .options import solution_option
-from .sources import FUNCTIONS, PRISTINE_PATH, restore_function
+from .sources import PRISTINE_PATH, restore_function
 
 
 @click.command(short_help="Restore a task's stub (or the whole file); a backup is kept.")

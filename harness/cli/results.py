@@ -7,6 +7,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..tasks import TaskStatus, task_status
+
 if TYPE_CHECKING:
     from .runner import GradeRequest
 
@@ -53,13 +55,9 @@ class TaskTally:
         return self.expected > 0 and self.passed + self.failed + self.skipped >= self.expected
 
     @property
-    def status(self) -> str:
+    def status(self) -> TaskStatus:
         """As the scorecard says it: passing, failing or not started."""
-        if self.failed == 0:
-            return "passing" if self.passed else "no tests"
-        if self.diagnoses and all(d.startswith("not started") for d in self.diagnoses):
-            return "not started"
-        return "failing"
+        return task_status(self.passed, self.failed, self.diagnoses)
 
     @property
     def diagnosis(self) -> str | None:
@@ -69,7 +67,9 @@ class TaskTally:
 def all_passing(state: str, tallies: dict[str, TaskTally]) -> bool:
     """A run that finished and found every task it graded passing."""
     return (
-        state == "done" and bool(tallies) and all(t.status == "passing" for t in tallies.values())
+        state == "done"
+        and bool(tallies)
+        and all(t.status == TaskStatus.PASSING for t in tallies.values())
     )
 
 

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from ..config import PROJECT_ROOT, DatabaseConfig, default_database_url
+from ..tasks import FUNCTIONS
 from .results import GradeRun
-from .sources import FUNCTIONS
 
 __all__ = [
     "DEFAULT_TEST_TIMEOUT",

@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.live import Live
 
 from ..hints import LEVEL_NAMES, LEVELS, hint
+from ..tasks import FUNCTIONS, LETTERS, TaskStatus
 from .app import App
 from .board import BoardPanel, BoardState, render_board
 from .forkserver import ForkServer
@@ -36,14 +37,14 @@ from .pipeline import Scoreboard, grade_pipeline
 from .progress import now_utc
 from .runner import GradeRequest
 from .shards import AnyRun
-from .sources import FUNCTIONS, changed_tasks, reference_section, stub_tasks, syntax_problem
+from .sources import changed_tasks, reference_section, stub_tasks, syntax_problem
 from .watch import watch_file
 
 __all__ = ["TRACE_ENV", "DevSession"]
 
 TRACE_ENV = "KATA_TRACE"
 _FRAME = 0.05  # seconds: at most this often a redraw
-_PASSING = ("passing", "passing on both backends")
+_PASSING = (TaskStatus.PASSING, TaskStatus.PASSING_ON_BOTH)
 
 
 class DevSession:
@@ -195,14 +196,14 @@ class DevSession:
         self.compiled_source = source
         stubs = stub_tasks(source)
         self.scoreboard.not_started(stubs)
-        tasks = "".join(task for task in "ABCDE" if task not in stubs)
+        tasks = "".join(task for task in LETTERS if task not in stubs)
         if not tasks:
             self.state.info = "every task is still a stub: nothing to grade yet"
             self._trace("all-stubs")
             self._changed(print_board=True)
             return
         request = dataclasses.replace(
-            self.request, focus=focus, tasks="" if tasks == "ABCDE" else tasks
+            self.request, focus=focus, tasks="" if tasks == LETTERS else tasks
         )
         self.pipeline = asyncio.create_task(
             grade_pipeline(

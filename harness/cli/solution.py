@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
+from ..tasks import FUNCTIONS
 from .app import App
 from .code import whole_code
-from .sources import FUNCTIONS, reference_header, reference_section
+from .sources import reference_header, reference_section
 
 
 @click.command(short_help="Show the reference solution of a task you have passed.")

@@ -12,8 +12,9 @@ import ast
 import re
 from pathlib import Path
 
+from ..tasks import FUNCTIONS, not_started
+
 __all__ = [
-    "FUNCTIONS",
     "PRISTINE_PATH",
     "changed_tasks",
     "function_sources",
@@ -25,13 +26,6 @@ __all__ = [
     "syntax_problem",
 ]
 
-#: The function each task is about.
-FUNCTIONS = {
-    "A": "claim_next_job",
-    "B": "create_campaign_jobs",
-    "C": "send_email_step",
-    "D": "process_job",
-}
 PRISTINE_PATH = Path(__file__).with_name("pristine_solution.py")
 
 _TASK_MARKER = re.compile(r"^# --- Task (?P<task>[A-Z]) -+\s*$", re.MULTILINE)
@@ -112,11 +106,11 @@ def stub_tasks(source: str) -> dict[str, str]:
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and _is_stub(node)
     }
     found = {
-        task: _not_started(function) for task, function in FUNCTIONS.items() if function in stubs
+        task: not_started(function) for task, function in FUNCTIONS.items() if function in stubs
     }
     blocking = [function for function in ("claim_next_job", "process_job") if function in stubs]
     if blocking:
-        found["E"] = _not_started(blocking[0])
+        found["E"] = not_started(blocking[0])
     return found
 
 
@@ -133,12 +127,6 @@ def _is_stub(function: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
         return False
     raised = body[0].exc.func if isinstance(body[0].exc, ast.Call) else body[0].exc
     return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
-
-
-def _not_started(function: str) -> str:
-    # The grader's words (harness.grading.diagnosis.not_started), so that the board reads the
-    # same whether the grader or this shortcut said it.
-    return f"not started: {function}() still raises NotImplementedError"
 
 
 def syntax_problem(source: str, filename: str) -> str | None:

@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..hints import LEVELS
+from ..tasks import WRITTEN, TaskStatus, title
 from .app import App
-from .board import TASK_NAMES
 from .interview import EndedInterview, clock, last_interview, minutes, summary
 from .progress import now_utc
 
@@ -27,10 +27,14 @@ def status(app: App) -> None:
         table.add_column(column)
     for task, info in progress.tasks.items():
         last = info.last_status or "not graded"
-        style = {"passing": "green", "failing": "red", "not started": "yellow"}.get(last, "dim")
-        hints = f"{info.hint_level}/{LEVELS}" if task in "ABCD" else ""
+        style = {
+            TaskStatus.PASSING: "green",
+            TaskStatus.FAILING: "red",
+            TaskStatus.NOT_STARTED: "yellow",
+        }.get(last, "dim")
+        hints = f"{info.hint_level}/{LEVELS}" if task in WRITTEN else ""
         table.add_row(
-            f"{task}  {TASK_NAMES[task]}",
+            f"{task}  {title(task)}",
             Text(last, style=style),
             _when(info.first_passed),
             ", ".join(info.backends),

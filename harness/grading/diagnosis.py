@@ -15,6 +15,7 @@ from typing import NoReturn
 import pytest
 
 from ..ledger import Violation, ViolationKind
+from ..tasks import not_started
 
 __all__ = ["candidate_frames", "describe_exception", "describe_violation", "fail", "not_started"]
 
@@ -22,10 +23,6 @@ __all__ = ["candidate_frames", "describe_exception", "describe_violation", "fail
 def fail(diagnosis: str) -> NoReturn:
     """Fail the current grading test with ``diagnosis`` (shown as is, without a traceback)."""
     pytest.fail(diagnosis, pytrace=False)
-
-
-def not_started(function: str) -> str:
-    return f"not started: {function}() still raises NotImplementedError"
 
 
 def candidate_frames(error: BaseException, solution: Path) -> list[traceback.FrameSummary]:

@@ -26,6 +26,7 @@ from harness.models import Job
 from harness.orm import utcnow
 from harness.runner import Runner, RunnerConfig
 from harness.solutions import Solution
+from harness.tasks import is_not_started
 
 from .invariants import drain_and_judge
 from .kit import Kata
@@ -138,7 +139,7 @@ async def explore(kata: Kata, solution: Solution, scenario: Scenario, n: int) ->
     with kata.faults(scenario.fault_plan()) as services:
         runner = Runner(solution, config, services=services, crash_plan=crash_plan)
         problems = await drain_and_judge(runner, jobs=jobs)
-    if problems and problems[0].startswith("not started"):
+    if problems and is_not_started(problems[0]):
         return problems[0]
     return f"{scenario.describe()}: {problems[0]}" if problems else None
 

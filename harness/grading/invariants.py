@@ -41,6 +41,7 @@ from ..ledger import Call, CrmAction, Delivery, Ledger, Violation, ViolationKind
 from ..models import Job, JobStatus, JobTransition, Step
 from ..runner import Runner, RunReport
 from ..services import SENTIMENTS, Services, classify_sentiment, invalid_email_reason, reply_for
+from ..tasks import is_not_started
 from .diagnosis import describe_exception, describe_violation
 
 __all__ = ["check_invariants", "drain_and_judge", "report_problems"]
@@ -89,7 +90,7 @@ async def drain_and_judge(runner: Runner, *, jobs: Iterable[Job | int] | None = 
     not written yet comes alone, as "not started"."""
     report = await runner.run()
     unfinished = report_problems(report, runner.solution.path)
-    if unfinished and unfinished[0].startswith("not started"):
+    if unfinished and is_not_started(unfinished[0]):
         return unfinished
     crash_plan = runner.crash_plan
     judged = await check_invariants(runner.services, crash_plan, jobs=jobs, drained=not unfinished)

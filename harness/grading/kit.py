@@ -38,10 +38,10 @@ from ..models import MAX_ATTEMPTS, Campaign, Job, JobStatus, JobTransition, Step
 from ..orm import utcnow
 from ..services import Services, use_services
 from ..solutions import Solution
+from ..tasks import FUNCTIONS
 from . import tamper
 from .afterlife import kept_going
 from .diagnosis import describe_exception, describe_violation, fail
-from .scorecard import TASKS
 from .supervisor import OUTPUT_LIMIT
 
 __all__ = ["FAST", "FULL", "Kata", "LoopBlocked", "Sizes", "graded"]
@@ -172,8 +172,6 @@ def hard_timeout(
         signal.signal(signal.SIGALRM, previous)
 
 
-#: Each task's own function, which its tests exist to call.
-TASK_FUNCTIONS = {task: function for task, function in TASKS.items() if task != "E"}
 #: The solution's functions that did not return (timed out, or blocked the loop), with what to
 #: say instead of calling them again: waiting out another time limit per test (615 s for one
 #: ``await asyncio.sleep(forever)``) tells the candidate nothing new.
@@ -204,7 +202,7 @@ def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Call
         @functools.wraps(test)
         async def run(*args: Any, **kwargs: Any) -> Any:
             kata: Kata | None = kwargs.get("kata")
-            own = TASK_FUNCTIONS.get(task)
+            own = FUNCTIONS.get(task)
             if own in _stuck:
                 fail(_stuck[own])
             refused = len(tamper.violations())
@@ -231,7 +229,7 @@ def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Call
             except LoopBlocked as blocked:
                 _fail_if_refused(refused)
                 function = blocked.function
-                if function not in TASK_FUNCTIONS.values() and kata:
+                if function not in FUNCTIONS.values() and kata:
                     function = kata.current_function
                 if function:
                     _stuck.setdefault(

@@ -35,6 +35,7 @@ from ..history import Timeline
 from ..isolation import isolated_database
 from ..services import Services, use_services
 from ..solutions import CANDIDATE_PATH, Solution, load_solution
+from ..tasks import LETTERS
 from . import kit, tamper
 from .blocking import SleepGuard
 from .clock import use_grading_time_zone
@@ -48,7 +49,7 @@ from .kit import (
     hard_timeout,
     solution_raised,
 )
-from .scorecard import TASKS, Outcome, Scorecard
+from .scorecard import Outcome, Scorecard
 from .supervisor import OUTPUT_LIMIT, child_report, supervise, wants_supervision
 from .tamper import Snapshot
 
@@ -269,7 +270,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         config.hook.pytest_deselected(items=drop)
     # Task order, A to E, whatever the files are called: `-x` stops at the first task that
     # fails, and the end-to-end test (which needs every task) comes last.
-    order = {task: index for index, task in enumerate(TASKS)}
+    order = {task: index for index, task in enumerate(LETTERS)}
     items[:] = sorted(keep, key=lambda item: order.get(_task_of(item), -1))
     shard = config.getoption("--kata-shard")
     if shard:

@@ -20,7 +20,7 @@ from ..config import DatabaseConfig
 from ..context import acting_as
 from ..database import open_database
 from ..solutions import load_solution
-from .diagnosis import not_started
+from ..tasks import not_started
 from .tamper import install_guard
 
 __all__ = ["claim_in_process", "worker_processes"]

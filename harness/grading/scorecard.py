@@ -15,15 +15,9 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["TASKS", "Outcome", "Scorecard", "TaskResult"]
+from ..tasks import LETTERS, WRITTEN, TaskStatus, task_status, title
 
-TASKS: dict[str, str] = {
-    "A": "claim_next_job",
-    "B": "create_campaign_jobs",
-    "C": "send_email_step",
-    "D": "process_job",
-    "E": "end to end",
-}
+__all__ = ["Outcome", "Scorecard", "TaskResult"]
 
 
 @dataclass(frozen=True)
@@ -54,14 +48,8 @@ class TaskResult:
     warnings: list[str] = field(default_factory=list)
 
     @property
-    def status(self) -> str:
-        if self.passed + self.failed == 0:
-            return "no tests"
-        if self.failed == 0:
-            return "passing"
-        if self.diagnoses and all(d.startswith("not started") for d in self.diagnoses):
-            return "not started"
-        return "failing"
+    def status(self) -> TaskStatus:
+        return task_status(self.passed, self.failed, self.diagnoses)
 
 
 @dataclass
@@ -78,7 +66,7 @@ class Scorecard:
         self.outcomes.append(outcome)
 
     def tasks(self) -> dict[str, TaskResult]:
-        results = {task: TaskResult(task) for task in TASKS}
+        results = {task: TaskResult(task) for task in LETTERS}
         for outcome in self.outcomes:
             result = results.setdefault(outcome.task, TaskResult(outcome.task))
             result.advice += [a for a in outcome.advice if a not in result.advice]
@@ -130,7 +118,7 @@ class Scorecard:
         from ..history import Event, Timeline
 
         found = []
-        for task in TASKS:
+        for task in LETTERS:
             first = next(
                 (o for o in self.outcomes if o.task == task and o.status != "pass" and o.message),
                 None,
@@ -155,27 +143,34 @@ class Scorecard:
         table.add_column("tests", justify="right", no_wrap=True)
         table.add_column("first diagnosis", ratio=1)
         styles = {
-            "passing": "bold green",
-            "failing": "bold red",
-            "not started": "yellow",
+            TaskStatus.PASSING: "bold green",
+            TaskStatus.FAILING: "bold red",
+            TaskStatus.NOT_STARTED: "yellow",
             "no tests": "dim",
         }
-        marks = {"passing": "✔", "failing": "✘", "not started": "·", "no tests": " "}
+        marks = {
+            TaskStatus.PASSING: "✔",
+            TaskStatus.FAILING: "✘",
+            TaskStatus.NOT_STARTED: "·",
+            TaskStatus.NO_TESTS: " ",
+        }
         stuck: list[str] = []  # tasks to work on, in order
         for task, result in self.tasks().items():
             if result.status == "no tests":
                 continue
             diagnosis = result.diagnoses[0] if result.diagnoses else ""
-            if result.status == "not started":  # the status and task columns say it already
-                diagnosis = diagnosis.removeprefix("not started: ")
-                if diagnosis.startswith(f"{TASKS.get(task)}() "):
+            if (
+                result.status == TaskStatus.NOT_STARTED
+            ):  # the status and task columns say it already
+                diagnosis = diagnosis.removeprefix(f"{TaskStatus.NOT_STARTED}: ")
+                if diagnosis.startswith(f"{title(task)}() "):
                     diagnosis = ""
-            if result.status != "passing" and task in "ABCD":
+            if result.status != TaskStatus.PASSING and task in WRITTEN:
                 stuck.append(task)
             hint = "".join(f"\n[dim]advice: {_escape(a)}[/dim]" for a in result.advice)
             hint += "".join(f"\n[yellow]warning: {_escape(w)}[/yellow]" for w in result.warnings)
             table.add_row(
-                f"{task}  {TASKS.get(task, task)}",
+                f"{task}  {title(task)}",
                 Text(f"{marks[result.status]} {result.status}", style=styles[result.status]),
                 f"{result.passed}/{result.passed + result.failed}",
                 Text.from_markup(_escape(diagnosis) + hint),

@@ -18,6 +18,7 @@ from harness.context import current_worker_id
 from harness.models import Job, JobStatus
 from harness.orm import utcnow
 from harness.sqlparams import Kind, tokenize
+from harness.tasks import is_not_started
 
 from .claim_isolation import LockReliance
 from .claim_race import ClaimRace, RowChange, reads_of_one_claim
@@ -406,7 +407,7 @@ async def test_workers_in_separate_processes_claim_every_job_exactly_once(kata: 
         if error:
             fail(
                 error
-                if error.startswith("not started")
+                if is_not_started(error)
                 else f"claim_next_job raised in a worker process: {error}"
             )
         for name, job_id in claims:
