@@ -37,10 +37,11 @@ from rich.table import Table
 from rich.text import Text
 
 from harness.config import DatabaseConfig, resolve_database_url
-from harness.database import Database, execute_sql, open_database
+from harness.database import Database, current_database, execute_sql, open_database
 from harness.exceptions import SetupRefused
 from harness.models import MAX_ATTEMPTS, JobStatus, Step
 from harness.orm import utcnow
+from harness.queue import count_by_status
 from harness.schema import TABLES, create_schema, drop_tables
 from harness.services import invalid_email_reason
 from harness.transactions import transaction
@@ -425,8 +426,7 @@ async def _insert(table: str, columns: Sequence[str], rows: Sequence[Sequence[An
 async def _counts() -> dict[str, Any]:
     totals = ", ".join(f"(SELECT COUNT(*) FROM {table}) AS {table}" for table in TABLES)
     tables = (await execute_sql(f"SELECT {totals}"))[0]
-    by_status = await execute_sql("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
-    found = {row["status"]: int(row["n"]) for row in by_status}
+    found = await count_by_status(current_database())
     order = [*_MAIN_TABLES, *(t for t in TABLES if t not in _MAIN_TABLES)]
     return {
         "tables": {table: int(tables[table]) for table in order},

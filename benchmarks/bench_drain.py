@@ -24,6 +24,7 @@ from harness.runner import Runner, RunnerConfig, RunReport
 from harness.services import Services
 from harness.solutions import REFERENCE_PATH, load_solution
 from harness.stress import campaign_emails, database_configs
+from harness.world import World
 
 API_LATENCY = 0.02
 STEPS = ("send_email", "analyze", "take_action")
@@ -47,8 +48,7 @@ async def drain(
         report = await Runner(
             solution,
             RunnerConfig(workers=workers, deadline=600),
-            database=database,
-            services=Services(slow_apis()),
+            world=World(database, Services(slow_apis())),
         ).run()
         seconds = time.perf_counter() - started
         return report, seconds, database.round_trips.count, database.pool_stats().max_wait

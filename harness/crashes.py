@@ -7,10 +7,11 @@ Two moments matter for a job that must not duplicate or lose work:
 * **right before a database write** - the worker did the work but dies before the n-th statement
   that would record it (``CrashPoint.before_write``).
 
-The fake services call ``check_after_effect`` and the database layer calls ``check_before_write``;
-both are no-ops unless a ``CrashPlan`` is active (``use_crash_plan``) and a job is being processed
-(``harness.context.current_job_id``). A crash is a ``WorkerCrashed``, a ``BaseException``, so no
-``except Exception`` in the candidate's code can pretend the process survived.
+The fake services call ``check_after_effect``; ``check_before_write`` registers itself as the
+database's ``before_write`` hook. Both are no-ops unless a ``CrashPlan`` is in the scope
+(``use_crash_plan``) and a job is being processed (the scope's ``job_id``). A crash is a
+``WorkerCrashed``, a ``BaseException``, so no ``except Exception`` in the candidate's code can
+pretend the process survived.
 
 Random crashes are a pure function of ``(seed, job_id, kind, counter)`` - not of a shared stream -
 so a seed reproduces the same crashes however the workers interleave. Each job crashes at most
@@ -28,13 +29,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .context import caller_name, current_job_id
+from .database import Database
 from .exceptions import WorkerCrashed
 from .faults import SERVICES, stable_random
+from .scope import caller_name, current, scoped
 
 __all__ = [
     "Crash",
@@ -233,7 +234,7 @@ class CrashPlan:
         )
         progress.crashes.append(crash)
         error = WorkerCrashed(point)
-        life = _life.get()
+        life = current().life
         if life is not None and life.killed is None:
             life.killed, life.error = crash, error
         raise error
@@ -251,22 +252,15 @@ class WorkerLife:
     afterlife: list[tuple[float, str]] = field(default_factory=list)
 
 
-_active: ContextVar[CrashPlan | None] = ContextVar("kata_crash_plan", default=None)
-_life: ContextVar[WorkerLife | None] = ContextVar("kata_worker_life", default=None)
-
-
 @contextmanager
 def use_crash_plan(plan: CrashPlan | None) -> Iterator[CrashPlan | None]:
     """Make ``plan`` the active crash plan for this task and the tasks it spawns."""
-    token = _active.set(plan)
-    try:
+    with scoped(crash_plan=plan):
         yield plan
-    finally:
-        _active.reset(token)
 
 
 def active_crash_plan() -> CrashPlan | None:
-    return _active.get()
+    return current().crash_plan
 
 
 @contextmanager
@@ -277,24 +271,21 @@ def worker_life() -> Iterator[WorkerLife]:
     restarts a crashed worker in the same task under the same name, so outside a life a write
     after a crash cannot be told from a restarted worker's."""
     life = WorkerLife()
-    token = _life.set(life)
-    try:
+    with scoped(life=life):
         yield life
-    finally:
-        _life.reset(token)
 
 
 def _note_afterlife(deed: str) -> None:
-    life = _life.get()
+    life = current().life
     if life is not None and life.killed is not None:
         life.afterlife.append((_now(), deed))
 
 
-def check_before_write() -> None:
+def check_before_write(sql: str = "") -> None:
     """Called by the database layer before each INSERT/UPDATE/DELETE; may raise WorkerCrashed."""
     _note_afterlife("wrote to the database")
-    plan = _active.get()
-    job_id = current_job_id.get()
+    scope = current()
+    plan, job_id = scope.crash_plan, scope.job_id
     if plan is None or job_id is None:
         return
     plan._before_write(job_id)
@@ -307,8 +298,8 @@ def check_after_effect(service: str, effect: str | None = None) -> None:
     ``"delivered message <id> to a@example.com"``.
     """
     _note_afterlife(f"{service} {effect}" if effect else f"had {service} take effect")
-    plan = _active.get()
-    job_id = current_job_id.get()
+    scope = current()
+    plan, job_id = scope.crash_plan, scope.job_id
     if plan is None or job_id is None:
         return
     plan._after_effect(job_id, service, effect)
@@ -320,3 +311,7 @@ def _now() -> float:
         return asyncio.get_running_loop().time()
     except RuntimeError:
         return time.monotonic()
+
+
+# Crash injection registers itself with the database layer, which knows nothing of crashes.
+Database.before_write.append(check_before_write)

@@ -1,9 +1,11 @@
 """The database a run talks to: one pool, one round-trip counter, the open transactions.
 
-The active database lives in a context variable, set by ``open_database()``. The candidate never
-passes it around: ``execute_sql``, ``transaction()`` and the ORM find it there, and ``db`` is a
-proxy to it (``db.dialect``). Every statement goes through ``Database.run``, the one place that
-counts round trips, injects crashes before writes, and attaches the SQL to a driver's error.
+The active database is part of the current scope (``harness.scope``), entered by
+``open_database()`` or by a run's ``World``. The candidate never passes it around:
+``execute_sql``, ``transaction()`` and the ORM find it there, and ``db`` is a proxy to it
+(``db.dialect``). Every statement goes through ``Database.run``, the one place that counts round
+trips, calls the hooks registered on it (crash injection before writes, the grader's history and
+choreographies after each statement), and attaches the SQL to a driver's error.
 """
 
 from __future__ import annotations
@@ -13,16 +15,14 @@ import reprlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from . import crashes
 from .backends import Backend, Result, create_backend
 from .config import DatabaseConfig
-from .context import caller_name
 from .exceptions import NoActiveDatabase, RoundTripBudgetExceeded, TooManyParameters
 from .pool import PoolStats
+from .scope import caller_name, current, scoped
 from .sqlparams import is_write
 
 if TYPE_CHECKING:
@@ -36,8 +36,6 @@ __all__ = [
     "execute_sql",
     "open_database",
 ]
-
-_active: ContextVar[Database | None] = ContextVar("kata_database", default=None)
 
 _sql_repr = reprlib.Repr()
 _sql_repr.maxstring = 400
@@ -91,6 +89,10 @@ class RoundTrips:
 class Database:
     """An open connection pool to one database, with the harness's bookkeeping around it."""
 
+    #: Called before every INSERT/UPDATE/DELETE of every database, in the caller's task, with
+    #: its SQL; may raise. Where crash injection registers itself (``harness.crashes``).
+    before_write: ClassVar[list[Callable[[str], None]]] = []
+
     def __init__(self, config: DatabaseConfig | None = None) -> None:
         self.config = config or DatabaseConfig()
         self.backend: Backend = create_backend(self.config)
@@ -139,9 +141,7 @@ class Database:
     async def run(self, sql: str, params: Sequence[Any] = ()) -> Result:
         """Run one statement: inside the current task's transaction if it holds one, else on a
         connection borrowed for this statement alone."""
-        from .transactions import current_transaction
-
-        tx = current_transaction()
+        tx = current().held_transaction()
         if tx is not None and tx.database is self:
             return await self.run_on(tx.connection, sql, params)
         async with self.connection() as conn:
@@ -162,7 +162,8 @@ class Database:
             raise error
         writes = is_write(sql)
         if writes:
-            crashes.check_before_write()
+            for hook in Database.before_write:
+                hook(sql)
         self.round_trips.spend(sql, writes)
         caller = caller_name()
         self.in_flight[caller] = (sql, time.monotonic())
@@ -187,7 +188,7 @@ class Database:
 
 def current_database() -> Database:
     """The database opened by the enclosing ``open_database()``."""
-    database = _active.get()
+    database = current().database
     if database is None:
         raise NoActiveDatabase(
             "no database is open here: the grader, `python -m harness dev` and the scenarios "
@@ -209,11 +210,10 @@ async def open_database(
         config = config.with_options(**options)
     database = Database(config)
     await database.open()
-    token = _active.set(database)
     try:
-        yield database
+        with scoped(database=database):
+            yield database
     finally:
-        _active.reset(token)
         await database.close()
 
 
@@ -234,7 +234,7 @@ class _ActiveDatabase:
         return getattr(current_database(), name)
 
     def __repr__(self) -> str:
-        database = _active.get()
+        database = current().database
         return f"<db: {database.config.describe() if database else 'no database open'}>"
 
 

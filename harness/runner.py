@@ -26,19 +26,20 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
-from .context import acting_as, current_job_id
-from .crashes import CrashPlan, use_crash_plan
+from .crashes import CrashPlan
 from .database import Database, current_database
 from .exceptions import WorkerCrashed
 from .metrics import RunMetrics, Sample
 from .models import Job, JobStatus, Step
 from .orm import utcnow
-from .services import Services, use_services
+from .queue import RECOVER_EXPIRED, count_by_status
+from .scope import acting_as, caller_name, scoped
+from .services import Services
 from .solutions import Solution
+from .world import World
 
-__all__ = ["CandidateError", "RunReport", "Runner", "RunnerConfig", "Stall", "run_workers"]
+__all__ = ["CandidateError", "RunReport", "Runner", "RunnerConfig", "Stall"]
 
 _HARNESS_DIR = str(Path(__file__).resolve().parent)
 
@@ -134,24 +135,15 @@ class RunReport:
 
 
 class Runner:
-    """Runs a solution's workers against the active database and services until drained."""
+    """Runs a solution's workers in ``world`` (by default: the active database, with fresh
+    services and no crashes) until the queue drains."""
 
     def __init__(
-        self,
-        solution: Solution,
-        config: RunnerConfig | None = None,
-        *,
-        database: Database | None = None,
-        services: Services | None = None,
-        crash_plan: CrashPlan | None = None,
-        metrics: RunMetrics | None = None,
+        self, solution: Solution, config: RunnerConfig | None = None, *, world: World | None = None
     ) -> None:
         self.solution = solution
         self.config = config or RunnerConfig()
-        self.database = database or current_database()
-        self.services = services or Services()
-        self.crash_plan = crash_plan
-        self.metrics = metrics or RunMetrics()
+        self.world = world or World(current_database())
         self.errors: list[CandidateError] = []
         self.stalls: list[Stall] = []
         self.recovered: list[tuple[int, str | None]] = []
@@ -161,8 +153,24 @@ class Runner:
         self._aborted: str | None = None
         self._counts: dict[str, int] = {}
 
+    @property
+    def database(self) -> Database:
+        return self.world.database
+
+    @property
+    def services(self) -> Services:
+        return self.world.services
+
+    @property
+    def crash_plan(self) -> CrashPlan | None:
+        return self.world.crash_plan
+
+    @property
+    def metrics(self) -> RunMetrics:
+        return self.world.metrics
+
     async def run(self) -> RunReport:
-        with use_services(self.services), use_crash_plan(self.crash_plan):
+        with self.world.active():
             await self._sample()  # a first sample, so a run that drains at once still has counts
             workers = [
                 asyncio.create_task(self._worker(f"worker-{i + 1}"), name=f"worker-{i + 1}")
@@ -291,15 +299,17 @@ class Runner:
         connection handed over at the moment of the cancel instead of raising), and a heartbeat
         that outlived its worker would renew a crashed worker's claim forever.
         """
-        current_job_id.set(None)  # the harness's own writes are not the job's (crash points)
-        while not released.is_set():
-            await asyncio.sleep(self.config.lease / 3)
-            if released.is_set():
-                return
-            with contextlib.suppress(Exception):
-                await Job.filter(id=job_id, worker_id=worker_id, status=JobStatus.RUNNING).update(
-                    claimed_at=utcnow()
-                )
+        with scoped(job_id=None):  # the harness's own writes are not the job's (crash points)
+            while not released.is_set():
+                await asyncio.sleep(self.config.lease / 3)
+                if released.is_set():
+                    return
+                try:
+                    await Job.filter(
+                        id=job_id, worker_id=worker_id, status=JobStatus.RUNNING
+                    ).update(claimed_at=utcnow())
+                except Exception as error:
+                    self._bookkeeping_error(worker_id, job_id, "heartbeat", error)
 
     async def _read_job(self, job_id: int) -> Job | None:
         """The runner's own read of a job between two ``process_job`` calls. It is bookkeeping,
@@ -308,10 +318,14 @@ class Runner:
         while True:
             try:
                 return await Job.filter(id=job_id).first()
-            except Exception:
+            except Exception as error:
+                self._bookkeeping_error(caller_name(), job_id, "job re-read", error)
                 if self._stop.is_set():
                     return None
                 await asyncio.sleep(self.config.idle_poll)
+
+    def _bookkeeping_error(self, worker: str, job_id: int, where: str, error: Exception) -> None:
+        """One of the runner's own statements failed (and will be retried): a drill counts it."""
 
     def stop(self) -> None:
         """Stop gracefully: workers take no new job and start no new step, and finish the call
@@ -363,19 +377,14 @@ class Runner:
     async def _recover_expired(self) -> None:
         cutoff = utcnow() - timedelta(seconds=self.config.lease)
         sent = asyncio.get_running_loop().time()
-        rows = await self.database.run(
-            "UPDATE jobs SET status = 'pending' WHERE status = 'running' "
-            "AND COALESCE(claimed_at, updated_at) < ? RETURNING id, worker_id",
-            [cutoff],
-        )
+        rows = await self.world.monitor_database.run(RECOVER_EXPIRED, [cutoff])
         for row in rows.rows:
             self.recovered.append((int(row["id"]), row["worker_id"]))
             self.services.ledger.record_recovery(int(row["id"]), row["worker_id"], at=sent)
         self.metrics.recoveries += len(rows.rows)
 
     async def _sample(self) -> None:
-        result = await self.database.run("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")
-        self._counts = {str(r["status"]): int(r["n"]) for r in result.rows}
+        self._counts = await count_by_status(self.world.monitor_database)
         loop_now = asyncio.get_running_loop().time()
         ages = [loop_now - tx.started_at for tx in self.database.open_transactions]
         self.metrics.samples.append(
@@ -388,10 +397,3 @@ class Runner:
                 oldest_transaction=max(ages, default=0.0),
             )
         )
-
-
-async def run_workers(
-    solution: Solution, config: RunnerConfig | None = None, **kwargs: Any
-) -> RunReport:
-    """Run ``solution``'s workers on the active database until the queue drains."""
-    return await Runner(solution, config, **kwargs).run()

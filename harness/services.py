@@ -31,12 +31,10 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from contextvars import ContextVar
 from typing import Any
 
 from . import crashes
 from .attempts import Attempt
-from .context import caller_name, current_job_id
 from .exceptions import (
     IdempotencyKeyReusedError,
     InvalidEmailError,
@@ -55,6 +53,7 @@ from .replies import (
     invalid_email_reason,
     reply_for,
 )
+from .scope import caller_name, current, scoped
 from .transactions import current_transaction
 
 __all__ = [
@@ -282,7 +281,7 @@ class Services:
             args=args,
             decision=self.plan.decide(service, subject, nth),
             caller=caller_name(),
-            job_id=current_job_id.get(),
+            job_id=current().job_id,
             in_transaction=current_transaction() is not None,
             at=loop.time(),
             wall=time.time(),
@@ -349,7 +348,7 @@ class Services:
         """Record a backoff wait of ``seconds`` (``asyncio.sleep`` at ``where``) that the calling
         task made while holding a database transaction. The grader's sleep guard reports these:
         they involve no API call, so the fakes cannot see them themselves."""
-        caller, job_id = caller_name(), current_job_id.get()
+        caller, job_id = caller_name(), current().job_id
         who = caller if job_id is None else f"{caller} on job {job_id}"
         self.ledger.violations.append(
             Violation(
@@ -401,21 +400,16 @@ def _now() -> float:
 
 # -- the active instance and the candidate-facing functions -------------------------------------
 
-_active: ContextVar[Services | None] = ContextVar("kata_services", default=None)
-
 
 @contextmanager
 def use_services(services: Services) -> Iterator[Services]:
     """Make ``services`` answer the module-level API functions in this task and its children."""
-    token = _active.set(services)
-    try:
+    with scoped(services=services):
         yield services
-    finally:
-        _active.reset(token)
 
 
 def active_services() -> Services:
-    services = _active.get()
+    services = current().services
     if services is None:
         raise NoActiveServices(
             "no fake services are active: the grader, the runner and the scenarios provide them; "

@@ -31,6 +31,7 @@ from .models import Campaign
 from .runner import Runner, RunnerConfig, RunReport
 from .services import Services
 from .solutions import REFERENCE_PATH, Solution, load_solution
+from .world import World
 
 __all__ = [
     "AFTER_EFFECT_CRASH_RATE",
@@ -144,9 +145,8 @@ async def drain_under_faults(
     )
     config = RunnerConfig(workers=workers, lease=lease, deadline=deadline)
     started = time.monotonic()
-    report = await Runner(
-        solution, config, database=database, services=services, crash_plan=crash_plan
-    ).run()
+    world = World(database, services, crash_plan=crash_plan)
+    report = await Runner(solution, config, world=world).run()
     run = StressRun(
         seed=seed,
         dialect=database.dialect,

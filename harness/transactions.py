@@ -7,8 +7,8 @@
 
 Nested blocks become savepoints: an exception inside rolls back only the inner block.
 
-The transaction belongs to the *task* that opened it. A context variable carries it, and
-``current_transaction()`` only reports it to that same task: a task spawned inside the block
+The transaction belongs to the *task* that opened it. The scope (``harness.scope``) carries it,
+and ``current_transaction()`` only reports it to that same task: a task spawned inside the block
 inherits the variable but not the transaction, and borrows connections of its own. That lets the
 fake APIs tell, reliably, whether the caller is holding a transaction (a connection and, on
 SQLite, the database's write lock) while it waits on the network.
@@ -30,16 +30,14 @@ import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
-from .context import caller_name
 from .database import Database, current_database
+from .scope import caller_name, current, current_task, scoped
 
 __all__ = ["Transaction", "current_transaction", "transaction"]
 
-_current: ContextVar[Transaction | None] = ContextVar("kata_transaction", default=None)
 _savepoint_names = itertools.count(1)
 
 
@@ -60,17 +58,7 @@ class Transaction:
 
 def current_transaction() -> Transaction | None:
     """The transaction the running task holds, or ``None``."""
-    tx = _current.get()
-    if tx is None or tx.task is not _current_task():
-        return None
-    return tx
-
-
-def _current_task() -> asyncio.Task[Any] | None:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
+    return current().held_transaction()
 
 
 @asynccontextmanager
@@ -84,24 +72,24 @@ async def transaction(database: Database | None = None) -> AsyncIterator[Transac
         return
     async with database.connection() as conn:
         await database.run_on(conn, database.backend.begin_sql)
-        tx = Transaction(database, conn, _current_task(), caller_name())
-        token = _current.set(tx)
+        tx = Transaction(database, conn, current_task(), caller_name())
         database.open_transactions.add(tx)
         try:
-            yield tx
-        except BaseException:
-            await _finish(tx, "ROLLBACK")
-            raise
-        else:
-            try:
-                await _finish(tx, "COMMIT")
-            except BaseException:
-                # SQLite keeps the transaction open when COMMIT fails (e.g. busy): end it.
-                await _finish(tx, "ROLLBACK", quiet=True)
-                raise
+            with scoped(transaction=tx):
+                try:
+                    yield tx
+                except BaseException:
+                    await _finish(tx, "ROLLBACK")
+                    raise
+                else:
+                    try:
+                        await _finish(tx, "COMMIT")
+                    except BaseException:
+                        # SQLite keeps the transaction open when COMMIT fails (e.g. busy): end it.
+                        await _finish(tx, "ROLLBACK", quiet=True)
+                        raise
         finally:
             database.open_transactions.discard(tx)
-            _current.reset(token)
 
 
 async def _finish(tx: Transaction, statement: str, *, quiet: bool = False) -> None:

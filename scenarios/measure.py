@@ -16,21 +16,20 @@ import contextlib
 import dataclasses
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from harness.config import DatabaseConfig
-from harness.context import current_job_id
 from harness.database import Database, current_database
 from harness.isolation import isolated_database
 from harness.metrics import RunMetrics
-from harness.models import Campaign, Job, JobStatus
-from harness.orm import utcnow
+from harness.models import Campaign
 from harness.runner import CandidateError, Runner, RunReport
 from harness.services import Services
 from harness.solutions import Solution
 from harness.stress import campaign_emails
+from harness.world import World
 
 from . import workflow
 from .incident import Incident, Load, Variant
@@ -128,31 +127,6 @@ class _DrillRunner(Runner):
         self.harness_errors[type(error).__name__] += 1
         self._log(worker, job_id, where, error)
 
-    # The two methods below are the runner's own, with the error counted instead of dropped.
-
-    async def _read_job(self, job_id: int) -> Job | None:
-        while True:
-            try:
-                return await Job.filter(id=job_id).first()
-            except Exception as error:
-                self._bookkeeping_error(_worker_name(), job_id, "job re-read", error)
-                if self._stop.is_set():
-                    return None
-                await asyncio.sleep(self.config.idle_poll)
-
-    async def _heartbeat(self, worker_id: str, job_id: int, released: asyncio.Event) -> None:
-        current_job_id.set(None)  # the harness's own writes are not the job's (crash points)
-        while not released.is_set():
-            await asyncio.sleep(self.config.lease / 3)
-            if released.is_set():
-                return
-            try:
-                await Job.filter(id=job_id, worker_id=worker_id, status=JobStatus.RUNNING).update(
-                    claimed_at=utcnow()
-                )
-            except Exception as error:
-                self._bookkeeping_error(worker_id, job_id, "heartbeat", error)
-
 
 def _timing_failures(solution: Solution, metrics: RunMetrics) -> Solution:
     """``solution`` with its failed calls timed too: the runner times a claim or a step only when
@@ -176,28 +150,6 @@ def _timing_failures(solution: Solution, metrics: RunMetrics) -> Solution:
             raise
 
     return dataclasses.replace(solution, claim_next_job=claim_next_job, process_job=process_job)
-
-
-def _worker_name() -> str:
-    task = asyncio.current_task()
-    return task.get_name() if task is not None else "?"
-
-
-class _MonitorPool:
-    """The database as the runner's monitor sees it: its statements (recovering expired claims,
-    counting jobs) go through a small pool of their own, so that an exhausted pool cannot
-    silence the monitor, nor the monitor make the exhaustion worse. Every figure it samples -
-    pool, open transactions, round trips - is still the workers' database's."""
-
-    def __init__(self, workers: Database, monitor: Database) -> None:
-        self._workers = workers
-        self._monitor = monitor
-
-    async def run(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return await self._monitor.run(sql, params)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._workers, name)
 
 
 async def run_load(
@@ -262,9 +214,7 @@ async def run_load(
             config,
             stop_after=load.duration,
             harness_errors=harness_errors,
-            database=_MonitorPool(database, own),  # type: ignore[arg-type]
-            services=services,
-            metrics=metrics,
+            world=World(database, services, metrics=metrics, bookkeeping=own),
         )
         # The ledger's clock is the loop's; the runner's is time.monotonic() from its start.
         started = asyncio.get_running_loop().time() - (time.monotonic() - metrics.started)

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from harness.database import Database
+from harness.queue import count_by_status
 from harness.services import Services
 
 from .snapshot import Snapshot
@@ -48,8 +49,7 @@ class Totals:
 
 
 async def count_totals(database: Database, services: Services) -> Totals:
-    rows = (await database.run("SELECT status, COUNT(*) AS n FROM jobs GROUP BY status")).rows
-    by_status = {str(row["status"]): int(row["n"]) for row in rows}
+    by_status = await count_by_status(database)
     per_recipient = Counter(delivery.to for delivery in services.ledger.deliveries)
     return Totals(
         jobs={status: by_status.get(status, 0) for status in _STATUSES},

@@ -9,11 +9,11 @@ from types import ModuleType
 
 import pytest
 
-from harness.context import acting_as
 from harness.crashes import CrashPlan, CrashPoint, check_before_write, use_crash_plan, worker_life
 from harness.exceptions import WorkerCrashed
 from harness.grading.afterlife import kept_going
 from harness.ledger import Ledger
+from harness.scope import acting_as
 
 ZOMBIE = """\
 from harness.crashes import check_before_write

@@ -11,10 +11,10 @@ from types import ModuleType
 
 import pytest
 
-from harness.context import acting_as
 from harness.database import open_database
 from harness.grading.blocking import SleepGuard
 from harness.ledger import ViolationKind
+from harness.scope import acting_as
 from harness.services import Services, use_services
 from harness.transactions import transaction
 

@@ -15,10 +15,10 @@ import pytest
 
 from conftest import POSTGRES_URL, graded_json
 from harness import Job, JobStatus, execute_sql, transaction, utcnow
-from harness.context import acting_as
 from harness.database import Database
 from harness.grading.claim_isolation import LockReliance
 from harness.models import Campaign
+from harness.scope import acting_as
 from harness.selftest import ALTERNATIVE_PATH, CATALOGUE_DIR, REQUEUE_ORM_PATH
 from harness.solutions import REFERENCE_PATH
 

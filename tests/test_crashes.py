@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.context import acting_as
 from harness.crashes import (
     CrashKind,
     CrashPlan,
@@ -20,6 +19,7 @@ from harness.crashes import (
 )
 from harness.database import execute_sql, open_database
 from harness.exceptions import WorkerCrashed
+from harness.scope import acting_as
 from harness.services import Services
 
 A = "ada@example.com"

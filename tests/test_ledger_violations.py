@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.context import acting_as
 from harness.database import open_database
 from harness.exceptions import (
     IdempotencyKeyReusedError,
@@ -19,6 +18,7 @@ from harness.exceptions import (
 )
 from harness.faults import FaultPlan, RateLimit, ScriptedOutcome, ServiceFaults, TimeoutBefore
 from harness.ledger import Call, Ledger, ViolationKind
+from harness.scope import acting_as
 from harness.services import Services
 from harness.transactions import transaction
 

@@ -21,6 +21,7 @@ from harness.runner import Runner, RunnerConfig, RunReport, Stall
 from harness.services import Services
 from harness.solutions import REFERENCE_PATH, Solution, load_solution
 from harness.stress import campaign_emails, check_end_to_end, drain_under_faults
+from harness.world import World
 
 REFERENCE = load_solution(REFERENCE_PATH)
 
@@ -71,9 +72,7 @@ async def run(
     runner = Runner(
         solution,
         RunnerConfig(**config),
-        database=database,
-        services=services or Services(),
-        crash_plan=crash_plan,
+        world=World(database, services or Services(), crash_plan=crash_plan),
     )
     return await runner.run()
 

@@ -9,8 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-import harness.services as services_module
-from harness.context import acting_as
+from harness import scope
 from harness.exceptions import (
     HarnessError,
     InvalidEmailError,
@@ -29,6 +28,7 @@ from harness.faults import (
     TimeoutAfter,
     TimeoutBefore,
 )
+from harness.scope import acting_as
 from harness.services import (
     REPLY_TEMPLATES,
     Services,
@@ -389,7 +389,7 @@ async def test_module_functions_delegate_to_the_active_services() -> None:
         "route_customer",
     ]
     assert services.ledger.actions[0].action_id == action_id
-    assert services_module._active.get() is None
+    assert scope.current().services is None
 
 
 async def test_calling_an_api_with_no_active_services_says_how_to_fix_it() -> None:

@@ -6,7 +6,7 @@ while another moves on". Left to asyncio, either happens only now and then, so a
 would pass most runs and fail some: a flaky grade. These fakes hold a call just before it reaches
 the API (so the ledger records it when it really happens) until the choreography says go:
 
-    with serving(kata, Rendezvous()):          # same-request calls of two workers meet
+    with kata.serving(Rendezvous()):          # same-request calls of two workers meet
         ...
     async with paused_in_first_call(kata, job, "worker-2") as paused:
         ...                                    # worker-2 is inside paused.held
@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from harness.context import caller_name
 from harness.models import Job
-from harness.services import Services, use_services
+from harness.scope import caller_name
+from harness.services import Services
 
 from .kit import Kata
 
-__all__ = ["Gate", "Pause", "Rendezvous", "copy_job", "paused_in_first_call", "serving"]
+__all__ = ["Gate", "Pause", "Rendezvous", "copy_job", "paused_in_first_call"]
 
 
 class Choreographed(Services):
@@ -124,7 +124,7 @@ async def paused_in_first_call(
         gate = Gate(worker)
     elif gate.worker != worker:
         raise ValueError(f"the gate holds {gate.worker}'s calls, not {worker}'s")
-    with serving(kata, gate):
+    with kata.serving(gate):
         read = await kata.fresh(job)
         task = asyncio.create_task(
             kata.call("process_job", copy_job(read), worker=worker, job_id=job.id)
@@ -141,19 +141,6 @@ async def paused_in_first_call(
                 task.cancel()
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: reported through resume(), or moot after a failure
-
-
-@contextmanager
-def serving(kata: Kata, services: Services) -> Iterator[Services]:
-    """Make ``services`` the kata's fake APIs for the block (like ``kata.faults``)."""
-    previous = kata.services
-    kata.services = services
-    kata.watch(services)
-    try:
-        with use_services(services):
-            yield services
-    finally:
-        kata.services = previous
 
 
 def copy_job(job: Job) -> Job:

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 
 from ..backends import Result
-from ..context import current_worker_id
 from ..database import Database
+from ..scope import current
 from ..sqlparams import Kind, is_write, tokenize
 from ..transactions import Transaction, current_transaction
 
@@ -59,7 +59,7 @@ class LockReliance:
             self._unlocked_reads.clear()
 
     async def _after_statement(self, sql: str, result: Result) -> None:
-        if self.evidence is not None or current_worker_id.get() != self.worker:
+        if self.evidence is not None or current().worker_id != self.worker:
             return
         tx = current_transaction()
         if tx is None:

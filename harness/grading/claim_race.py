@@ -29,9 +29,9 @@ from enum import StrEnum
 from typing import Any
 
 from ..backends import Result
-from ..context import acting_as, current_worker_id
 from ..database import Database
 from ..orm import utcnow
+from ..scope import acting_as, current
 from ..sqlparams import is_write
 
 __all__ = ["ClaimRace", "RowChange", "reads_of_one_claim"]
@@ -119,7 +119,7 @@ class ClaimRace:
             self.database.after_statement.remove(self._after_statement)
 
     async def _after_statement(self, sql: str, result: Result) -> None:
-        if current_worker_id.get() != self.worker or not _is_job_read(sql, result):
+        if current().worker_id != self.worker or not _is_job_read(sql, result):
             return
         self.reads += 1
         if self.reads != self.pause_at or self.intrusion is not None:

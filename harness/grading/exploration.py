@@ -24,9 +24,11 @@ from harness.database import current_database
 from harness.faults import FaultPlan, Latency, ServiceFaults
 from harness.models import Job
 from harness.orm import utcnow
+from harness.queue import claim_params, claim_sql
 from harness.runner import Runner, RunnerConfig
 from harness.solutions import Solution
 from harness.tasks import is_not_started
+from harness.world import World
 
 from .invariants import drain_and_judge
 from .kit import Kata
@@ -110,20 +112,10 @@ def scenarios() -> st.SearchStrategy[Scenario]:
     )
 
 
-_CLAIM = """
-UPDATE jobs SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
- WHERE id = (SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ?
-              ORDER BY id LIMIT 1{lock})
-RETURNING *
-"""
-
-
 async def harness_claim(worker_id: str) -> Job | None:
     """The harness's own claim, so that Task D's runs never depend on Task A."""
     database = current_database()
-    lock = " FOR UPDATE SKIP LOCKED" if database.dialect == "postgresql" else ""
-    now = utcnow()
-    result = await database.run(_CLAIM.format(lock=lock), [worker_id, now, now, now])
+    result = await database.run(claim_sql(database.dialect), claim_params(worker_id, utcnow()))
     return Job.from_row(result.rows[0]) if result.rows else None
 
 
@@ -137,7 +129,9 @@ async def explore(kata: Kata, solution: Solution, scenario: Scenario, n: int) ->
     config = RunnerConfig(workers=_WORKERS, lease=_LEASE, deadline=20)
     kata.phase = f"example {n}: {_WORKERS} workers draining {_JOBS} jobs {scenario.describe()}"
     with kata.faults(scenario.fault_plan()) as services:
-        runner = Runner(solution, config, services=services, crash_plan=crash_plan)
+        runner = Runner(
+            solution, config, world=World(kata.database, services, crash_plan=crash_plan)
+        )
         problems = await drain_and_judge(runner, jobs=jobs)
     if problems and is_not_started(problems[0]):
         return problems[0]

@@ -27,7 +27,6 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ..context import acting_as
 from ..crashes import CrashPlan, WorkerLife, worker_life
 from ..database import Database
 from ..exceptions import WorkerCrashed
@@ -36,9 +35,11 @@ from ..history import History, Timeline
 from ..ledger import Ledger, Violation
 from ..models import MAX_ATTEMPTS, Campaign, Job, JobStatus, JobTransition, Step
 from ..orm import utcnow
-from ..services import Services, use_services
+from ..scope import acting_as
+from ..services import Services
 from ..solutions import Solution
 from ..tasks import FUNCTIONS
+from ..world import World
 from . import tamper
 from .afterlife import kept_going
 from .diagnosis import describe_exception, describe_violation, fail
@@ -339,16 +340,15 @@ class Kata:
     def __init__(
         self,
         solution: Solution,
-        database: Database,
-        services: Services,
+        world: World,
         *,
         seed: int,
         sizes: Sizes,
         tier: str,
     ) -> None:
         self.solution = solution
-        self.database = database
-        self.services = services
+        #: The test's world: its fresh database and its fake services (``faults`` swaps them).
+        self.world = world
         self.seed = seed
         self.sizes = sizes
         self.tier = tier
@@ -359,11 +359,19 @@ class Kata:
         self.cancelled_calls: list[tuple[float, str]] = []
         #: Every statement of the test, for the timeline of a race (see ``explain``).
         self.history = History()
-        self.history.attach(database)
+        self.history.attach(world.database)
         #: The timeline behind the test's failure, when it failed for a concurrency reason.
         self.evidence: Timeline | None = None
-        self._ledgers: list[Ledger] = [services.ledger]
+        self._ledgers: list[Ledger] = [world.services.ledger]
         self._crash_plans: list[CrashPlan] = []
+
+    @property
+    def database(self) -> Database:
+        return self.world.database
+
+    @property
+    def services(self) -> Services:
+        return self.world.services
 
     # --- evidence ---------------------------------------------------------------------------
 
@@ -399,14 +407,15 @@ class Kata:
     @contextmanager
     def faults(self, plan: FaultPlan) -> Iterator[Services]:
         """Swap in services with ``plan`` for the block."""
-        previous = self.services
-        self.services = Services(plan)
-        self.watch(self.services)
-        try:
-            with use_services(self.services):
-                yield self.services
-        finally:
-            self.services = previous
+        with self.serving(Services(plan)) as services:
+            yield services
+
+    @contextmanager
+    def serving(self, services: Services) -> Iterator[Services]:
+        """Make ``services`` the test's fake APIs for the block; their calls join its timelines."""
+        self.watch(services)
+        with self.world.with_services(services):
+            yield services
 
     async def campaign(self, name: str = "Spring launch") -> Campaign:
         return await Campaign.create(name=name)

@@ -33,9 +33,9 @@ from hypothesis import settings
 from ..config import DatabaseConfig, resolve_database_url
 from ..history import Timeline
 from ..isolation import isolated_database
-from ..services import Services, use_services
 from ..solutions import CANDIDATE_PATH, Solution, load_solution
 from ..tasks import LETTERS
+from ..world import World
 from . import kit, tamper
 from .blocking import SleepGuard
 from .clock import use_grading_time_zone
@@ -414,11 +414,9 @@ async def kata(request: pytest.FixtureRequest, solution: Solution) -> AsyncItera
     grading = _grading(request.config)
     sizes = FAST if grading.tier == "fast" else FULL
     async with isolated_database(grading.base, purpose="grade") as database:
-        services = Services()
-        with use_services(services):
-            yield Kata(
-                solution, database, services, seed=grading.seed, sizes=sizes, tier=grading.tier
-            )
+        world = World(database)
+        with world.active():
+            yield Kata(solution, world, seed=grading.seed, sizes=sizes, tier=grading.tier)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..config import DatabaseConfig
-from ..context import acting_as
 from ..database import open_database
+from ..scope import acting_as
 from ..solutions import load_solution
 from ..tasks import not_started
 from .tamper import install_guard

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..context import acting_as
 from ..exceptions import ServiceError
 from ..faults import ScriptedOutcome
 from ..ledger import Call
 from ..models import MAX_ATTEMPTS, Job, Step
+from ..scope import acting_as
 from ..services import classify_sentiment, reply_for
 from .diagnosis import candidate_frames, fail
 from .kit import Kata

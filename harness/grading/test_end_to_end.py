@@ -13,6 +13,7 @@ from __future__ import annotations
 from harness.crashes import CrashPlan
 from harness.faults import FaultPlan
 from harness.runner import Runner, RunnerConfig
+from harness.world import World
 
 from .diagnosis import fail
 from .invariants import drain_and_judge
@@ -46,7 +47,8 @@ async def test_twenty_workers_drain_a_campaign_under_faults_and_crashes(kata: Ka
     config = RunnerConfig(workers=_WORKERS, lease=_LEASE, deadline=90)
     kata.phase = f"{_WORKERS} workers draining {total} jobs under faults and crashes"
     with kata.faults(FaultPlan.chaos(kata.seed)) as services:
-        runner = Runner(kata.solution, config, services=services, crash_plan=crash_plan)
+        world = World(kata.database, services, crash_plan=crash_plan)
+        runner = Runner(kata.solution, config, world=world)
         kata.watch(services, crash_plan)
         problems = await drain_and_judge(runner, jobs=jobs)
     if problems:

@@ -14,9 +14,9 @@ from datetime import timedelta
 
 import pytest
 
-from harness.context import current_worker_id
 from harness.models import Job, JobStatus
 from harness.orm import utcnow
+from harness.scope import current
 from harness.sqlparams import Kind, tokenize
 from harness.tasks import is_not_started
 
@@ -159,7 +159,7 @@ class _UnorderedLimit:
             self.database.after_statement.remove(self._check)
 
     async def _check(self, sql: str, result: object) -> None:
-        if self.sql is not None or current_worker_id.get() != "worker-1":
+        if self.sql is not None or current().worker_id != "worker-1":
             return
         live = [
             (t.kind, t.text.upper().strip('"'))

@@ -34,8 +34,8 @@ from harness.ledger import Call, ViolationKind
 from harness.models import MAX_ATTEMPTS, Job, JobStatus, Step
 from harness.services import RETRY_AFTER_TOLERANCE
 
-from ..context import acting_as
-from .choreography import Gate, copy_job, serving
+from ..scope import acting_as
+from .choreography import Gate, copy_job
 from .diagnosis import describe_exception, describe_violation, fail
 from .kit import FULL_ONLY, Kata, graded
 
@@ -549,7 +549,7 @@ async def test_recording_the_message_id_leaves_the_rest_of_the_job_alone(kata: K
     # out and worker-2 took the job to the next step. When worker-1's call returns, recording the
     # message id must not write back the rest of the (now stale) object it was given.
     gate = Gate("worker-1")
-    with serving(kata, gate):
+    with kata.serving(gate):
         job = await kata.running_job(EMAIL)
         call = asyncio.create_task(
             kata.call("send_email_step", copy_job(job), worker="worker-1", job_id=job.id)

@@ -32,7 +32,7 @@ from harness.faults import (
 from harness.models import MAX_ATTEMPTS, Job, JobStatus, Step
 from harness.orm import utcnow
 
-from .choreography import Gate, Rendezvous, copy_job, paused_in_first_call, serving
+from .choreography import Gate, Rendezvous, copy_job, paused_in_first_call
 from .diagnosis import fail
 from .exploration import WRITES_OF_A_JOB, explore, first_counterexample, harness_claim, scenarios
 from .invariants import check_invariants
@@ -262,7 +262,7 @@ async def test_two_workers_on_one_job_deliver_and_act_once(kata: Kata) -> None:
     # No rate limits here: the fakes key retry_after by request, so worker-2 would be blamed
     # for a 429 given to worker-1.
     job = await kata.running_job()
-    with serving(kata, Rendezvous()):
+    with kata.serving(Rendezvous()):
         for _ in range(2 * len(_ORDER)):
             current = await kata.fresh(job)
             if current.status in _FINAL:
@@ -526,7 +526,7 @@ async def test_a_worker_whose_job_left_running_during_its_call_changes_neither_s
     kata: Kata, step: Step, how: str
 ) -> None:
     gate = Gate("worker-1")
-    with serving(kata, gate):
+    with kata.serving(gate):
         job = await job_at_step(kata, step)
         async with paused_in_first_call(kata, job, "worker-1", gate=gate) as paused:
             if not paused.held:
