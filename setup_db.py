@@ -17,7 +17,6 @@ Tests and scripts call ``await setup(config, ...)`` directly.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import re
 import time
@@ -36,15 +35,16 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from harness.config import DatabaseConfig, resolve_database_url
-from harness.database import Database, current_database, execute_sql, open_database
 from harness.exceptions import SetupRefused
-from harness.models import MAX_ATTEMPTS, JobStatus, Step
-from harness.orm import utcnow
-from harness.queue import count_by_status
-from harness.schema import TABLES, create_schema, drop_tables
-from harness.services import invalid_email_reason
-from harness.transactions import transaction
+from harness.sql.config import DatabaseConfig, resolve_database_url
+from harness.sql.database import Database, current_database, execute_sql, open_database
+from harness.sql.models import MAX_ATTEMPTS, JobStatus, Step
+from harness.sql.orm import utcnow
+from harness.sql.queue import count_by_status
+from harness.sql.schema import TABLES, create_schema, drop_tables
+from harness.sql.transactions import transaction
+from harness.world.faults import stable_digest
+from harness.world.services import invalid_email_reason
 
 __all__ = [
     "CREATED_BY",
@@ -269,7 +269,7 @@ def _job(
 
 
 def _token(*parts: object, size: int = 16) -> str:
-    return hashlib.sha256(repr(parts).encode()).hexdigest()[: size * 2]
+    return stable_digest(*parts).hex()[: size * 2]
 
 
 # --- writing it, once ------------------------------------------------------------------------

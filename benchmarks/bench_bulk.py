@@ -27,13 +27,13 @@ from rich.console import Console
 from rich.table import Table
 
 from harness import transaction
-from harness.backends.postgres import connection_options
-from harness.config import DatabaseConfig
-from harness.database import Database, execute_sql
-from harness.isolation import isolated_database
-from harness.models import Campaign, Job
-from harness.solutions import REFERENCE_PATH, load_solution
-from harness.stress import database_configs
+from harness.devtools.stress import database_configs
+from harness.sql.backends.postgres import connection_options
+from harness.sql.config import DatabaseConfig
+from harness.sql.database import Database, execute_sql
+from harness.sql.isolation import isolated_database
+from harness.sql.models import Campaign, Job
+from harness.worker.solutions import REFERENCE_PATH, load_solution
 
 PINGS = 1000
 

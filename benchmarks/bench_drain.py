@@ -16,15 +16,16 @@ import time
 from rich.console import Console
 from rich.table import Table
 
-from harness.config import DatabaseConfig
-from harness.faults import FaultPlan, Latency, ServiceFaults
-from harness.isolation import isolated_database
-from harness.models import Campaign
-from harness.runner import Runner, RunnerConfig, RunReport
-from harness.services import Services
-from harness.solutions import REFERENCE_PATH, load_solution
-from harness.stress import campaign_emails, database_configs
+from harness.devtools.stress import database_configs
+from harness.sql.config import DatabaseConfig
+from harness.sql.isolation import isolated_database
+from harness.sql.models import Campaign
+from harness.worker.runner import Runner, RunnerConfig, RunReport
+from harness.worker.solutions import REFERENCE_PATH, load_solution
 from harness.world import World
+from harness.world.campaigns import campaign_emails
+from harness.world.faults import FaultPlan, Latency, ServiceFaults
+from harness.world.services import Services
 
 API_LATENCY = 0.02
 STEPS = ("send_email", "analyze", "take_action")

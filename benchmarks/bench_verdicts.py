@@ -21,16 +21,17 @@ a figure measured while another suite runs is not a figure.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from harness.sql.config import test_postgres_url
+
 ROOT = Path(__file__).resolve().parent.parent
 BUGGY = ROOT / "fixtures" / "solutions" / "buggy"
-POSTGRES_URL = os.environ.get("KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = test_postgres_url()
 
 #: (what a candidate wrote, catalogue entry, task)
 WRONG_ANSWERS = (

@@ -9,8 +9,6 @@ transactions in ``transactions``, fake APIs in ``services``).
 
 from __future__ import annotations
 
-from .config import DatabaseConfig
-from .database import Database, current_database, db, execute_sql, open_database
 from .exceptions import (
     DoesNotExist,
     HarnessError,
@@ -24,10 +22,12 @@ from .exceptions import (
     ServiceTimeoutError,
     WorkerCrashed,
 )
-from .models import MAX_ATTEMPTS, Campaign, Job, JobStatus, Step
-from .orm import utcnow
-from .services import analyze_sentiment, get_reply, route_customer, send_email
-from .transactions import current_transaction, transaction
+from .sql.config import DatabaseConfig
+from .sql.database import Database, current_database, db, execute_sql, open_database
+from .sql.models import MAX_ATTEMPTS, Campaign, Job, JobStatus, Step
+from .sql.orm import utcnow
+from .sql.transactions import current_transaction, transaction
+from .world.services import analyze_sentiment, get_reply, route_customer, send_email
 
 __all__ = [
     "MAX_ATTEMPTS",

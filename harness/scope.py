@@ -11,9 +11,9 @@ as Tortoise ORM keeps its connections in one context, so that a run's state has 
   (``World.active()``: the runner, the grader's kata fixture, the drills, the stress command);
 * ``worker_id``, ``job_id``: who is acting, set by the runner around each call of the candidate's
   code (``acting_as``);
-* ``transaction``: the transaction this task holds (``harness.transactions``);
+* ``transaction``: the transaction this task holds (``harness.sql.transactions``);
 * ``life``: one call of a worker into the candidate's code, seen as one life of its process
-  (``harness.crashes.worker_life``).
+  (``harness.world.crashes.worker_life``).
 
 This module sits at the bottom of the harness: it imports none of the types it carries.
 """
@@ -28,10 +28,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .crashes import CrashPlan, WorkerLife
-    from .database import Database
-    from .services import Services
-    from .transactions import Transaction
+    from .sql.database import Database
+    from .sql.transactions import Transaction
+    from .world.crashes import CrashPlan, WorkerLife
+    from .world.services import Services
 
 __all__ = ["Scope", "acting_as", "caller_name", "current", "scoped"]
 

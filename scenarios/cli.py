@@ -32,13 +32,12 @@ from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
 
-from harness.config import DatabaseConfig, resolve_database_url
-from harness.solutions import CANDIDATE_PATH, load_solution
+from harness.sql.config import DatabaseConfig, resolve_database_url
+from harness.worker.solutions import CANDIDATE_PATH, load_solution
 
 from . import INCIDENTS, store
 from .dashboard import plain_summary, render_comparison
 from .debrief import debrief, next_steps
-from .diagnosis import Explanation, Verdict, explain, question_for, signature, symptom
 from .incident import (
     DEFAULT_DURATION,
     DEFAULT_JOBS,
@@ -48,10 +47,11 @@ from .incident import (
     Variant,
 )
 from .measure import run_isolated
-from .quiz import FOLLOW_UP, Grade, grade, record, review_change
+from .questions import Explanation, Verdict, explain, question_for, signature, symptom
+from .quiz import FOLLOW_UP, Grade, grade_answer, record, review_change
 from .quiz import answers_file as default_answers_file
 from .record import RunRecord, new_id
-from .terminal import Terminal
+from .terminal import DrillTerminal
 from .totals import TotalsMismatch
 
 __all__ = ["main"]
@@ -210,7 +210,7 @@ def main(
     as_json: bool,
     answers_file: Path | None,
 ) -> None:
-    terminal = Terminal(as_json=as_json)
+    terminal = DrillTerminal(as_json=as_json)
     if number is None:
         _list_incidents(terminal)
         return
@@ -259,7 +259,7 @@ class Drill:
         load: Load,
         config: DatabaseConfig,
         options: Options,
-        terminal: Terminal,
+        terminal: DrillTerminal,
     ) -> None:
         self.incident, self.load, self.config = incident, load, config
         self.options, self.terminal = options, terminal
@@ -270,7 +270,7 @@ class Drill:
             if self.options.replay:
                 return self._replay()
             if self.options.solution is not None:
-                return self._solution()
+                return self._solution(self.options.solution)
             return self._drill()
         except TotalsMismatch as error:
             self.terminal.error(f"BUG in the drill: {error}")
@@ -379,12 +379,12 @@ class Drill:
 
     # -- the candidate's solution ------------------------------------------------------------------
 
-    def _solution(self) -> int:
+    def _solution(self, path: Path) -> int:
         options = self.options
         try:
-            solution = load_solution(options.solution)
+            solution = load_solution(path)
         except Exception as error:  # the candidate's file: a syntax error, a missing function
-            self.terminal.error(f"cannot load {options.solution}: {error}")
+            self.terminal.error(f"cannot load {path}: {error}")
             return EXIT_UNLOADABLE
         self._introduce(self.load, self.config.describe())
         ours = self._measure(self.incident.variant("solution", solution), self.load)
@@ -560,7 +560,7 @@ class Drill:
         change = options.change
         if change is None and interactive:
             change = self.terminal.ask(FOLLOW_UP)
-        graded = grade(question, answer, change or "")
+        graded = grade_answer(question, answer, change or "")
         record(
             options.answers_file,
             scenario=self.incident.number,
@@ -635,7 +635,7 @@ def _verified_line(run: RunRecord, *, recorded: bool = False) -> str:
     )
 
 
-def _list_incidents(terminal: Terminal) -> None:
+def _list_incidents(terminal: DrillTerminal) -> None:
     terminal.show("[bold]Incident drills[/] (run one with `scenarios N`):")
     for number, incident in INCIDENTS.items():
         terminal.show(f"  [bold]{number}[/]  {incident.title}  [dim]({incident.path.name})[/]")

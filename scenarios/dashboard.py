@@ -196,7 +196,7 @@ def _workers(s: Snapshot) -> Panel:
         symbol, style = _STATE_STYLE[view.state]
         strip.append(symbol, style=style)
     waits = [v for v in s.worker_views if v.state == "waiting on a lock"]
-    longest = max(waits, key=lambda v: _detail_seconds(v.detail), default=None)
+    longest = max(waits, key=lambda v: v.waited, default=None)
     lines: list[RenderableType] = [table, strip]
     if longest is not None:
         lines.append(Text(f"longest wait: {longest.name} in {longest.detail}", style="dim"))
@@ -452,10 +452,3 @@ def _ran(s: Snapshot) -> str:
         f"{s.duration:g} s, then {s.elapsed - s.duration:.1f} s for the workers to finish the "
         "calls they were in"
     )
-
-
-def _detail_seconds(detail: str) -> float:
-    try:
-        return float(detail.rsplit(" ", 1)[-1].rstrip("s"))
-    except ValueError:
-        return 0.0

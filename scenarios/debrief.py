@@ -13,10 +13,10 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from harness.config import DatabaseConfig, resolve_database_url
+from harness.sql.config import DatabaseConfig, resolve_database_url
 
-from .diagnosis import Explanation
 from .incident import DEFAULT_DURATION, DEFAULT_JOBS, DEFAULT_SEED, DEFAULT_WORKERS
+from .questions import Explanation
 from .quiz import Grade, Question, review_change
 from .record import RunRecord
 

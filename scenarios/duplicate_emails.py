@@ -14,7 +14,7 @@ import uuid
 from dataclasses import replace
 
 from harness import Job, send_email
-from harness.faults import FaultPlan, Latency, ServiceFaults
+from harness.world.faults import FaultPlan, Latency, ServiceFaults
 
 from . import workflow
 from .incident import Deployment, Incident, solution_of

@@ -15,9 +15,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness.faults import FaultPlan
-from harness.runner import RunnerConfig
-from harness.solutions import Solution
+from harness.worker.runner import RunnerConfig
+from harness.worker.solutions import Solution
+from harness.world.faults import FaultPlan
 
 __all__ = [
     "DEFAULT_DURATION",

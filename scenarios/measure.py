@@ -20,16 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import DatabaseConfig
-from harness.database import Database, current_database
-from harness.isolation import isolated_database
-from harness.metrics import RunMetrics
-from harness.models import Campaign
-from harness.runner import CandidateError, Runner, RunReport
-from harness.services import Services
-from harness.solutions import Solution
-from harness.stress import campaign_emails
+from harness.sql.config import DatabaseConfig
+from harness.sql.database import Database, current_database
+from harness.sql.isolation import isolated_database
+from harness.sql.models import Campaign
+from harness.worker.runner import CandidateError, Runner, RunReport
+from harness.worker.solutions import Solution
 from harness.world import World
+from harness.world.campaigns import campaign_emails
+from harness.world.metrics import RunMetrics
+from harness.world.services import Services
 
 from . import workflow
 from .incident import Incident, Load, Variant

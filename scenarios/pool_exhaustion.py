@@ -20,7 +20,7 @@ from harness import (
     send_email,
     transaction,
 )
-from harness.faults import FaultPlan, Latency, ServiceFaults
+from harness.world.faults import FaultPlan, Latency, ServiceFaults
 
 from . import workflow
 from .incident import Deployment, Incident, solution_of

@@ -15,6 +15,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.paths import kata_home
+
 __all__ = [
     "FOLLOW_UP",
     "Choice",
@@ -22,7 +24,7 @@ __all__ = [
     "Point",
     "Question",
     "answers_file",
-    "grade",
+    "grade_answer",
     "record",
     "review_change",
 ]
@@ -33,7 +35,6 @@ FOLLOW_UP = "What would you change?"
 def answers_file() -> Path:
     """Where answers are recorded unless told otherwise: ``scenario-answers.jsonl`` in
     ``.kata/`` (or ``KATA_HOME``)."""
-    from harness.cli.app import kata_home  # the CLI package is heavy; only this is needed
 
     return kata_home() / "scenario-answers.jsonl"
 
@@ -99,7 +100,7 @@ class Grade:
         return asdict(self)
 
 
-def grade(question: Question, answer: str, change: str = "") -> Grade:
+def grade_answer(question: Question, answer: str, change: str = "") -> Grade:
     """Grade ``answer`` (a letter, any case); ``ValueError`` when it is not one of the choices."""
     given = question.choice(answer).letter
     return Grade(given=given, right=question.right, correct=given == question.right, change=change)

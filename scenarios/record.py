@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from harness.history import History
-from harness.ledger import Call
-from harness.metrics import percentile
+from harness.world.history import History
+from harness.world.ledger import Call
+from harness.world.metrics import percentile
 
 from .incident import Load
 from .snapshot import Snapshot
@@ -393,7 +393,7 @@ def _histories(result: RunResult, errors: list[ErrorEvent], started: float) -> l
     kept = [job for job in ranked if why(job)[0] > 0][:_JOBS_KEPT]
     histories = []
     for job_id in kept:
-        # The grader's timeline of a job (harness.history), told as a drill tells it: with how
+        # The grader's timeline of a job (harness.world.history), told as a drill tells it: with how
         # long each call took; and the exceptions that reached the runner.
         timeline = History().timeline(
             [job_id],

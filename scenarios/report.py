@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .dashboard import comparison_rows
-from .diagnosis import Explanation
 from .incident import Incident
+from .questions import Explanation
 from .record import RunRecord
 from .snapshot import STATES
 

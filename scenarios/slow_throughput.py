@@ -19,7 +19,7 @@ from harness import (
     transaction,
     utcnow,
 )
-from harness.faults import FaultPlan, Latency, ServiceFaults
+from harness.world.faults import FaultPlan, Latency, ServiceFaults
 
 from . import workflow
 from .incident import Deployment, Incident, solution_of

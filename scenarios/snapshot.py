@@ -15,12 +15,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.database import Database
-from harness.ledger import ViolationKind
-from harness.metrics import RunMetrics, Sample, percentile
-from harness.pool import PoolStats
-from harness.runner import RunnerConfig
-from harness.services import Services
+from harness.sql.database import Database
+from harness.sql.pool import PoolStats
+from harness.worker.runner import RunnerConfig
+from harness.world.ledger import ViolationKind
+from harness.world.metrics import RunMetrics, Sample, percentile
+from harness.world.services import Services
 
 __all__ = [
     "API_OPERATIONS",
@@ -51,6 +51,8 @@ class WorkerView:
     name: str
     state: str  # one of STATES
     detail: str = ""
+    #: Seconds its statement has been waiting on a lock (when ``state`` says so).
+    waited: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -284,7 +286,9 @@ class Observer:
             sql, started = statement
             waited = time.monotonic() - started
             if waited > LOCK_WAIT:
-                return WorkerView(name, "waiting on a lock", f"{_verb(sql)} {waited:.1f}s")
+                return WorkerView(
+                    name, "waiting on a lock", f"{_verb(sql)} {waited:.1f}s", waited=waited
+                )
         state = self.metrics.worker_state.get(name, "idle")
         if state.startswith("processing"):
             return WorkerView(name, "processing", state.removeprefix("processing").strip())

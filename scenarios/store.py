@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from harness.paths import kata_home
+
 from .record import RunRecord, new_id
 
 __all__ = ["KEEP", "drills_home", "fixed_for", "latest", "load", "new_id", "save"]
@@ -29,7 +31,6 @@ _SUFFIX = ".json.gz"
 
 def drills_home() -> Path:
     # Imported here: the harness's CLI package is heavy, and only this one function is needed.
-    from harness.cli.app import kata_home
 
     return kata_home() / "drills"
 

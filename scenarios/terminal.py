@@ -1,4 +1,4 @@
-"""All of a drill's output goes through ``Terminal``: the live board, text, prompts and JSON.
+"""All of a drill's output goes through ``DrillTerminal``: the live board, text, prompts and JSON.
 
 On a terminal the board is drawn live by rich's ``Live``; anywhere else (a pipe, a log, a test's
 ``CliRunner``) nothing is redrawn and each run ends with a plain-text summary. In ``--json`` mode
@@ -22,7 +22,7 @@ from rich.live import Live
 from .dashboard import render
 from .snapshot import Snapshot
 
-__all__ = ["Terminal"]
+__all__ = ["DrillTerminal"]
 
 _NOISY_LOGGERS = ("psycopg", "asyncio")
 
@@ -36,7 +36,7 @@ class _Collect(logging.Handler):
         self.into.append(record)
 
 
-class Terminal:
+class DrillTerminal:
     def __init__(self, *, as_json: bool = False, console: Console | None = None) -> None:
         self.as_json = as_json
         # Rich detects a terminal itself; click's CliRunner and pipes get plain text.

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.database import Database
-from harness.queue import count_by_status
-from harness.services import Services
+from harness.sql.database import Database
+from harness.sql.queue import count_by_status
+from harness.world.services import Services
 
 from .snapshot import Snapshot
 

@@ -17,11 +17,12 @@ from typing import Any
 
 import pytest
 
-from harness.config import PROJECT_ROOT, DatabaseConfig
-from harness.database import Database
-from harness.isolation import isolated_database
+from harness.paths import PROJECT_ROOT
+from harness.sql.config import DatabaseConfig, test_postgres_url
+from harness.sql.database import Database
+from harness.sql.isolation import isolated_database
 
-POSTGRES_URL = os.environ.get("KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = test_postgres_url()
 BACKENDS = [
     name.strip()
     for name in os.environ.get("KATA_TEST_BACKENDS", "sqlite,postgresql").split(",")

@@ -9,14 +9,20 @@ from types import ModuleType
 
 import pytest
 
-from harness.crashes import CrashPlan, CrashPoint, check_before_write, use_crash_plan, worker_life
 from harness.exceptions import WorkerCrashed
 from harness.grading.afterlife import kept_going
-from harness.ledger import Ledger
 from harness.scope import acting_as
+from harness.world.crashes import (
+    CrashPlan,
+    CrashPoint,
+    check_before_write,
+    use_crash_plan,
+    worker_life,
+)
+from harness.world.ledger import Ledger
 
 ZOMBIE = """\
-from harness.crashes import check_before_write
+from harness.world.crashes import check_before_write
 
 
 async def process(retries):
@@ -87,7 +93,7 @@ async def test_outside_a_life_a_write_after_a_crash_is_a_restarted_worker_s() ->
 
 
 CLEANUP = """\
-from harness.crashes import check_before_write
+from harness.world.crashes import check_before_write
 
 
 async def mark_failed_and_reraise():

@@ -11,19 +11,19 @@ from types import ModuleType
 
 import pytest
 
-from harness.database import open_database
 from harness.grading.blocking import SleepGuard
-from harness.ledger import ViolationKind
 from harness.scope import acting_as
-from harness.services import Services, use_services
-from harness.transactions import transaction
+from harness.sql.database import open_database
+from harness.sql.transactions import transaction
+from harness.world.ledger import ViolationKind
+from harness.world.services import Services, use_services
 
 SOLUTION = """\
 import asyncio
 import time
 from time import sleep
 
-from harness.transactions import transaction
+from harness.sql.transactions import transaction
 
 
 async def blocks():

@@ -15,12 +15,12 @@ import pytest
 
 from conftest import POSTGRES_URL, graded_json
 from harness import Job, JobStatus, execute_sql, transaction, utcnow
-from harness.database import Database
+from harness.devtools.selftest import ALTERNATIVE_PATH, CATALOGUE_DIR, REQUEUE_ORM_PATH
 from harness.grading.claim_isolation import LockReliance
-from harness.models import Campaign
 from harness.scope import acting_as
-from harness.selftest import ALTERNATIVE_PATH, CATALOGUE_DIR, REQUEUE_ORM_PATH
-from harness.solutions import REFERENCE_PATH
+from harness.sql.database import Database
+from harness.sql.models import Campaign
+from harness.worker.solutions import REFERENCE_PATH
 
 _PENDING = "SELECT id FROM jobs WHERE status = 'pending' AND run_after <= ? ORDER BY id LIMIT 1"
 

@@ -16,19 +16,20 @@ import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
 
+from harness import utcnow
 from harness.cli import App, main
 from harness.cli.board import BoardPanel, BoardState, RunLine, TaskRow, render_board
 from harness.cli.interview import clock
-from harness.cli.progress import Progress, now_utc
 from harness.cli.sources import (
     PRISTINE_PATH,
     function_sources,
     reference_section,
     restore_function,
 )
-from harness.config import PROJECT_ROOT
-from harness.solutions import CANDIDATE_PATH, REFERENCE_PATH
+from harness.paths import PROJECT_ROOT
+from harness.progress import Progress
 from harness.tasks import FUNCTIONS
+from harness.worker.solutions import CANDIDATE_PATH, REFERENCE_PATH
 
 Invoke = Callable[..., Result]
 
@@ -409,7 +410,7 @@ def test_the_board_shows_a_notice_a_panel_and_capped_output() -> None:
 
 
 def test_the_board_in_an_interview() -> None:
-    started = now_utc()
+    started = utcnow()
     state = board()
     state.interview = clock(started, started + timedelta(minutes=20))
     text = render(state)

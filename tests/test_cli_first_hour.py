@@ -23,19 +23,20 @@ from rich.console import Console
 
 import setup_db
 from conftest import POSTGRES_URL
+from harness import utcnow
 from harness.cli import App, main
 from harness.cli.board import BoardPanel, BoardState, RunLine, render_board
 from harness.cli.code import CUT_NOTE, CodeMarkdown
+from harness.cli.grading_process import GradeRequest
+from harness.cli.hints import LEVELS, hint
 from harness.cli.interview import last_interview
 from harness.cli.pipeline import Scoreboard
-from harness.cli.progress import Progress, now_utc
 from harness.cli.results import GradeRun
-from harness.cli.runner import GradeRequest
 from harness.cli.session import DevSession
 from harness.cli.sources import PRISTINE_PATH, reference_header, reference_section
-from harness.config import DatabaseConfig
-from harness.hints import LEVELS, hint
-from harness.solutions import REFERENCE_PATH
+from harness.progress import Progress
+from harness.sql.config import DatabaseConfig
+from harness.worker.solutions import REFERENCE_PATH
 from scenarios import cli as scenarios_cli
 
 Invoke = Callable[..., Result]
@@ -398,7 +399,7 @@ async def test_quitting_the_interview_ends_it_and_a_plain_dev_does_not_record_in
 
 def test_a_plain_dev_ends_an_interview_that_was_left_open(tmp_path: Path, stub_copy: Path) -> None:
     app = App(home=tmp_path)
-    app.progress.start_interview(now_utc() - timedelta(minutes=10))
+    app.progress.start_interview(utcnow() - timedelta(minutes=10))
     plain = DevSession(app, GradeRequest(solution=stub_copy))
     plain._end_leftover_interview()
     assert app.progress.interview is None
@@ -412,7 +413,7 @@ def test_an_interview_whose_hour_is_up_ends_with_only_what_passed_within_it(
     tmp_path: Path, stub_copy: Path
 ) -> None:
     app = App(home=tmp_path)
-    started = now_utc() - timedelta(minutes=70)
+    started = utcnow() - timedelta(minutes=70)
     interview = app.progress.start_interview(started)
     interview.passed = {
         "A": (started + timedelta(minutes=30)).isoformat(),

@@ -13,12 +13,17 @@ from typing import IO
 
 import pytest
 
-from harness.cli import pytest_events, runner
+from harness.cli import grading_process, pytest_events
 from harness.cli.forkserver import ForkServer
+from harness.cli.grading_process import (
+    Child,
+    GradeRequest,
+    SubprocessSpawner,
+    run_grading,
+    stuck_at,
+)
 from harness.cli.pipeline import Scoreboard
-from harness.cli.progress import Progress
 from harness.cli.results import GradeRun
-from harness.cli.runner import Child, GradeRequest, SubprocessSpawner, run_grading, stuck_at
 from harness.cli.sources import (
     PRISTINE_PATH,
     changed_tasks,
@@ -29,7 +34,8 @@ from harness.cli.sources import (
     syntax_problem,
 )
 from harness.grading.diagnosis import not_started
-from harness.solutions import REFERENCE_PATH
+from harness.progress import Progress
+from harness.worker.solutions import REFERENCE_PATH
 
 STUB = PRISTINE_PATH.read_text()
 REFERENCE = REFERENCE_PATH.read_text()
@@ -109,8 +115,8 @@ def test_the_reference_splits_into_header_and_one_section_per_task() -> None:
 
 def test_the_event_plugin_and_the_runner_agree_on_their_environment() -> None:
     assert (pytest_events.EVENTS_ENV, pytest_events.FOCUS_ENV) == (
-        runner.EVENTS_ENV,
-        runner.FOCUS_ENV,
+        grading_process.EVENTS_ENV,
+        grading_process.FOCUS_ENV,
     )
 
 

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.crashes import (
+from harness.exceptions import WorkerCrashed
+from harness.scope import acting_as
+from harness.sql.database import execute_sql, open_database
+from harness.world.crashes import (
     CrashKind,
     CrashPlan,
     CrashPoint,
@@ -17,10 +20,7 @@ from harness.crashes import (
     check_before_write,
     use_crash_plan,
 )
-from harness.database import execute_sql, open_database
-from harness.exceptions import WorkerCrashed
-from harness.scope import acting_as
-from harness.services import Services
+from harness.world.services import Services
 
 A = "ada@example.com"
 

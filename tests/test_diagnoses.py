@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from conftest import BACKENDS, POSTGRES_URL, graded_json
-from harness.database import Database
+from harness.devtools.selftest import CATALOGUE_DIR, run_grader
 from harness.grading.invariants import check_invariants
-from harness.models import Campaign, Job, JobStatus, Step
-from harness.selftest import CATALOGUE_DIR, grade
-from harness.services import Services
+from harness.sql.database import Database
+from harness.sql.models import Campaign, Job, JobStatus, Step
+from harness.world.services import Services
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,7 +41,7 @@ def graded_test(solution: Path, url: str, task: str, test: str, tmp_path: Path) 
 def test_a_call_inside_a_transaction_is_told_once_with_the_call_the_transaction_and_the_fix(
     url: str,
 ) -> None:
-    results = grade(
+    results = run_grader(
         CATALOGUE_DIR / "c_call_inside_transaction.py", url, tasks="C", first_failure=True
     )
     diagnosis = results["tasks"]["C"]["diagnosis"]
@@ -119,7 +119,7 @@ async def test_the_judge_blames_a_change_under_a_worker_that_never_held_the_job_
 
 
 def test_a_select_then_insert_per_row_is_told_as_about_two_statements_per_row(url: str) -> None:
-    results = grade(
+    results = run_grader(
         CATALOGUE_DIR / "b_select_then_insert_per_row.py",
         url,
         tasks="B",
@@ -132,7 +132,7 @@ def test_a_select_then_insert_per_row_is_told_as_about_two_statements_per_row(ur
 
 
 def test_one_insert_per_row_is_still_told_as_about_one_statement_per_row(url: str) -> None:
-    results = grade(
+    results = run_grader(
         CATALOGUE_DIR / "b_per_row_inserts.py", url, tasks="B", tier="fast", first_failure=True
     )
     assert "about one statement per row" in results["tasks"]["B"]["diagnosis"]

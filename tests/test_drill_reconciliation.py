@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from rich.console import Console, RenderableType
 
 from conftest import base_config
-from harness.database import Database
-from harness.isolation import isolated_database
+from harness.sql.database import Database
+from harness.sql.isolation import isolated_database
 from scenarios import INCIDENTS, Load, RunResult, run_load, store
 from scenarios.cli import main
 from scenarios.dashboard import render, render_comparison
-from scenarios.diagnosis import explain, question_for, symptom
+from scenarios.questions import explain, question_for, symptom
 from scenarios.snapshot import Snapshot
 
 #: Small enough for a few seconds a run, big enough for each flaw to show.

@@ -13,7 +13,7 @@ from click.testing import CliRunner, Result
 from conftest import base_config
 from scenarios import store
 from scenarios.cli import main
-from scenarios.diagnosis import question_for
+from scenarios.questions import question_for
 from scenarios.quiz import review_change
 
 INTERNAL = ("Task exception", "AsyncConnection", "Traceback", "driver message", "was never")

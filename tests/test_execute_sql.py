@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from harness.database import Database, current_database, db, execute_sql
 from harness.exceptions import HarnessError, NoActiveDatabase
-from harness.models import Campaign
+from harness.sql.database import Database, current_database, db, execute_sql
+from harness.sql.models import Campaign
 
 
 async def test_question_mark_placeholders_work_on_every_backend(database: Database) -> None:

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 from harness.cli.forkserver import ForkServer
+from harness.cli.grading_process import GradeRequest, run_grading
 from harness.cli.pipeline import FAST_SHARDS, grade_pipeline
 from harness.cli.results import GradeRun
-from harness.cli.runner import GradeRequest, run_grading
 from harness.cli.shards import AnyRun, ShardedRun
 from harness.cli.sources import PRISTINE_PATH, function_span, reference_section
-from harness.solutions import REFERENCE_PATH
+from harness.worker.solutions import REFERENCE_PATH
 
 STUB = PRISTINE_PATH.read_text()
 REFERENCE = REFERENCE_PATH.read_text()

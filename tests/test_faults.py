@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from harness.faults import (
+from harness.world.faults import (
     Decision,
     Fault,
     FaultPlan,

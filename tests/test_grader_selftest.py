@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 from conftest import BACKENDS, POSTGRES_URL
-from harness.config import PROJECT_ROOT
-from harness.selftest import (
+from harness.devtools.selftest import (
     ALTERNATIVE_PATH,
     REQUEUE_ORM_PATH,
     STRESSED_TASKS,
@@ -26,9 +25,10 @@ from harness.selftest import (
     catalogue,
     check_correct,
     check_entry,
-    grade,
+    run_grader,
 )
-from harness.solutions import REFERENCE_PATH
+from harness.paths import PROJECT_ROOT
+from harness.worker.solutions import REFERENCE_PATH
 
 URLS = {"sqlite": f"sqlite:///{PROJECT_ROOT / 'kata.db'}", "postgresql": POSTGRES_URL}
 CI_SEEDS = (2, 3, 4)
@@ -60,7 +60,7 @@ def _grading_of(item: pytest.Item) -> tuple[Any, ...] | None:
 def _run(key: tuple[Any, ...]) -> Any:
     kind, *args = key
     if kind == "stub":
-        return grade(STUB_PATH, args[0], tier="fast")
+        return run_grader(STUB_PATH, args[0], tier="fast")
     if kind == "correct":
         solution, url, seed, tasks = args
         return check_correct(solution, url, seed=seed, tasks=tasks)
@@ -115,7 +115,8 @@ def test_the_reference_passes_the_concurrency_and_fault_tests_under_other_seeds(
 
 
 # Each entry under one of the seeds 1-5, in turn: every seed is covered on every run at the cost
-# of one grading per entry (`python -m harness.selftest --seeds 1-5` grades each under all five).
+# of one grading per entry (`python -m harness.devtools.selftest --seeds 1-5` grades each under
+# all five).
 ENTRIES = [
     pytest.param(entry, backend, seed, id=f"{entry.name}-{backend}-seed{seed}")
     for index, entry in enumerate(catalogue())

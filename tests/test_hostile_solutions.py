@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from conftest import BACKENDS, POSTGRES_URL
-from harness.config import PROJECT_ROOT
 from harness.grading.processes import worker_processes
+from harness.paths import PROJECT_ROOT
 
 HOSTILE_DIR = PROJECT_ROOT / "fixtures" / "solutions" / "hostile"
 CANARY = HOSTILE_DIR / "canary.txt"

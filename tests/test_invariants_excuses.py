@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from harness.crashes import CrashPlan, CrashPoint, use_crash_plan
-from harness.database import Database
 from harness.exceptions import RateLimitError, WorkerCrashed
-from harness.faults import FaultPlan, RateLimit, Succeed
 from harness.grading.invariants import check_invariants
-from harness.models import Campaign, Job
 from harness.scope import acting_as
-from harness.services import Services, send_email, use_services
+from harness.sql.database import Database
+from harness.sql.models import Campaign, Job
+from harness.world.crashes import CrashPlan, CrashPoint, use_crash_plan
+from harness.world.faults import FaultPlan, RateLimit, Succeed
+from harness.world.services import Services, send_email, use_services
 
 EMAIL = "ada@example.com"
 

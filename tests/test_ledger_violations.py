@@ -9,18 +9,24 @@ from pathlib import Path
 
 import pytest
 
-from harness.database import open_database
 from harness.exceptions import (
     IdempotencyKeyReusedError,
     InvalidEmailError,
     RateLimitError,
     ServiceTimeoutError,
 )
-from harness.faults import FaultPlan, RateLimit, ScriptedOutcome, ServiceFaults, TimeoutBefore
-from harness.ledger import Call, Ledger, ViolationKind
 from harness.scope import acting_as
-from harness.services import Services
-from harness.transactions import transaction
+from harness.sql.database import open_database
+from harness.sql.transactions import transaction
+from harness.world.faults import (
+    FaultPlan,
+    RateLimit,
+    ScriptedOutcome,
+    ServiceFaults,
+    TimeoutBefore,
+)
+from harness.world.ledger import Call, Ledger, ViolationKind
+from harness.world.services import Services
 
 A = "ada@example.com"
 

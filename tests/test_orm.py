@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from harness.database import Database, execute_sql
 from harness.exceptions import DoesNotExist, MultipleObjectsReturned
-from harness.models import Campaign, Job, JobStatus, JobTransition, Step
-from harness.orm import utcnow
+from harness.sql.database import Database, execute_sql
+from harness.sql.models import Campaign, Job, JobStatus, JobTransition, Step
+from harness.sql.orm import utcnow
 
 UNIQUE_VIOLATION = {"sqlite": sqlite3.IntegrityError, "postgresql": psycopg.errors.UniqueViolation}
 CHECK_VIOLATION = {"sqlite": sqlite3.IntegrityError, "postgresql": psycopg.errors.CheckViolation}

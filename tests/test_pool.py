@@ -1,4 +1,4 @@
-"""harness.pool.ConnectionPool in memory (fake connections, no database), then both backends'
+"""harness.sql.pool.ConnectionPool in memory (fake connections, no database), then both backends'
 pools through the Database: exhaustion raises PoolTimeout and the statistics say so."""
 
 from __future__ import annotations
@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-import harness.pool as pool_module
+import harness.sql.pool as pool_module
 from conftest import base_config
-from harness.database import Database, execute_sql
 from harness.exceptions import HarnessError, PoolTimeout
-from harness.isolation import isolated_database
-from harness.pool import ConnectionPool
+from harness.sql.database import Database, execute_sql
+from harness.sql.isolation import isolated_database
+from harness.sql.pool import ConnectionPool
 
 
 class FakeConnection:

@@ -10,9 +10,9 @@ import inspect
 import re
 
 import harness
-from harness.config import PROJECT_ROOT
-from harness.models import Job, JobStatus, Step
-from harness.solutions import CANDIDATE_PATH
+from harness.paths import PROJECT_ROOT
+from harness.sql.models import Job, JobStatus, Step
+from harness.worker.solutions import CANDIDATE_PATH
 
 CONTRACT_PATH = PROJECT_ROOT / "CONTRACT.md"
 # The binding contract the product's CONTRACT.md is written from; it sits beside the project in

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 
 from conftest import BACKENDS, POSTGRES_URL
 from harness.cli import main as harness_main
-from harness.cli.progress import Progress
 from harness.cli.sources import PRISTINE_PATH
-from harness.config import PROJECT_ROOT
-from harness.solutions import REFERENCE_PATH
+from harness.paths import PROJECT_ROOT
+from harness.progress import Progress
+from harness.worker.solutions import REFERENCE_PATH
 
 
 def grade(

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli.sources import PRISTINE_PATH
-from harness.config import PROJECT_ROOT
+from harness.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 

@@ -11,14 +11,14 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-import harness.backends.postgres as postgres_backend
-import harness.backends.sqlite as sqlite_backend
+import harness.sql.backends.postgres as postgres_backend
+import harness.sql.backends.sqlite as sqlite_backend
 from conftest import base_config
-from harness.database import MAX_PARAMETERS, Database, execute_sql
 from harness.exceptions import RoundTripBudgetExceeded, TooManyParameters
-from harness.isolation import isolated_database
-from harness.models import Campaign, Job
-from harness.transactions import transaction
+from harness.sql.database import MAX_PARAMETERS, Database, execute_sql
+from harness.sql.isolation import isolated_database
+from harness.sql.models import Campaign, Job
+from harness.sql.transactions import transaction
 
 
 def counted(database: Database) -> tuple[int, int]:

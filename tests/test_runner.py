@@ -1,7 +1,7 @@
-"""harness.runner: workers drain a campaign; a crashed worker's job comes back after the lease while
-a live worker's does not; a candidate's mistake (no progress, an exception, no claims) is
-diagnosed and never hangs the run; the metrics agree with the database; and end to end, under
-faults and crashes, the reference keeps every invariant of the contract."""
+"""harness.worker.runner: workers drain a campaign; a crashed worker's job comes back after the
+lease while a live worker's does not; a candidate's mistake (no progress, an exception, no
+claims) is diagnosed and never hangs the run; the metrics agree with the database; and end to
+end, under faults and crashes, the reference keeps every invariant of the contract."""
 
 from __future__ import annotations
 
@@ -14,14 +14,15 @@ from typing import Any
 
 import pytest
 
-from harness.crashes import CrashPlan, CrashPoint
-from harness.database import Database
-from harness.models import Campaign, Job, JobStatus, JobTransition, Step
-from harness.runner import Runner, RunnerConfig, RunReport, Stall
-from harness.services import Services
-from harness.solutions import REFERENCE_PATH, Solution, load_solution
-from harness.stress import campaign_emails, check_end_to_end, drain_under_faults
+from harness.devtools.stress import check_end_to_end, drain_under_faults
+from harness.sql.database import Database
+from harness.sql.models import Campaign, Job, JobStatus, JobTransition, Step
+from harness.worker.runner import Runner, RunnerConfig, RunReport, Stall
+from harness.worker.solutions import REFERENCE_PATH, Solution, load_solution
 from harness.world import World
+from harness.world.campaigns import campaign_emails
+from harness.world.crashes import CrashPlan, CrashPoint
+from harness.world.services import Services
 
 REFERENCE = load_solution(REFERENCE_PATH)
 
@@ -33,7 +34,7 @@ import asyncio
 
 from harness import Job
 from harness.exceptions import WorkerCrashed
-from harness.solutions import REFERENCE_PATH, load_solution
+from harness.worker.solutions import REFERENCE_PATH, load_solution
 
 _reference = load_solution(REFERENCE_PATH)
 claim_next_job = _reference.claim_next_job

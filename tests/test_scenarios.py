@@ -15,14 +15,14 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from conftest import base_config
-from harness.database import Database
-from harness.isolation import isolated_database
-from harness.solutions import REFERENCE_PATH, load_solution
+from harness.sql.database import Database
+from harness.sql.isolation import isolated_database
+from harness.worker.solutions import REFERENCE_PATH, load_solution
 from scenarios import INCIDENTS, Load, RunResult, TotalsMismatch, run_load, verify_totals
 from scenarios.cli import main
 from scenarios.dashboard import plain_summary, render, sparkline
-from scenarios.diagnosis import QUESTIONS, explain, signature
-from scenarios.quiz import Choice, Question, grade
+from scenarios.questions import QUESTIONS, explain, signature
+from scenarios.quiz import Choice, Question, grade_answer
 
 #: Small enough for the whole file to take about a minute and a half on both backends, big
 #: enough for every flaw to show: 20 workers, a few hundred jobs, a few seconds.
@@ -210,10 +210,12 @@ def test_cli_lists_the_incidents_and_rejects_an_answer_that_is_not_a_choice(
 
 def test_grading_takes_any_case_and_rejects_unknown_letters() -> None:
     question = QUESTIONS[1]
-    assert grade(question, question.right.lower()).correct
-    assert not grade(question, next(x for x in question.letters if x != question.right)).correct
+    assert grade_answer(question, question.right.lower()).correct
+    assert not grade_answer(
+        question, next(x for x in question.letters if x != question.right)
+    ).correct
     with pytest.raises(ValueError, match="not one of"):
-        grade(question, "Q")
+        grade_answer(question, "Q")
     with pytest.raises(ValueError, match="4 or 5"):
         Question(prompt="?", choices=(Choice("A", "a"), Choice("B", "b")), right="A")
     assert all(4 <= len(q.choices) <= 5 for q in QUESTIONS.values())

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import PROJECT_ROOT
+from harness.paths import PROJECT_ROOT
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 

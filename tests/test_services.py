@@ -18,7 +18,8 @@ from harness.exceptions import (
     ServiceError,
     ServiceTimeoutError,
 )
-from harness.faults import (
+from harness.scope import acting_as
+from harness.world.faults import (
     FaultPlan,
     Latency,
     RateLimit,
@@ -28,8 +29,7 @@ from harness.faults import (
     TimeoutAfter,
     TimeoutBefore,
 )
-from harness.scope import acting_as
-from harness.services import (
+from harness.world.services import (
     REPLY_TEMPLATES,
     Services,
     analyze_sentiment,

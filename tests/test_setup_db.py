@@ -11,13 +11,13 @@ from click.testing import CliRunner
 
 import setup_db
 from conftest import base_config
-from harness.config import DatabaseConfig
-from harness.database import execute_sql, open_database
-from harness.isolation import isolated_config
-from harness.models import MAX_ATTEMPTS, Customer, Job, JobStatus, Step
-from harness.orm import utcnow
-from harness.schema import create_schema
-from harness.services import invalid_email_reason
+from harness.sql.config import DatabaseConfig
+from harness.sql.database import execute_sql, open_database
+from harness.sql.isolation import isolated_config
+from harness.sql.models import MAX_ATTEMPTS, Customer, Job, JobStatus, Step
+from harness.sql.orm import utcnow
+from harness.sql.schema import create_schema
+from harness.world.services import invalid_email_reason
 
 setup = setup_db.setup
 

@@ -1,4 +1,4 @@
-"""Tests for harness.sqlparams: placeholder translation, counting and write detection."""
+"""Tests for harness.sql.sqlparams: placeholder translation, counting and write detection."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from harness.sqlparams import count_placeholders, is_write, to_pyformat, tokenize
+from harness.sql.sqlparams import count_placeholders, is_write, to_pyformat, tokenize
 
 # --- to_pyformat / count_placeholders: examples -------------------------------------------
 

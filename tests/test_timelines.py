@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import BACKENDS, POSTGRES_URL, graded_json
-from harness.config import PROJECT_ROOT
 from harness.grading.scorecard import Outcome, Scorecard
-from harness.history import History
+from harness.paths import PROJECT_ROOT
+from harness.world.history import History
 
 BUGGY = PROJECT_ROOT / "fixtures" / "solutions" / "buggy"
 
@@ -142,7 +142,7 @@ async def test_watch_mode_gets_the_timeline_apart_from_the_diagnosis_and_shows_i
     from rich.console import Console
 
     from harness.cli.board import BoardState, TaskRow, render_board
-    from harness.cli.runner import GradeRequest, run_grading
+    from harness.cli.grading_process import GradeRequest, run_grading
 
     run = await run_grading(
         GradeRequest(solution=BUGGY / "a_select_then_update.py", tier="fast", tasks="A")

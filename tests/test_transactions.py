@@ -9,10 +9,10 @@ import sqlite3
 import psycopg
 import pytest
 
-from harness.database import Database, execute_sql
 from harness.exceptions import WorkerCrashed
-from harness.models import Campaign
-from harness.transactions import Transaction, current_transaction, transaction
+from harness.sql.database import Database, execute_sql
+from harness.sql.models import Campaign
+from harness.sql.transactions import Transaction, current_transaction, transaction
 
 NO_SUCH_TABLE = {"sqlite": sqlite3.OperationalError, "postgresql": psycopg.errors.UndefinedTable}
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from harness import utcnow
 from harness.cli import App
+from harness.cli.grading_process import GradeRequest
 from harness.cli.interview import PARTS, clock, summary
-from harness.cli.progress import now_utc
 from harness.cli.results import GradeRun
-from harness.cli.runner import GradeRequest
 from harness.cli.session import DevSession
 from harness.cli.sources import PRISTINE_PATH, function_span, reference_section
-from harness.solutions import REFERENCE_PATH
+from harness.worker.solutions import REFERENCE_PATH
 
 
 @pytest.fixture
@@ -126,7 +126,7 @@ def test_r_f_and_q(tmp_path: Path, solution: Path) -> None:
 
 
 def test_the_interview_clock_walks_through_its_parts() -> None:
-    start = now_utc()
+    start = utcnow()
     names = [
         clock(start, start + timedelta(minutes=m)).part_name for m in (0, 14.9, 15, 39, 41, 56, 60)
     ]
@@ -162,7 +162,7 @@ def test_an_interview_starts_resumes_and_sums_up(tmp_path: Path, solution: Path)
     assert lines[1].passed_after is None
 
     # An interview that ended long ago is not resumed.
-    again.app.progress.interview.started = (now_utc() - timedelta(hours=2)).isoformat()
+    again.app.progress.interview.started = (utcnow() - timedelta(hours=2)).isoformat()
     again._start_interview()
     assert again.state.info.startswith("interview started")
 

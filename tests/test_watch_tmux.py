@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from harness.cli.sources import PRISTINE_PATH, function_span, reference_section
-from harness.config import PROJECT_ROOT
-from harness.solutions import REFERENCE_PATH
+from harness.paths import PROJECT_ROOT
+from harness.worker.solutions import REFERENCE_PATH
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 

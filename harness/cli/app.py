@@ -3,35 +3,27 @@ project, the candidate's file, ``.kata/``), the terminal, and the progress file.
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
 
-from ..config import PROJECT_ROOT, DatabaseConfig
-from ..solutions import CANDIDATE_PATH, REFERENCE_PATH
+from ..paths import PROJECT_ROOT, kata_home
+from ..progress import Progress, counts_as_progress
+from ..sql.config import DatabaseConfig
+from ..worker.solutions import CANDIDATE_PATH, REFERENCE_PATH
 from .board import BoardState
-from .progress import Progress, counts_as_progress
-from .runner import GradeRequest
+from .grading_process import GradeRequest
 from .terminal import Terminal
 
-__all__ = ["KATA_HOME_ENV", "SECOND_DB_ENV", "App", "graded_on", "kata_home"]
+__all__ = ["SECOND_DB_ENV", "App", "graded_on"]
 
-#: Where progress and backups live; default ``PROJECT_ROOT/.kata`` (gitignored).
-KATA_HOME_ENV = "KATA_HOME"
 #: A second database URL: tasks that pass on the main backend are graded on it too.
 SECOND_DB_ENV = "KATA_SECOND_DATABASE_URL"
-
-
-def kata_home() -> Path:
-    configured = os.environ.get(KATA_HOME_ENV)
-    return Path(configured).resolve() if configured else PROJECT_ROOT / ".kata"
 
 
 class App:
     def __init__(self, terminal: Terminal | None = None, *, home: Path | None = None) -> None:
         self.terminal = terminal or Terminal()
-        self.root = PROJECT_ROOT
         self.home = home or kata_home()
 
     @property
@@ -88,7 +80,7 @@ class App:
 
 def graded_on(url: str) -> str:
     """What a grading run on ``url`` really uses, for the board's header: never the database
-    file or schema the URL names, but a fresh one per test (see ``harness.isolation``)."""
+    file or schema the URL names, but a fresh one per test (see ``harness.sql.isolation``)."""
     config = DatabaseConfig(url=url)
     if config.dialect == "sqlite":
         latency = f"{config.round_trip_latency * 1000:g} ms/round trip"

@@ -38,14 +38,14 @@ KEYS = (
     ("q", "quit"),
 )
 
-_STYLE = {
+_STYLE: dict[str, str] = {
     TaskStatus.NOT_GRADED: "dim",
     TaskStatus.NOT_STARTED: "yellow",
     TaskStatus.FAILING: "bold red",
     TaskStatus.PASSING: "bold green",
     TaskStatus.PASSING_ON_BOTH: "bold green",
 }
-_MARK = {
+_MARK: dict[str, str] = {
     TaskStatus.NOT_GRADED: "-",
     TaskStatus.NOT_STARTED: "·",
     TaskStatus.FAILING: "✘",

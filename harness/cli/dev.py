@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from .app import SECOND_DB_ENV, App
+from .grading_process import GradeRequest
 from .options import DB_HELP, database_url, db_option, seed_option, solution_option
-from .runner import GradeRequest
 from .session import DevSession
 
 

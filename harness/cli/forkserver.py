@@ -32,8 +32,8 @@ import time
 from collections import deque
 from typing import IO, Any
 
-from ..config import PROJECT_ROOT
-from .runner import Child, SubprocessSpawner, kill_process
+from ..paths import PROJECT_ROOT
+from .grading_process import Child, SubprocessSpawner, kill_process
 
 __all__ = ["ForkServer", "main"]
 
@@ -53,14 +53,14 @@ _WARM = (
     "psycopg",
     "psycopg_pool",
     "harness",
-    "harness.isolation",
-    "harness.runner",
+    "harness.sql.isolation",
+    "harness.worker.runner",
     "harness.grading.kit",
     "harness.grading.scorecard",
     "harness.grading.invariants",
     "harness.grading.processes",
-    "harness.crashes",
-    "harness.faults",
+    "harness.world.crashes",
+    "harness.world.faults",
 )
 
 

@@ -13,10 +13,10 @@ from rich.text import Text
 from ..tasks import TaskStatus
 from .app import App
 from .board import render_board
+from .grading_process import GradeRequest, run_grading
 from .options import db_option, given, seed_option, solution_option, task_letters
 from .pipeline import Scoreboard
 from .results import GradeRun
-from .runner import GradeRequest, run_grading
 
 
 @click.command(short_help="Grade the solution once and print the board.")

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 from rich.rule import Rule
 
-from ..hints import LEVEL_NAMES, LEVELS
-from ..hints import hint as hint_for
 from ..tasks import FUNCTIONS
 from .app import App
 from .code import CodeMarkdown
+from .hints import LEVEL_NAMES, LEVELS
+from .hints import hint as hint_for
 
 
 @click.command(short_help="Show the next hint for a task.")

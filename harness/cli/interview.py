@@ -13,8 +13,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from ..progress import Interview, Progress
+from ..sql.orm import utcnow
 from ..tasks import LETTERS
-from .progress import Interview, Progress, now_utc
 
 __all__ = [
     "PARTS",
@@ -123,7 +124,7 @@ def end_interview(progress: Progress, log: Path, why: str) -> EndedInterview | N
     current = progress.interview
     if current is None:
         return None
-    ended = min(now_utc(), current.started_at + timedelta(minutes=TOTAL_MINUTES))
+    ended = min(utcnow(), current.started_at + timedelta(minutes=TOTAL_MINUTES))
     passed = {
         task: when for task, when in current.passed.items() if datetime.fromisoformat(when) <= ended
     }

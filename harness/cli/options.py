@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..config import DatabaseConfig, resolve_database_url
+from ..sql.config import DatabaseConfig, resolve_database_url
 from ..tasks import LETTERS
 
 __all__ = [

@@ -12,12 +12,12 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 
+from ..progress import Progress
 from ..tasks import LETTERS, TaskStatus
 from .board import RunLine, TaskRow
 from .forkserver import ForkServer
-from .progress import Progress
+from .grading_process import GradeRequest, Spawner, run_grading
 from .results import GradeRun
-from .runner import GradeRequest, Spawner, run_grading
 from .shards import AnyRun, ShardedRun
 
 __all__ = ["Scoreboard", "grade_pipeline"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..tasks import TaskStatus, task_status
 
 if TYPE_CHECKING:
-    from .runner import GradeRequest
+    from .grading_process import GradeRequest
 
 __all__ = ["OUTPUT_LINES", "GradeRun", "OutputTail", "TaskTally", "Verdict", "all_passing"]
 

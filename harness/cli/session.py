@@ -26,16 +26,16 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
-from ..hints import LEVEL_NAMES, LEVELS, hint
+from ..sql.orm import utcnow
 from ..tasks import FUNCTIONS, LETTERS, TaskStatus
 from .app import App
 from .board import BoardPanel, BoardState, render_board
 from .forkserver import ForkServer
+from .grading_process import GradeRequest
+from .hints import LEVEL_NAMES, LEVELS, hint
 from .interview import TOTAL_MINUTES, EndedInterview, clock, end_interview, minutes, summary
 from .keys import KeyReader, cbreak
 from .pipeline import Scoreboard, grade_pipeline
-from .progress import now_utc
-from .runner import GradeRequest
 from .shards import AnyRun
 from .sources import changed_tasks, reference_section, stub_tasks, syntax_problem
 from .watch import watch_file
@@ -391,7 +391,7 @@ class DevSession:
         state.output_dropped = latest.output.dropped if latest else 0
         interview = self.app.progress.interview
         if self.interview and interview is not None:
-            state.interview = clock(interview.started_at, now_utc())
+            state.interview = clock(interview.started_at, utcnow())
             if state.interview.finished:
                 self._end_interview("time is up")
         if self.ended_interview is not None:
@@ -425,9 +425,7 @@ class DevSession:
     def _start_interview(self) -> None:
         progress = self.app.progress
         current = progress.interview
-        if current is not None and now_utc() - current.started_at > timedelta(
-            minutes=TOTAL_MINUTES
-        ):
+        if current is not None and utcnow() - current.started_at > timedelta(minutes=TOTAL_MINUTES):
             end_interview(progress, self.app.interviews_path, "time is up")
             current = None
         if current is None:

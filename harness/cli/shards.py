@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .results import GradeRun, OutputTail, TaskTally, Verdict, all_passing
 
 if TYPE_CHECKING:
-    from .runner import GradeRequest
+    from .grading_process import GradeRequest
 
 __all__ = ["AnyRun", "ShardedRun"]
 

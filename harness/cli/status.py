@@ -9,11 +9,17 @@ from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from ..hints import LEVELS
+from ..sql.orm import utcnow
 from ..tasks import WRITTEN, TaskStatus, title
 from .app import App
+from .hints import LEVELS
 from .interview import EndedInterview, clock, last_interview, minutes, summary
-from .progress import now_utc
+
+_STYLES: dict[str, str] = {
+    TaskStatus.PASSING: "green",
+    TaskStatus.FAILING: "red",
+    TaskStatus.NOT_STARTED: "yellow",
+}
 
 
 @click.command(short_help="Show your progress: status, first pass and hints used, per task.")
@@ -27,11 +33,7 @@ def status(app: App) -> None:
         table.add_column(column)
     for task, info in progress.tasks.items():
         last = info.last_status or "not graded"
-        style = {
-            TaskStatus.PASSING: "green",
-            TaskStatus.FAILING: "red",
-            TaskStatus.NOT_STARTED: "yellow",
-        }.get(last, "dim")
+        style = _STYLES.get(last, "dim")
         hints = f"{info.hint_level}/{LEVELS}" if task in WRITTEN else ""
         table.add_row(
             f"{task}  {title(task)}",
@@ -42,7 +44,7 @@ def status(app: App) -> None:
         )
     app.terminal.print(table)
     if progress.interview is not None:
-        now = clock(progress.interview.started_at, now_utc())
+        now = clock(progress.interview.started_at, utcnow())
         state = "time is up" if now.finished else f"{now.part_name}, {minutes(now.total_left)} left"
         app.terminal.info(
             f"Interview in progress: started {_when(progress.interview.started)} ({state})."

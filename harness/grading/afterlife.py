@@ -4,7 +4,7 @@ The harness kills a worker by raising ``WorkerCrashed``, a ``BaseException``, as
 stop a process. Code that catches ``BaseException`` (or has a bare ``except:``) swallows it and
 carries on: it retries, writes, even completes the job — things a dead process never does, and
 which a real crash would leave undone. The crash plan notes what the worker did inside its life
-(``harness.crashes.worker_life``); this module turns that into a diagnosis:
+(``harness.world.crashes.worker_life``); this module turns that into a diagnosis:
 
     "worker-1 kept going after it was killed (WorkerCrashed, a BaseException, was caught at
     solution.py:41: `except BaseException:`): ..."
@@ -16,8 +16,8 @@ import ast
 import linecache
 from pathlib import Path
 
-from ..crashes import WorkerLife
-from ..ledger import Ledger
+from ..world.crashes import WorkerLife
+from ..world.ledger import Ledger
 from .diagnosis import candidate_frames
 
 __all__ = ["kept_going"]

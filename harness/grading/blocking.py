@@ -31,8 +31,8 @@ from types import FrameType
 from typing import Any
 
 from ..exceptions import NoActiveServices
-from ..services import active_services
-from ..transactions import current_transaction
+from ..sql.transactions import current_transaction
+from ..world.services import active_services
 from .diagnosis import fail
 
 __all__ = ["BlockingSleep", "SleepGuard"]
@@ -125,7 +125,7 @@ class SleepGuard:
         except NoActiveServices:
             return
         where = f"{self.solution.name}:{caller.f_lineno} in {caller.f_code.co_name}()"
-        services.record_wait_in_transaction(delay, where)
+        services.referee.record_wait_in_transaction(delay, where)
 
     # -- helpers --------------------------------------------------------------------------------
 

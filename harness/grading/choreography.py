@@ -20,9 +20,9 @@ import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from harness.models import Job
 from harness.scope import caller_name
-from harness.services import Services
+from harness.sql.models import Job
+from harness.world.services import Services
 
 from .kit import Kata
 

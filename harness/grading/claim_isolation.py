@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import pairwise
 
-from ..backends import Result
-from ..database import Database
 from ..scope import current
-from ..sqlparams import Kind, is_write, tokenize
-from ..transactions import Transaction, current_transaction
+from ..sql.backends import Result
+from ..sql.database import Database
+from ..sql.sqlparams import Kind, is_write, tokenize
+from ..sql.transactions import Transaction, current_transaction
 
 __all__ = ["LockReliance", "UnlockedReadThenWrite"]
 

@@ -28,11 +28,11 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any
 
-from ..backends import Result
-from ..database import Database
-from ..orm import utcnow
 from ..scope import acting_as, current
-from ..sqlparams import is_write
+from ..sql.backends import Result
+from ..sql.database import Database
+from ..sql.orm import utcnow
+from ..sql.sqlparams import is_write
 
 __all__ = ["ClaimRace", "RowChange", "reads_of_one_claim"]
 

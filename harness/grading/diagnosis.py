@@ -14,8 +14,8 @@ from typing import NoReturn
 
 import pytest
 
-from ..ledger import Violation, ViolationKind
 from ..tasks import not_started
+from ..world.ledger import Violation, ViolationKind
 
 __all__ = ["candidate_frames", "describe_exception", "describe_violation", "fail", "not_started"]
 

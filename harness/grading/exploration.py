@@ -19,16 +19,16 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from harness.crashes import CrashKind, CrashPlan, CrashPoint
-from harness.database import current_database
-from harness.faults import FaultPlan, Latency, ServiceFaults
-from harness.models import Job
-from harness.orm import utcnow
-from harness.queue import claim_params, claim_sql
-from harness.runner import Runner, RunnerConfig
-from harness.solutions import Solution
+from harness.sql.database import current_database
+from harness.sql.models import Job
+from harness.sql.orm import utcnow
+from harness.sql.queue import claim_params, claim_sql
 from harness.tasks import is_not_started
+from harness.worker.runner import Runner, RunnerConfig
+from harness.worker.solutions import Solution
 from harness.world import World
+from harness.world.crashes import CrashKind, CrashPlan, CrashPoint
+from harness.world.faults import FaultPlan, Latency, ServiceFaults
 
 from .invariants import drain_and_judge
 from .kit import Kata

@@ -35,13 +35,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from ..crashes import CrashPlan
 from ..exceptions import InvalidEmailError
-from ..ledger import Call, CrmAction, Delivery, Ledger, Violation, ViolationKind
-from ..models import Job, JobStatus, JobTransition, Step
-from ..runner import Runner, RunReport
-from ..services import SENTIMENTS, Services, classify_sentiment, invalid_email_reason, reply_for
+from ..sql.models import Job, JobStatus, JobTransition, Step
 from ..tasks import is_not_started
+from ..worker.runner import Runner, RunReport
+from ..world.crashes import CrashPlan
+from ..world.ledger import Call, CrmAction, Delivery, Ledger, Violation, ViolationKind
+from ..world.services import (
+    SENTIMENTS,
+    Services,
+    classify_sentiment,
+    invalid_email_reason,
+    reply_for,
+)
 from .diagnosis import describe_exception, describe_violation
 
 __all__ = ["check_invariants", "drain_and_judge", "report_problems"]
@@ -182,9 +188,7 @@ class _Judge:
         return same_address[0] if len(same_address) == 1 else None
 
     def _crashes_between(self, job_id: int | None, start: float, end: float) -> int:
-        if self.crash_plan is None or job_id is None:
-            return 0
-        return sum(1 for c in self.crash_plan.crashes_of(job_id) if start <= c.at <= end)
+        return 0 if self.crash_plan is None else self.crash_plan.crashes_between(job_id, start, end)
 
     # 1. every job finished -----------------------------------------------------------------
 
@@ -386,7 +390,7 @@ class _Judge:
         means one of two mistakes, told apart by who that worker is: one that held the job before
         saved a stale copy back over a correct new claim; one that never held it claimed a job
         that was still running."""
-        problems = []
+        problems: list[str] = []
         for job in self.jobs:
             holder: str | None = None
             held_before: set[str] = set()
@@ -426,7 +430,7 @@ class _Judge:
         return problems
 
     def steps_forward_once(self, history: dict[int, list[JobTransition]]) -> list[str]:
-        problems = []
+        problems: list[str] = []
         for job in self.jobs:
             seen: set[tuple[Step, Step]] = set()
             for t in history.get(job.id, []):

@@ -20,26 +20,25 @@ import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
 import pytest
 
-from ..crashes import CrashPlan, WorkerLife, worker_life
-from ..database import Database
 from ..exceptions import WorkerCrashed
-from ..faults import FaultPlan
-from ..history import History, Timeline
-from ..ledger import Ledger, Violation
-from ..models import MAX_ATTEMPTS, Campaign, Job, JobStatus, JobTransition, Step
-from ..orm import utcnow
 from ..scope import acting_as
-from ..services import Services
-from ..solutions import Solution
+from ..sql.database import Database
+from ..sql.models import MAX_ATTEMPTS, Campaign, Job, JobStatus, JobTransition, Step
+from ..sql.orm import utcnow
 from ..tasks import FUNCTIONS
+from ..worker.solutions import Solution
 from ..world import World
+from ..world.crashes import CrashPlan, WorkerLife, worker_life
+from ..world.faults import FaultPlan
+from ..world.history import History, Timeline
+from ..world.ledger import Ledger, Violation
+from ..world.services import Services
 from . import tamper
 from .afterlife import kept_going
 from .diagnosis import describe_exception, describe_violation, fail
@@ -52,7 +51,10 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 @dataclass(frozen=True, kw_only=True)
 class Sizes:
-    """How big the graded loads are. The fast tier gives watch mode an answer in seconds."""
+    """How big the graded loads are. The fast tier gives watch mode an answer in seconds.
+
+    How many scenarios Task D's exploration tries is hypothesis's profile, not a size: ``fast``
+    (3, what watch mode sets) or ``thorough`` (12, the default), from ``HYPOTHESIS_PROFILE``."""
 
     claim_jobs: int
     claim_trials: int
@@ -61,7 +63,6 @@ class Sizes:
     bulk_rows: int
     bulk_round_trips: int = 250
     e2e_jobs: int
-    hypothesis_examples: int
 
 
 FULL = Sizes(
@@ -70,7 +71,6 @@ FULL = Sizes(
     claim_processes=4,
     bulk_rows=50_000,
     e2e_jobs=300,
-    hypothesis_examples=12,
 )
 FAST = Sizes(
     claim_jobs=300,
@@ -78,7 +78,6 @@ FAST = Sizes(
     claim_processes=2,
     bulk_rows=5_000,
     e2e_jobs=60,
-    hypothesis_examples=3,
 )
 
 
@@ -632,7 +631,3 @@ def _short(value: Any) -> str:
     if isinstance(value, Job):
         return f"<job {value.id} {value.step.value}>"
     return f"<{len(value)} items>"
-
-
-def ago(seconds: float) -> Any:
-    return utcnow() - timedelta(seconds=seconds)

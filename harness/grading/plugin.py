@@ -30,12 +30,14 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from ..config import DatabaseConfig, resolve_database_url
-from ..history import Timeline
-from ..isolation import isolated_database
-from ..solutions import CANDIDATE_PATH, Solution, load_solution
+from ..paths import kata_home
+from ..progress import Progress, counts_as_progress
+from ..sql.config import DatabaseConfig, resolve_database_url
+from ..sql.isolation import isolated_database
 from ..tasks import LETTERS
+from ..worker.solutions import CANDIDATE_PATH, Solution, load_solution
 from ..world import World
+from ..world.history import Timeline
 from . import kit, tamper
 from .blocking import SleepGuard
 from .clock import use_grading_time_zone
@@ -223,9 +225,6 @@ def record_progress(config: pytest.Config, scorecard: Scorecard) -> None:
     file, as ``grade`` and ``dev`` do: one notion of progress, whatever command graded. A task
     narrowed by ``-k``, ``-m``, node ids or ``--deselect``, or stopped early (``-x``), has no
     verdict to record."""
-    from ..cli.app import kata_home
-    from ..cli.progress import Progress, counts_as_progress
-
     option = config.option
     narrowed = (
         option.keyword
@@ -255,7 +254,8 @@ def _grading(config: pytest.Config) -> _Grading:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     wanted = (config.getoption("--kata-task") or "").upper()
     fast = config.getoption("--kata-tier") == "fast"
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         marker = item.get_closest_marker("task")
         if marker is not None:

@@ -16,11 +16,11 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..config import DatabaseConfig
-from ..database import open_database
 from ..scope import acting_as
-from ..solutions import load_solution
+from ..sql.config import DatabaseConfig
+from ..sql.database import open_database
 from ..tasks import not_started
+from ..worker.solutions import load_solution
 from .tamper import install_guard
 
 __all__ = ["claim_in_process", "worker_processes"]

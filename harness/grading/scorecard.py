@@ -32,7 +32,7 @@ class Outcome:
     #: Not failures either, but a bug on another backend: passing here proves less than it
     #: seems (e.g. a claim only SQLite's whole-database lock makes safe).
     warnings: list[str] = field(default_factory=list)
-    #: A race's evidence: the timeline's events (see ``harness.history``), oldest first.
+    #: A race's evidence: the timeline's events (see ``harness.world.history``), oldest first.
     timeline: list[dict[str, Any]] = field(default_factory=list)
     #: The command that runs this test alone, to watch the race again.
     replay: str | None = None
@@ -115,7 +115,7 @@ class Scorecard:
     def timelines(self, width: int = 100) -> list[tuple[str, Outcome, list[str]]]:
         """For each task whose first failure came with a timeline: (task, that outcome, its
         lines at ``width``)."""
-        from ..history import Event, Timeline
+        from ..world.history import Event, Timeline
 
         found = []
         for task in LETTERS:

@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..exceptions import ServiceError
-from ..faults import ScriptedOutcome
-from ..ledger import Call
-from ..models import MAX_ATTEMPTS, Job, Step
 from ..scope import acting_as
-from ..services import classify_sentiment, reply_for
+from ..sql.models import MAX_ATTEMPTS, Job, Step
+from ..world.faults import ScriptedOutcome
+from ..world.ledger import Call
+from ..world.services import classify_sentiment, reply_for
 from .diagnosis import candidate_frames, fail
 from .kit import Kata
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from ..config import PROJECT_ROOT
+from ..paths import PROJECT_ROOT
 from . import tamper
 from .scorecard import Outcome, Scorecard
 

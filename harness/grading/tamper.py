@@ -35,7 +35,7 @@ from pathlib import Path
 from types import BuiltinFunctionType, FrameType, FunctionType, ModuleType
 from typing import Any, NoReturn
 
-from ..config import PROJECT_ROOT
+from ..paths import HARNESS_DIR, PROJECT_ROOT
 
 __all__ = [
     "ForbiddenByGrader",
@@ -52,7 +52,7 @@ __all__ = [
     "where",
 ]
 
-_HARNESS = Path(__file__).resolve().parent.parent
+_HARNESS = HARNESS_DIR
 
 
 class ForbiddenByGrader(PermissionError):

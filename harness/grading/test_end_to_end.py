@@ -1,6 +1,6 @@
 """End to end — twenty workers drain a campaign while the APIs fail and workers crash.
 
-The candidate's whole solution runs in the contract's worker loop (``harness.runner``): its
+The candidate's whole solution runs in the contract's worker loop (``harness.worker.runner``): its
 ``claim_next_job`` and ``process_job``, over a campaign with a couple of undeliverable addresses,
 under ``FaultPlan.chaos`` (429s, timeouts that hid a delivery, latency) and a ``CrashPlan`` that
 kills workers right after external effects and right before database writes. A crashed worker's
@@ -10,10 +10,10 @@ judged by ``invariants.check_invariants``.
 
 from __future__ import annotations
 
-from harness.crashes import CrashPlan
-from harness.faults import FaultPlan
-from harness.runner import Runner, RunnerConfig
+from harness.worker.runner import Runner, RunnerConfig
 from harness.world import World
+from harness.world.crashes import CrashPlan
+from harness.world.faults import FaultPlan
 
 from .diagnosis import fail
 from .invariants import drain_and_judge

@@ -14,10 +14,10 @@ from datetime import timedelta
 
 import pytest
 
-from harness.models import Job, JobStatus
-from harness.orm import utcnow
 from harness.scope import current
-from harness.sqlparams import Kind, tokenize
+from harness.sql.models import Job, JobStatus
+from harness.sql.orm import utcnow
+from harness.sql.sqlparams import Kind, tokenize
 from harness.tasks import is_not_started
 
 from .claim_isolation import LockReliance

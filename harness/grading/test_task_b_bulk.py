@@ -22,10 +22,10 @@ from typing import Any
 
 import psycopg
 
-from harness.database import MAX_PARAMETERS
 from harness.exceptions import RoundTripBudgetExceeded, TooManyParameters
-from harness.models import Job, JobStatus, Step
-from harness.orm import utcnow
+from harness.sql.database import MAX_PARAMETERS
+from harness.sql.models import Job, JobStatus, Step
+from harness.sql.orm import utcnow
 
 from .diagnosis import describe_exception, fail
 from .kit import FULL, Kata, graded

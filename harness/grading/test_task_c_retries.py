@@ -22,7 +22,8 @@ from itertools import pairwise
 import pytest
 
 from harness.exceptions import IdempotencyKeyReusedError, InvalidEmailError, ServiceError
-from harness.faults import (
+from harness.sql.models import MAX_ATTEMPTS, Job, JobStatus, Step
+from harness.world.faults import (
     FaultPlan,
     RateLimit,
     ScriptedOutcome,
@@ -30,9 +31,8 @@ from harness.faults import (
     TimeoutAfter,
     TimeoutBefore,
 )
-from harness.ledger import Call, ViolationKind
-from harness.models import MAX_ATTEMPTS, Job, JobStatus, Step
-from harness.services import RETRY_AFTER_TOLERANCE
+from harness.world.ledger import Call, ViolationKind
+from harness.world.referee import RETRY_AFTER_TOLERANCE
 
 from ..scope import acting_as
 from .choreography import Gate, copy_job

@@ -19,9 +19,11 @@ from datetime import timedelta
 
 import pytest
 
-from harness.crashes import CrashPlan, CrashPoint, use_crash_plan
 from harness.exceptions import ServiceError
-from harness.faults import (
+from harness.sql.models import MAX_ATTEMPTS, Job, JobStatus, Step
+from harness.sql.orm import utcnow
+from harness.world.crashes import CrashPlan, CrashPoint, use_crash_plan
+from harness.world.faults import (
     FaultPlan,
     RateLimit,
     ScriptedOutcome,
@@ -29,8 +31,6 @@ from harness.faults import (
     TimeoutAfter,
     TimeoutBefore,
 )
-from harness.models import MAX_ATTEMPTS, Job, JobStatus, Step
-from harness.orm import utcnow
 
 from .choreography import Gate, Rendezvous, copy_job, paused_in_first_call
 from .diagnosis import fail

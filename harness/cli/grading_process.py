@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from ..config import PROJECT_ROOT, DatabaseConfig, default_database_url
+from ..paths import PROJECT_ROOT
+from ..sql.config import DatabaseConfig, default_database_url
 from ..tasks import FUNCTIONS
 from .results import GradeRun
 

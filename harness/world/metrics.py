@@ -6,13 +6,12 @@ from the service ledger, pool figures from the pool's own meter. Nothing here is
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from .pool import PoolStats
+from ..sql.pool import PoolStats
 
 __all__ = ["RunMetrics", "Sample", "percentile"]
 
@@ -107,9 +106,6 @@ class RunMetrics:
             series.append(60.0 * (current - previous) / width)
             previous = current
         return series
-
-    def mean_claim_seconds(self) -> float:
-        return statistics.fmean(self.claim_seconds) if self.claim_seconds else 0.0
 
     def snapshot(self) -> dict[str, Any]:
         """A JSON-friendly summary."""

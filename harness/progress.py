@@ -10,19 +10,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..config import PROJECT_ROOT
-from ..tasks import LETTERS, TaskStatus
+from .paths import PROJECT_ROOT
+from .sql.orm import utcnow
+from .tasks import LETTERS, TaskStatus
 
 __all__ = [
     "Interview",
     "Progress",
     "TaskProgress",
     "counts_as_progress",
-    "now_utc",
 ]
 
 #: Tasks the grader reports on: the four functions and the end-to-end run.
@@ -39,10 +39,6 @@ def counts_as_progress(solution: Path) -> bool:
 
 
 _HARNESS_SOLUTIONS = PROJECT_ROOT / "fixtures"
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass
@@ -117,7 +113,7 @@ class Progress:
 
         Only a full-tier pass counts as passing the task: the fast tier is watch mode's quick
         first answer, not the bar."""
-        when = when or now_utc()
+        when = when or utcnow()
         info = self.tasks.setdefault(task, TaskProgress())
         info.last_status, info.last_graded = status, when.isoformat(timespec="seconds")
         first = False
@@ -143,7 +139,7 @@ class Progress:
             self.save()
 
     def start_interview(self, when: datetime | None = None) -> Interview:
-        self.interview = Interview(started=(when or now_utc()).isoformat(timespec="seconds"))
+        self.interview = Interview(started=(when or utcnow()).isoformat(timespec="seconds"))
         self.save()
         return self.interview
 

@@ -27,21 +27,22 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from .crashes import CrashPlan
-from .database import Database, current_database
-from .exceptions import WorkerCrashed
-from .metrics import RunMetrics, Sample
-from .models import Job, JobStatus, Step
-from .orm import utcnow
-from .queue import RECOVER_EXPIRED, count_by_status
-from .scope import acting_as, caller_name, scoped
-from .services import Services
+from ..exceptions import WorkerCrashed
+from ..paths import HARNESS_DIR
+from ..scope import acting_as, caller_name, scoped
+from ..sql.database import Database, current_database
+from ..sql.models import Job, JobStatus, Step
+from ..sql.orm import utcnow
+from ..sql.queue import RECOVER_EXPIRED, count_by_status
+from ..world import World
+from ..world.crashes import CrashPlan
+from ..world.metrics import RunMetrics, Sample
+from ..world.services import Services
 from .solutions import Solution
-from .world import World
 
 __all__ = ["CandidateError", "RunReport", "Runner", "RunnerConfig", "Stall"]
 
-_HARNESS_DIR = str(Path(__file__).resolve().parent)
+_HARNESS_DIR = str(HARNESS_DIR)
 
 # Fields whose change counts as progress (claimed_at/updated_at change without real progress).
 _PROGRESS_FIELDS = (

@@ -1,10 +1,5 @@
-"""The two database backends behind one interface.
-
-A backend knows its driver: how to open pooled connections, how to run one statement and turn
-the answer into ``dict`` rows, and how to adapt Python values (timezone-aware datetimes, ``str``
-enums) so that both databases store and compare them the same way. Everything above this layer
-(round-trip counting, transactions, the ORM) is backend-agnostic.
-"""
+"""What every backend offers: one statement's ``Result``, the ``Backend`` interface, and how a
+Python value goes to either driver."""
 
 from __future__ import annotations
 
@@ -15,7 +10,7 @@ from typing import Any, Protocol
 from ..config import DatabaseConfig
 from ..pool import PoolStats
 
-__all__ = ["Backend", "Result", "create_backend", "plain_value"]
+__all__ = ["Backend", "Result", "plain_value"]
 
 
 @dataclass(frozen=True)
@@ -43,13 +38,3 @@ class Backend(Protocol):
 def plain_value(value: Any) -> Any:
     """Enums go to the database as their value on both drivers (psycopg would send the name)."""
     return value.value if isinstance(value, Enum) else value
-
-
-def create_backend(config: DatabaseConfig) -> Backend:
-    if config.dialect == "sqlite":
-        from .sqlite import SQLiteBackend
-
-        return SQLiteBackend(config)
-    from .postgres import PostgresBackend
-
-    return PostgresBackend(config)

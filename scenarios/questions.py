@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.history import Event, Timeline
+from harness.world.history import Event, Timeline
 
 from .measure import RunResult
 from .quiz import Choice, Point, Question
@@ -587,7 +587,7 @@ def _error_lines(r: RunRecord, errors: Iterable[dict[str, Any]]) -> list[str]:
 
 def history_lines(r: RunRecord, *, limit: int, width: int = 100) -> list[str]:
     """The first ``limit`` offending jobs' histories, as lines: each job's timeline, drawn as
-    the grader draws a race's (``harness.history``)."""
+    the grader draws a race's (``harness.world.history``)."""
     lines = []
     for job in r.jobs[:limit]:
         email = f" ({job['email']})" if job["email"] else ""

@@ -18,11 +18,11 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from ..exceptions import NoActiveDatabase, RoundTripBudgetExceeded, TooManyParameters
+from ..scope import caller_name, current, scoped
 from .backends import Backend, Result, create_backend
 from .config import DatabaseConfig
-from .exceptions import NoActiveDatabase, RoundTripBudgetExceeded, TooManyParameters
 from .pool import PoolStats
-from .scope import caller_name, current, scoped
 from .sqlparams import is_write
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class Database:
     """An open connection pool to one database, with the harness's bookkeeping around it."""
 
     #: Called before every INSERT/UPDATE/DELETE of every database, in the caller's task, with
-    #: its SQL; may raise. Where crash injection registers itself (``harness.crashes``).
+    #: its SQL; may raise. Where crash injection registers itself (``harness.world.crashes``).
     before_write: ClassVar[list[Callable[[str], None]]] = []
 
     def __init__(self, config: DatabaseConfig | None = None) -> None:
@@ -181,8 +181,8 @@ class Database:
             self.in_flight.pop(caller, None)
         for observe in self.observers:
             observe(sent, caller, sql, params, result.rows, result.rowcount)
-        for hook in self.after_statement:
-            await hook(sql, result)
+        for after in self.after_statement:
+            await after(sql, result)
         return result
 
 

@@ -16,8 +16,8 @@ from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
+from ..exceptions import DoesNotExist, MultipleObjectsReturned
 from .database import current_database
-from .exceptions import DoesNotExist, MultipleObjectsReturned
 
 __all__ = ["Field", "Model", "QuerySet", "utcnow"]
 

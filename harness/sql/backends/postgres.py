@@ -20,7 +20,7 @@ from psycopg.rows import dict_row
 from ..config import DatabaseConfig
 from ..pool import PoolMeter, PoolStats
 from ..sqlparams import to_pyformat
-from . import Result, plain_value
+from .base import Result, plain_value
 
 __all__ = ["PostgresBackend", "connection_options"]
 

@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from .exceptions import PoolTimeout
+from ..exceptions import PoolTimeout
 
 __all__ = ["ConnectionPool", "PoolMeter", "PoolStats"]
 

@@ -23,7 +23,7 @@ import aiosqlite
 
 from ..config import DatabaseConfig
 from ..pool import ConnectionPool, PoolStats
-from . import Result, plain_value
+from .base import Result, plain_value
 
 __all__ = ["SQLiteBackend", "format_timestamp", "parse_timestamp"]
 

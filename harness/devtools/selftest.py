@@ -1,9 +1,9 @@
 """The grader grades itself: the stub fails every task, correct solutions pass every task, and
 each catalogue entry (one classic mistake each) fails on its task with its diagnosis.
 
-    python -m harness.selftest                       # the catalogue and the correct solutions
-    python -m harness.selftest --stress 200          # the reference's concurrency and fault
-                                                     # tests under 200 seeds: zero flakes
+    python -m harness.devtools.selftest               # the catalogue and the correct solutions
+    python -m harness.devtools.selftest --stress 200  # the reference's concurrency and fault
+                                                      # tests under 200 seeds: zero flakes
 
 Each grading runs ``pytest`` in a subprocess with ``--kata-json``, exactly as a candidate's
 ``pytest`` would, so the self-test checks the product, not a shortcut around it.
@@ -26,8 +26,9 @@ from typing import Any
 
 import click
 
-from .config import PROJECT_ROOT
-from .solutions import CANDIDATE_PATH, REFERENCE_PATH
+from ..paths import PROJECT_ROOT
+from ..sql.config import resolve_database_url, test_postgres_url
+from ..worker.solutions import CANDIDATE_PATH, REFERENCE_PATH
 
 __all__ = [
     "ALTERNATIVE_PATH",
@@ -36,7 +37,7 @@ __all__ = [
     "CatalogueEntry",
     "catalogue",
     "check_entry",
-    "grade",
+    "run_grader",
 ]
 
 CATALOGUE_DIR = PROJECT_ROOT / "fixtures" / "solutions" / "buggy"
@@ -90,7 +91,7 @@ def catalogue() -> list[CatalogueEntry]:
     return entries
 
 
-def grade(
+def run_grader(
     solution: Path,
     db: str,
     *,
@@ -149,7 +150,7 @@ def failing_tasks(results: dict[str, Any]) -> dict[str, str | None]:
 def check_entry(entry: CatalogueEntry, db: str, *, seed: int = 1) -> str | None:
     """None when ``entry`` fails its task with its diagnosis on ``db``; else what went wrong."""
     # The first diagnosis is the verdict: the rest of the task's tests add nothing to it.
-    results = grade(
+    results = run_grader(
         entry.path, db, tasks=entry.task, tier=entry.tier, seed=seed, first_failure=True
     )
     diagnosis = results["tasks"][entry.task]["diagnosis"]
@@ -167,7 +168,7 @@ def check_correct(
     solution: Path, db: str, *, seed: int = 1, tasks: str | None = None, tier: str = "full"
 ) -> str | None:
     """None when ``solution`` passes every (selected) task on ``db``; else the diagnoses."""
-    results = grade(solution, db, tasks=tasks, tier=tier, seed=seed)
+    results = run_grader(solution, db, tasks=tasks, tier=tier, seed=seed)
     failing = failing_tasks(results)
     if failing:
         return f"{solution.name} (seed {seed}) failed: " + "; ".join(
@@ -177,12 +178,11 @@ def check_correct(
 
 
 def _databases(db: str | None) -> list[str]:
+    """``--db`` read as every command reads it (a URL, ``sqlite`` or ``postgresql``); both
+    backends when not given, PostgreSQL at the harness's own test database."""
     if db:
-        return [db]
-    return [
-        f"sqlite:///{PROJECT_ROOT / 'kata.db'}",
-        os.environ.get("KATA_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
-    ]
+        return [resolve_database_url(db)]
+    return [resolve_database_url("sqlite"), test_postgres_url()]
 
 
 def _report(lines: Iterable[tuple[str, str | None]]) -> int:
@@ -208,7 +208,11 @@ def _seed_range(text: str) -> list[int]:
 
 
 @click.command()
-@click.option("--db", default=None, help="one backend (default: SQLite and PostgreSQL)")
+@click.option(
+    "--db",
+    default=None,
+    help="one backend: sqlite, postgresql or a URL (default: SQLite and PostgreSQL)",
+)
 @click.option(
     "--stress",
     type=int,

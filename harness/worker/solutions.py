@@ -15,8 +15,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .config import PROJECT_ROOT
-from .tasks import SOLUTION_FUNCTIONS
+from ..paths import PROJECT_ROOT
+from ..tasks import SOLUTION_FUNCTIONS
 
 __all__ = ["CANDIDATE_PATH", "REFERENCE_PATH", "Solution", "load_solution", "reference_functions"]
 

@@ -16,10 +16,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ..scope import scoped
+from ..sql.database import Database
 from .crashes import CrashPlan
-from .database import Database
 from .metrics import RunMetrics
-from .scope import scoped
 from .services import Services
 
 __all__ = ["World"]

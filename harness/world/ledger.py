@@ -17,7 +17,6 @@ from enum import StrEnum
 from typing import Any
 
 __all__ = [
-    "OUTCOMES",
     "Call",
     "CrmAction",
     "Delivery",
@@ -26,21 +25,6 @@ __all__ = [
     "Violation",
     "ViolationKind",
 ]
-
-OUTCOMES: tuple[str, ...] = (
-    "ok",  # the call took effect / answered
-    "replayed",  # an idempotency key matched an earlier call: same answer, no new effect
-    "rate_limited",  # 429
-    "timeout_before",  # timed out, no effect
-    "timeout_after",  # timed out, but the effect was applied
-    "invalid",  # 400: the request can never succeed (bad address, bad sentiment)
-    "key_reused",  # 422: idempotency key sent again with other arguments
-    "not_found",  # 404: unknown message id
-    "crashed",  # the worker was killed (WorkerCrashed) before the response arrived
-    "cancelled",  # the calling task was cancelled mid-call
-    "error",  # anything else (a bug in the fakes, or an argument of the wrong type)
-)
-"""Every value ``Call.outcome`` can take."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +46,12 @@ class Call:
     idempotency_key: str | None
     args: dict[str, Any]
     outcome: str
+    """How it ended: ``ok`` (took effect or answered), ``replayed`` (an idempotency key matched an
+    earlier call: same answer, no new effect), ``rate_limited`` (429), ``timeout_before`` (no
+    effect), ``timeout_after`` (the effect was applied), ``invalid`` (400: can never succeed),
+    ``key_reused`` (422: a key sent again with other arguments), ``not_found`` (404),
+    ``crashed`` (the worker was killed before the answer), ``cancelled`` (the calling task was
+    cancelled mid-call) or ``error`` (anything else: a bug in the fakes, a wrong argument type)."""
     result: str | None = None
     """What the API answered (message id, reply, sentiment, action id); None on error."""
     error: str | None = None
@@ -107,7 +97,7 @@ class ViolationKind(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
     WAIT_IN_TRANSACTION = "wait_in_transaction"
     """A backoff wait (``asyncio.sleep``) while holding a transaction; the grader's sleep guard
-    reports it (``Services.record_wait_in_transaction``), since no API call is involved."""
+    reports it (``Referee.record_wait_in_transaction``), since no API call is involved."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -10,13 +10,8 @@ They behave like the real ones where it matters to the kata:
 * 429s carry ``retry_after`` and ``reset_at``; timeouts are ambiguous (``ServiceTimeoutError`` has
   the same message whether or not the request took effect).
 
-While serving, the fakes watch the caller and record ``Violation``s in the ledger - the call
-still proceeds, so a test can finish and report every mistake, not only the first:
-
-* calling while the task holds a database transaction;
-* calling again for the same (service, subject) before a ``retry_after`` it was given had passed;
-* calling again for a subject that already failed permanently (``InvalidEmailError``);
-* reusing an idempotency key with different arguments.
+While serving, a ``Referee`` (``referee.py``) watches each caller and records what it does wrong
+in the ledger; the call still proceeds.
 
 The candidate imports the module-level functions (``from harness import send_email``); they
 delegate to the ``Services`` instance made active with ``use_services``.
@@ -26,26 +21,27 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
-from . import crashes
-from .attempts import Attempt
-from .exceptions import (
+from ..exceptions import (
     IdempotencyKeyReusedError,
     InvalidEmailError,
     MessageNotFoundError,
     NoActiveServices,
-    RateLimitError,
     ServiceError,
 )
-from .faults import FaultPlan
+from ..scope import caller_name, current, scoped
+from ..sql.transactions import current_transaction
+from . import crashes
+from .attempts import Attempt
+from .faults import FaultPlan, stable_digest
 from .history import code_site
-from .ledger import CrmAction, Delivery, Ledger, Violation, ViolationKind
+from .ledger import CrmAction, Delivery, Ledger
+from .referee import Referee, short
 from .replies import (
     REPLY_TEMPLATES,
     SENTIMENTS,
@@ -53,13 +49,10 @@ from .replies import (
     invalid_email_reason,
     reply_for,
 )
-from .scope import caller_name, current, scoped
-from .transactions import current_transaction
 
 __all__ = [
     "CRM_ACTIONS",
     "REPLY_TEMPLATES",
-    "RETRY_AFTER_TOLERANCE",
     "SENTIMENTS",
     "Services",
     "active_services",
@@ -79,13 +72,9 @@ CRM_ACTIONS: dict[str, str] = {
     "neutral": "nurture",
 }
 
-RETRY_AFTER_TOLERANCE = max(0.001, time.get_clock_info("monotonic").resolution)
-"""How early a retry may arrive and still count as patient. asyncio wakes a sleep up to one clock
-tick early (15.6 ms on Windows), and a correct solution must never be flagged."""
-
 
 def _token(*parts: object, size: int = 16) -> str:
-    digest = hashlib.sha256(repr(parts).encode("utf-8")).digest()
+    digest = stable_digest(*parts)
     return base64.urlsafe_b64encode(digest[:size]).rstrip(b"=").decode("ascii")
 
 
@@ -95,6 +84,7 @@ class Services:
     def __init__(self, plan: FaultPlan | None = None, *, ledger: Ledger | None = None) -> None:
         self.plan = plan if plan is not None else FaultPlan.none()
         self.ledger = ledger if ledger is not None else Ledger()
+        self.referee = Referee(self.ledger)
         #: caller -> operation, for every API call under way.
         self.in_flight: dict[str, str] = {}
         self.reset()
@@ -105,9 +95,8 @@ class Services:
     def reset(self) -> None:
         """Forget every delivery, key and call: a fresh run with the same plan."""
         self.ledger.reset()
+        self.referee.reset()
         self._calls_per_subject: Counter[tuple[str, str]] = Counter()
-        self._retry_after: dict[tuple[str, str], tuple[float, float]] = {}
-        self._permanent: dict[tuple[str, str], tuple[float, str]] = {}
         self._deliveries_by_key: dict[str, Delivery] = {}
         self._deliveries_by_id: dict[str, Delivery] = {}
         self._actions_by_key: dict[str, CrmAction] = {}
@@ -209,7 +198,7 @@ class Services:
             key=key,
             job_id=attempt.job_id,
             caller=attempt.caller,
-            at=_now(),
+            at=asyncio.get_running_loop().time(),
         )
         self.ledger.deliveries.append(delivery)
         self._deliveries_by_id[message_id] = delivery
@@ -237,7 +226,7 @@ class Services:
             key=key,
             job_id=attempt.job_id,
             caller=attempt.caller,
-            at=_now(),
+            at=asyncio.get_running_loop().time(),
         )
         self.ledger.actions.append(action)
         if key is not None:
@@ -248,14 +237,9 @@ class Services:
         changed = {name: value for name, value in attempt.args.items() if first[name] != value}
         if not changed:
             return
-        before = ", ".join(f"{name}={_short(first[name])}" for name in changed)
-        now = ", ".join(f"{name}={_short(value)}" for name, value in changed.items())
-        self._violate(
-            attempt,
-            ViolationKind.IDEMPOTENCY_KEY_REUSED,
-            f"{attempt.operation} reused idempotency key {attempt.key!r} with different "
-            f"arguments: first {before}, now {now}",
-        )
+        before = ", ".join(f"{name}={short(first[name])}" for name in changed)
+        now = ", ".join(f"{name}={short(value)}" for name, value in changed.items())
+        self.referee.key_reused(attempt, before, now)
         raise IdempotencyKeyReusedError(
             f"422 Unprocessable Entity from {attempt.service}: idempotency key {attempt.key!r} "
             f"was first used with {before}, now with {now}",
@@ -286,116 +270,18 @@ class Services:
             at=loop.time(),
             wall=time.time(),
         )
-        self._check_caller(attempt)
+        self.referee.check(attempt)
         # What each caller is waiting on right now, for dashboards ("worker-3: in send_email").
         self.in_flight[attempt.caller] = operation
         try:
             yield attempt
         except BaseException as exc:
             attempt.fail(exc)
-            self._remember_error(attempt, exc, loop.time())
+            self.referee.remember_error(attempt, exc, loop.time())
             raise
         finally:
             self.in_flight.pop(attempt.caller, None)
             self.ledger.calls.append(attempt.to_call(loop.time(), code_site()))
-
-    def _check_caller(self, attempt: Attempt) -> None:
-        what = attempt.describe()
-        tx = current_transaction()
-        if attempt.in_transaction and tx is not None:
-            # The evidence only (which call, where, which transaction): the grader's diagnosis
-            # adds why it is wrong and what to do, once.
-            site = code_site()
-            self._violate(
-                attempt,
-                ViolationKind.CALL_IN_TRANSACTION,
-                f"{what} was called by {_who(attempt)} while it held a database transaction "
-                f"(the one it opened {tx.age():.3f} s earlier"
-                + (f"; the call is at {site})" if site else ")"),
-            )
-        subject = (attempt.service, attempt.subject)
-        if (given := self._retry_after.get(subject)) is not None:
-            given_at, retry_after = given
-            waited = attempt.at - given_at
-            if waited < retry_after - RETRY_AFTER_TOLERANCE:
-                self._violate(
-                    attempt,
-                    ViolationKind.RETRY_BEFORE_RETRY_AFTER,
-                    f"{what} was retried {waited:.3f} s after a 429 that said "
-                    f"retry_after={retry_after:.3f} s (by {_who(attempt)})",
-                )
-        if (failed := self._permanent.get(subject)) is not None and not _crashed_since(
-            attempt.job_id, failed[0]
-        ):
-            failed_at, error = failed
-            self._violate(
-                attempt,
-                ViolationKind.RETRY_AFTER_PERMANENT_ERROR,
-                f"{what} was called again {attempt.at - failed_at:.3f} s after it failed "
-                f"permanently with {error} (by {_who(attempt)}); a permanent error never succeeds "
-                "on retry",
-            )
-
-    def _remember_error(self, attempt: Attempt, exc: BaseException, now: float) -> None:
-        subject = (attempt.service, attempt.subject)
-        if isinstance(exc, RateLimitError):
-            self._retry_after[subject] = (now, exc.retry_after)
-        elif isinstance(exc, InvalidEmailError):
-            # The latest failure: a retry is excused only by a crash after the failure it repeats.
-            self._permanent[subject] = (now, f"InvalidEmailError ({exc.reason})")
-
-    def record_wait_in_transaction(self, seconds: float, where: str) -> None:
-        """Record a backoff wait of ``seconds`` (``asyncio.sleep`` at ``where``) that the calling
-        task made while holding a database transaction. The grader's sleep guard reports these:
-        they involve no API call, so the fakes cannot see them themselves."""
-        caller, job_id = caller_name(), current().job_id
-        who = caller if job_id is None else f"{caller} on job {job_id}"
-        self.ledger.violations.append(
-            Violation(
-                kind=ViolationKind.WAIT_IN_TRANSACTION,
-                service="asyncio",
-                subject="sleep",
-                caller=caller,
-                job_id=job_id,
-                at=_now(),
-                detail=f"asyncio.sleep({seconds:g}) at {where}, by {who}, inside its transaction",
-            )
-        )
-
-    def _violate(self, attempt: Attempt, kind: ViolationKind, detail: str) -> None:
-        self.ledger.violations.append(
-            Violation(
-                kind=kind,
-                service=attempt.service,
-                subject=attempt.subject,
-                caller=attempt.caller,
-                job_id=attempt.job_id,
-                at=attempt.at,
-                detail=detail,
-            )
-        )
-
-
-def _crashed_since(job_id: int | None, since: float) -> bool:
-    """Whether ``job_id``'s worker was killed after ``since``: then the permanent error may never
-    have been recorded, and the next worker cannot know it; asking again is no mistake."""
-    plan = crashes.active_crash_plan()
-    if plan is None or job_id is None:
-        return False
-    return any(crash.at >= since for crash in plan.crashes_of(job_id))
-
-
-def _who(attempt: Attempt) -> str:
-    return attempt.caller if attempt.job_id is None else f"{attempt.caller} on job {attempt.job_id}"
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"
-
-
-def _now() -> float:
-    return asyncio.get_running_loop().time()
 
 
 # -- the active instance and the candidate-facing functions -------------------------------------

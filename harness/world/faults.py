@@ -45,6 +45,7 @@ __all__ = [
     "Succeed",
     "TimeoutAfter",
     "TimeoutBefore",
+    "stable_digest",
     "stable_random",
 ]
 
@@ -62,10 +63,15 @@ _Z99 = 2.3263478740408408
 _LATENCY_CAP_IN_P99S = 4.0
 
 
+def stable_digest(*parts: object) -> bytes:
+    """A hash of ``parts`` that is the same in every process (``hash()`` is salted per process):
+    what makes faults, keys and ids reproducible from a seed."""
+    return hashlib.sha256(repr(parts).encode("utf-8")).digest()
+
+
 def stable_random(*parts: object) -> random.Random:
-    """A generator seeded from a stable hash of ``parts`` (``hash()`` is salted per process)."""
-    digest = hashlib.sha256(repr(parts).encode("utf-8")).digest()
-    return random.Random(int.from_bytes(digest[:8], "big"))
+    """A generator seeded from ``stable_digest(parts)``."""
+    return random.Random(int.from_bytes(stable_digest(*parts)[:8], "big"))
 
 
 @dataclass(frozen=True, kw_only=True)

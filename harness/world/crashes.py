@@ -25,6 +25,7 @@ plan notes what such a worker still does after its crash, for the grader to repo
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -32,10 +33,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from .database import Database
-from .exceptions import WorkerCrashed
+from ..exceptions import WorkerCrashed
+from ..scope import caller_name, current, scoped
+from ..sql.database import Database
 from .faults import SERVICES, stable_random
-from .scope import caller_name, current, scoped
 
 __all__ = [
     "Crash",
@@ -154,6 +155,15 @@ class CrashPlan:
 
     def crashes_of(self, job_id: int) -> list[Crash]:
         return [c for c in self._progress.crashes if c.job_id == job_id]
+
+    def crashes_between(self, job_id: int | None, start: float, end: float = math.inf) -> int:
+        """How many times ``job_id``'s worker was killed between ``start`` and ``end`` (loop
+        time). Each crash excuses one more try of what the dead worker could not record (a
+        permanent error, a 429): the next worker cannot know it. The services' referee and the
+        grader's judge both ask this one question."""
+        if job_id is None:
+            return 0
+        return sum(1 for c in self.crashes_of(job_id) if start <= c.at <= end)
 
     def reset(self) -> None:
         object.__setattr__(self, "_progress", _Progress())

@@ -10,19 +10,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ..paths import PROJECT_ROOT
+
 __all__ = [
     "DEFAULT_POOL_SIZE",
     "DEFAULT_POOL_TIMEOUT",
     "DEFAULT_POSTGRES_URL",
     "DEFAULT_SQLITE_BUSY_TIMEOUT",
     "DEFAULT_SQLITE_LATENCY",
-    "PROJECT_ROOT",
     "DatabaseConfig",
     "default_database_url",
     "resolve_database_url",
+    "test_postgres_url",
 ]
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 DEFAULT_POOL_SIZE = 10
 #: Seconds a caller waits for a pooled connection before ``PoolTimeout`` (psycopg_pool's default).
@@ -41,6 +41,12 @@ DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 _SQLITE_SCHEMES = {"sqlite"}
 _POSTGRES_SCHEMES = {"postgresql", "postgres"}
+
+
+def test_postgres_url() -> str:
+    """The PostgreSQL database the harness's own checks use (its suite, the self-test, the
+    benchmarks): ``KATA_TEST_POSTGRES_URL``, else ``DEFAULT_POSTGRES_URL``."""
+    return os.environ.get("KATA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
 
 
 def default_database_url() -> str:

@@ -36,9 +36,11 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..paths import HARNESS_DIR
+
 if TYPE_CHECKING:
+    from ..sql.database import Database
     from .crashes import Crash
-    from .database import Database
     from .ledger import Call, Recovery
 
 __all__ = ["Event", "History", "Timeline", "code_site"]
@@ -376,7 +378,7 @@ def _short_site(site: str) -> str:
 
 # --- the line of the worker's own code -----------------------------------------------------------
 
-_HARNESS = str(Path(__file__).resolve().parent)
+_HARNESS = str(HARNESS_DIR)
 _LIBRARIES = tuple(
     str(Path(p).resolve())
     for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}

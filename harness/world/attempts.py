@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .exceptions import (
+from ..exceptions import (
     IdempotencyKeyReusedError,
     RateLimitError,
     ServiceError,

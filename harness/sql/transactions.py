@@ -33,8 +33,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..scope import caller_name, current, current_task, scoped
 from .database import Database, current_database
-from .scope import caller_name, current, current_task, scoped
 
 __all__ = ["Transaction", "current_transaction", "transaction"]
 

@@ -1,7 +1,8 @@
 """End-to-end stress: a solution drains campaigns under faults and crashes, seed after seed, and
 every run is held to the contract's end-to-end invariants.
 
-    python -m harness.stress --seeds 20 --jobs 5000 --workers 20 [--db URL] [--solution PATH]
+    python -m harness.devtools.stress --seeds 20 --jobs 5000 --workers 20 \
+        [--db URL] [--solution PATH]
 
 Each run gets a fresh isolated database, a campaign with a few undeliverable addresses, the fake
 APIs under ``FaultPlan.chaos(seed)`` and a ``CrashPlan`` that kills workers right after external
@@ -21,24 +22,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import DEFAULT_POSTGRES_URL, DatabaseConfig, resolve_database_url
-from .crashes import CrashPlan
-from .database import Database, current_database
-from .faults import FaultPlan
-from .grading.invariants import check_invariants
-from .isolation import isolated_database
-from .models import Campaign
-from .runner import Runner, RunnerConfig, RunReport
-from .services import Services
-from .solutions import REFERENCE_PATH, Solution, load_solution
-from .world import World
+from ..grading.invariants import check_invariants
+from ..sql.config import DEFAULT_POSTGRES_URL, DatabaseConfig, resolve_database_url
+from ..sql.database import Database, current_database
+from ..sql.isolation import isolated_database
+from ..sql.models import Campaign
+from ..worker.runner import Runner, RunnerConfig, RunReport
+from ..worker.solutions import REFERENCE_PATH, Solution, load_solution
+from ..world import World
+from ..world.campaigns import campaign_emails
+from ..world.crashes import CrashPlan
+from ..world.faults import FaultPlan
+from ..world.services import Services
 
 __all__ = [
     "AFTER_EFFECT_CRASH_RATE",
     "BEFORE_WRITE_CRASH_RATE",
-    "DEFAULT_POSTGRES_URL",
     "StressRun",
-    "campaign_emails",
     "check_end_to_end",
     "database_configs",
     "drain_under_faults",
@@ -63,17 +63,6 @@ async def check_end_to_end(
     if current_database() is not database:
         raise ValueError("check_end_to_end judges the active database")
     return await check_invariants(services, crash_plan)
-
-
-def campaign_emails(count: int, *, invalid: int = 2) -> list[str]:
-    """``count`` customer addresses, ``invalid`` of them undeliverable (``@bounce.invalid``),
-    spread through the list."""
-    if not 0 <= invalid <= count:
-        raise ValueError(f"invalid must be between 0 and count ({count}), got {invalid}")
-    bad = {(k + 1) * count // (invalid + 1) for k in range(invalid)}
-    return [
-        f"x{i}@bounce.invalid" if i in bad else f"customer.{i}@example.com" for i in range(count)
-    ]
 
 
 @dataclass
@@ -209,7 +198,7 @@ async def _stress(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m harness.stress",
+        prog="python -m harness.devtools.stress",
         description="Drain campaigns under faults and crashes, seed after seed, and check the "
         "end-to-end invariants after every run.",
     )
