@@ -3,8 +3,8 @@
     from harness import Job, JobStatus, Step, transaction, execute_sql, db, send_email, ...
 
 Everything public is re-exported here and listed in ``__all__``; the modules behind it are the
-harness's own business (ORM in ``orm``/``models``, backends in ``backends``, pooling in ``pool``,
-transactions in ``transactions``, fake APIs in ``services``).
+harness's own business: the database layer in ``harness.sql`` (ORM, models, backends, pool,
+transactions), the fake APIs in ``harness.world``, the worker runner in ``harness.worker``.
 """
 
 from __future__ import annotations
