@@ -25,9 +25,9 @@ import pytest
 
 __all__ = ["EVENTS_ENV", "FOCUS_ENV"]
 
-# The same names as in grading_process.py, which this module must not import: it runs inside the grader,
-# where importing the CLI would be slow and, in a fork of a process that has imported it,
-# would keep pytest from loading this module as a plugin.
+# The same names as in grading_process.py, which this module must not import: it runs inside
+# the grader, where importing the CLI would be slow and, in a fork of a process that has
+# imported it, would keep pytest from loading this module as a plugin.
 EVENTS_ENV = "KATA_EVENTS"
 FOCUS_ENV = "KATA_FOCUS"
 _OUTPUT_LINES = 200  # per test: the board shows far fewer, the rest is noise
