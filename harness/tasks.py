@@ -12,7 +12,6 @@ from enum import StrEnum
 __all__ = [
     "FUNCTIONS",
     "LETTERS",
-    "SOLUTION_FUNCTIONS",
     "TASKS",
     "WRITTEN",
     "Task",
@@ -30,25 +29,27 @@ class Task:
     #: The function of ``candidate/solution.py`` the task grades; None for the end-to-end run,
     #: which grades ``claim_next_job`` and ``process_job`` together.
     function: str | None
-    #: What the scorecard and the board call it.
-    title: str
+
+    @property
+    def title(self) -> str:
+        """What the scorecard and the board call it: its function, or "end to end"."""
+        return self.function or "end to end"
 
 
 TASKS: tuple[Task, ...] = (
-    Task("A", "claim_next_job", "claim_next_job"),
-    Task("B", "create_campaign_jobs", "create_campaign_jobs"),
-    Task("C", "send_email_step", "send_email_step"),
-    Task("D", "process_job", "process_job"),
-    Task("E", None, "end to end"),
+    Task("A", "claim_next_job"),
+    Task("B", "create_campaign_jobs"),
+    Task("C", "send_email_step"),
+    Task("D", "process_job"),
+    Task("E", None),
 )
 #: Every task's letter, in order.
 LETTERS = "".join(task.letter for task in TASKS)
 #: The tasks the candidate writes a function for (they have hints and a reference section).
 WRITTEN = "".join(task.letter for task in TASKS if task.function)
-#: Letter -> the function the task is about, for the tasks the candidate writes.
+#: Letter -> the function the task is about, for the tasks the candidate writes: the functions a
+#: solution file must define, in the contract's order.
 FUNCTIONS: dict[str, str] = {task.letter: task.function for task in TASKS if task.function}
-#: The functions a solution file must define, in the contract's order.
-SOLUTION_FUNCTIONS: tuple[str, ...] = tuple(FUNCTIONS.values())
 
 
 def title(letter: str) -> str:

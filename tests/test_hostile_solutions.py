@@ -18,11 +18,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from conftest import BACKENDS, POSTGRES_URL
+from harness.devtools.selftest import constants
 from harness.grading.processes import worker_processes
 from harness.paths import PROJECT_ROOT
 
@@ -52,13 +52,7 @@ def hostile_programs() -> list[Hostile]:
     that imports them)."""
     programs = []
     for path in sorted(HOSTILE_DIR.glob("*.py")):
-        values: dict[str, Any] = {}
-        for node in ast.parse(path.read_text()).body:
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-                try:
-                    values[node.targets[0].id] = ast.literal_eval(node.value)
-                except ValueError:
-                    continue
+        values = constants(ast.parse(path.read_text()))
         programs.append(
             Hostile(
                 path=path,

@@ -37,6 +37,7 @@ __all__ = [
     "CatalogueEntry",
     "catalogue",
     "check_entry",
+    "constants",
     "run_grader",
 ]
 
@@ -66,18 +67,25 @@ class CatalogueEntry:
         return self.path.stem
 
 
+def constants(tree: ast.Module) -> dict[str, Any]:
+    """A fixture's module-level constants (``EXPECTED_TASK = "A"``...), read from its syntax tree
+    without running it: some fixtures end the process that imports them."""
+    values: dict[str, Any] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return values
+
+
 def catalogue() -> list[CatalogueEntry]:
     """Every entry of ``fixtures/solutions/buggy``, read without importing it."""
     entries = []
     for path in sorted(CATALOGUE_DIR.glob("*.py")):
         tree = ast.parse(path.read_text())
-        values: dict[str, Any] = {}
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
-                try:
-                    values[node.targets[0].id] = ast.literal_eval(node.value)
-                except ValueError:
-                    continue
+        values = constants(tree)
         entries.append(
             CatalogueEntry(
                 path=path,

@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Any
 
 from ..paths import PROJECT_ROOT
-from ..tasks import SOLUTION_FUNCTIONS
+from ..tasks import FUNCTIONS
 
 __all__ = ["CANDIDATE_PATH", "REFERENCE_PATH", "Solution", "load_solution", "reference_functions"]
 
@@ -57,7 +57,7 @@ def load_solution(path: str | Path = CANDIDATE_PATH) -> Solution:
         sys.modules.pop(name, None)
         raise
     functions = {}
-    for fn in SOLUTION_FUNCTIONS:
+    for fn in FUNCTIONS.values():
         if not callable(getattr(module, fn, None)):
             raise AttributeError(f"{path.name} defines no function {fn}()")
         functions[fn] = getattr(module, fn)
