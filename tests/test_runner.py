@@ -6,6 +6,8 @@ end, under faults and crashes, the reference keeps every invariant of the contra
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import textwrap
 from collections import Counter
 from datetime import timedelta
@@ -31,6 +33,8 @@ _PRELUDE = """\
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 
 from harness import Job
 from harness.exceptions import WorkerCrashed
@@ -426,3 +430,19 @@ async def test_a_crash_between_a_permanent_error_and_its_record_is_not_a_violati
     assert crash.job_id == bad
     assert services.ledger.violations == []
     assert await check_end_to_end(database, services, plan) == []
+
+
+def test_a_save_within_the_same_second_and_of_the_same_size_is_loaded_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python's .pyc cache trusts a source of unchanged size and whole-second mtime: the loader
+    # must not, or a quick "<" for ">" would be graded as the code before it.
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    monkeypatch.setattr(sys, "pycache_prefix", str(tmp_path / "pycache"))
+    path = tmp_path / "quick.py"
+    stamp = 1_700_000_000
+    for saved in (1, 2):
+        path.write_text(_PRELUDE + f"answer = {saved}\n")
+        os.utime(path, (stamp, stamp))
+        loaded = load_solution(path).module.answer
+        assert loaded == saved
