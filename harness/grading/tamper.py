@@ -23,16 +23,16 @@ for it without a deliberate, visible effort.
 
 from __future__ import annotations
 
+import operator
 import os
 import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from types import BuiltinFunctionType, FrameType, FunctionType, ModuleType
+from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, ModuleType
 from typing import Any, NoReturn
 
 from ..paths import HARNESS_DIR, PROJECT_ROOT
@@ -390,73 +390,96 @@ _WATCHED = (
 _CALLABLE = (FunctionType, BuiltinFunctionType, type, staticmethod, classmethod, property)
 
 
-@dataclass
 class Snapshot:
-    """Identities of what the grader relies on, to tell whether anything replaced them."""
+    """Identities of what the grader relies on, to tell whether anything replaced them.
 
-    #: (what it is called, a function that reads it now, what it was)
-    entries: list[tuple[str, Callable[[], object], object]]
+    Checked after every test, so kept cheap: each namespace's watched names and values are
+    compared in one pass of C loops (``map``), labels are only looked at once something moved.
+    """
+
+    def __init__(self) -> None:
+        #: (a namespace, its watched names, what each was, what each is called)
+        self.namespaces: list[
+            tuple[Mapping[str, object], tuple[str, ...], tuple[object, ...], tuple[str, ...]]
+        ] = []
+        #: (the watched functions, the code each had, what each is called)
+        self.functions: list[tuple[FunctionType, CodeType, str]] = []
+        #: (what it is called, pytest's hook caller, the implementations it had)
+        self.hooks: list[tuple[str, Any, tuple[object, ...]]] = []
+        self._watched: tuple[FunctionType, ...] = ()
+        self._codes: tuple[CodeType, ...] = ()
 
     @classmethod
     def take(cls, hooks: Any = None) -> Snapshot:
-        entries: list[tuple[str, Callable[[], object], object]] = []
+        snapshot = cls()
         names = [n for n in sys.modules if n == "harness" or n.startswith("harness.")]
         names += [n for n in _WATCHED if n in sys.modules]
-        for name in names:
-            module = sys.modules[name]
-            if not isinstance(module, ModuleType):
-                continue
-            entries.append((f"sys.modules[{name!r}]", partial(sys.modules.get, name), module))
-            entries += _members(
-                name, vars(module), top=True, classes=name != "builtins", module=name
+        modules = [n for n in names if isinstance(sys.modules[n], ModuleType)]
+        snapshot._watch(sys.modules, [(n, f"sys.modules[{n!r}]") for n in modules])
+        for name in modules:
+            snapshot._members(
+                name, vars(sys.modules[name]), top=True, classes=name != "builtins", module=name
             )
         if hooks is not None:
             for hook_name, caller in sorted(vars(hooks).items()):
                 if hasattr(caller, "get_hookimpls"):
-                    entries.append(
-                        (
-                            f"pytest's hook {hook_name}",
-                            partial(_implementations, caller),
-                            _implementations(caller),
-                        )
+                    snapshot.hooks.append(
+                        (f"pytest's hook {hook_name}", caller, _implementations(caller))
                     )
-        return cls(entries)
+        snapshot._codes = tuple(code for _, code, _ in snapshot.functions)
+        snapshot._watched = tuple(function for function, _, _ in snapshot.functions)
+        return snapshot
+
+    def _watch(self, namespace: Mapping[str, Any], named: list[tuple[str, str]]) -> None:
+        if named:
+            keys = tuple(key for key, _ in named)
+            values = tuple(namespace[key] for key in keys)
+            self.namespaces.append((namespace, keys, values, tuple(label for _, label in named)))
+
+    def _members(
+        self, prefix: str, namespace: Mapping[str, Any], *, top: bool, classes: bool, module: str
+    ) -> None:
+        named = []
+        for attr, value in list(namespace.items()):
+            if not isinstance(value, _CALLABLE) or (top and attr.startswith("__")):
+                continue
+            label = f"{prefix}.{attr}"
+            named.append((attr, label))
+            function = getattr(value, "__func__", value)
+            if isinstance(value, property):
+                function = value.fget
+            if isinstance(function, FunctionType):
+                self.functions.append((function, function.__code__, f"{label}.__code__"))
+            if classes and isinstance(value, type) and value.__module__ == module:
+                self._members(label, value.__dict__, top=False, classes=False, module=module)
+        self._watch(namespace, named)
 
     def changes(self) -> list[str]:
         """What differs from when the snapshot was taken ("harness.grading.kit.graded")."""
         changed = []
-        for label, read, expected in self.entries:
-            now = read()
-            if isinstance(expected, tuple) and isinstance(now, tuple):
-                same = len(now) == len(expected) and all(
-                    a is b for a, b in zip(now, expected, strict=True)
-                )
-            else:
-                same = now is expected
-            if not same:
+        for namespace, keys, values, labels in self.namespaces:
+            if not all(map(operator.is_, map(namespace.get, keys), values)):
+                changed += [
+                    label
+                    for key, value, label in zip(keys, values, labels, strict=True)
+                    if namespace.get(key) is not value
+                ]
+        if not all(map(operator.is_, map(_code, self._watched), self._codes)):
+            changed += [
+                label for function, code, label in self.functions if function.__code__ is not code
+            ]
+        for label, caller, implementations in self.hooks:
+            now = _implementations(caller)
+            if len(now) != len(implementations) or not all(map(operator.is_, now, implementations)):
                 changed.append(label)
         return changed
 
 
+_code = operator.attrgetter("__code__")
+
+
 def _implementations(caller: Any) -> tuple[object, ...]:
     return tuple(impl.function for impl in caller.get_hookimpls())
-
-
-def _members(
-    prefix: str, namespace: Any, *, top: bool, classes: bool, module: str
-) -> Iterator[tuple[str, Callable[[], object], object]]:
-    for attr, value in list(namespace.items()):
-        if not isinstance(value, _CALLABLE) or (top and attr.startswith("__")):
-            continue
-        label = f"{prefix}.{attr}"
-        yield label, partial(namespace.get, attr), value
-        function = getattr(value, "__func__", value)
-        if isinstance(value, property):
-            function = value.fget
-        if isinstance(function, FunctionType):
-            yield f"{label}.__code__", partial(getattr, function, "__code__"), function.__code__
-        if classes and isinstance(value, type) and value.__module__ == module:
-            yield from _members(label, value.__dict__, top=False, classes=False, module=module)
 
 
 # --- the kata's schema ---------------------------------------------------------------------------
