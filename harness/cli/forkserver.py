@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import selectors
@@ -32,7 +33,7 @@ import time
 from collections import deque
 from typing import IO, Any
 
-from ..paths import PROJECT_ROOT
+from ..paths import PROJECT_ROOT, kata_home
 from .grading_process import Child, SubprocessSpawner, kill_process
 
 __all__ = ["ForkServer", "main"]
@@ -76,6 +77,11 @@ def main() -> None:
     for name in _WARM:
         with contextlib.suppress(ImportError):
             __import__(name)
+    # What is imported lives as long as the server: moved out of the collector's sight, a
+    # child's collections (pytest makes several as a session ends) no longer walk all of it, and
+    # no longer write to every page of it, which a forked child would have to copy first.
+    gc.collect()
+    gc.freeze()
     protocol.write(json.dumps({"ready": True}) + "\n")
     # Several runs at once (watch mode grades the fast tier in shares): never block on one
     # child. A child's end wakes the loop through SIGCHLD's wakeup pipe, a request through stdin.
@@ -152,6 +158,7 @@ def _child(request: dict[str, Any], output: int, null: int) -> None:
         os.chdir(PROJECT_ROOT)
         os.environ.clear()
         os.environ.update(request["env"])
+        _cache_bytecode()
         import tempfile
 
         tempfile.tempdir = None  # found again from the run's TMPDIR, not the server's
@@ -169,6 +176,17 @@ def _child(request: dict[str, Any], output: int, null: int) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
+
+
+def _cache_bytecode() -> None:
+    """Let a run keep the compiled test modules for the next one. pytest rewrites the asserts of
+    each as it imports it, which costs a fifth of a second per run unless the result is cached;
+    where the user has turned off writing bytecode (``PYTHONDONTWRITEBYTECODE``), it is cached
+    under the kata's own directory, not next to the sources. (The candidate's file is never
+    loaded from a cache: see ``harness.worker.solutions``.)"""
+    if sys.dont_write_bytecode:
+        sys.pycache_prefix = str(kata_home() / "pycache")
+        sys.dont_write_bytecode = False
 
 
 # --- the client ----------------------------------------------------------------------------------
