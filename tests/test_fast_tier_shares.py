@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from harness.cli.forkserver import ForkServer
 from harness.cli.grading_process import GradeRequest, run_grading
@@ -14,6 +19,8 @@ from harness.cli.pipeline import FAST_SHARDS, grade_pipeline
 from harness.cli.results import GradeRun
 from harness.cli.shards import AnyRun, ShardedRun
 from harness.cli.sources import PRISTINE_PATH, function_span, reference_section
+from harness.grading.shares import durations, share
+from harness.paths import PROJECT_ROOT
 from harness.worker.solutions import REFERENCE_PATH
 
 STUB = PRISTINE_PATH.read_text()
@@ -151,3 +158,58 @@ def test_a_task_is_not_complete_while_a_share_has_not_said_what_it_holds() -> No
     second.apply({"event": "result", "id": "t2", "task": "A", "outcome": "pass"})
     second.stop("done")
     assert run.tallies()["A"].complete and run.tallies()["A"].passed == 2
+
+
+@functools.cache
+def fast_tier_tests() -> tuple[str, ...]:
+    """The node ids of the fast tier's tests, in task order (as the grading plugin orders them)."""
+    command = [sys.executable, "-m", "pytest", "harness/grading", "--kata-tier", "fast"]
+    listed = subprocess.run(
+        [*command, "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return tuple(line for line in listed.splitlines() if "::" in line)
+
+
+def name(node_id: str) -> str:
+    return node_id.split("::")[-1]
+
+
+def end_to_end(node_id: str) -> bool:
+    return node_id.startswith("harness/grading/test_end_to_end.py::")
+
+
+def test_every_fast_tier_test_has_a_measured_duration() -> None:
+    tests = [name(test) for test in fast_tier_tests()]
+    assert len(set(tests)) == len(tests), "shares find a test's duration by its name"
+    missing = sorted(set(tests) - set(durations()))
+    gone = sorted(set(durations()) - set(tests))
+    rerun = "measure again: python -m harness.devtools.durations"
+    assert not missing, f"{rerun} ({len(missing)} new, first {missing[0]})"
+    assert not gone, f"{rerun} ({len(gone)} no longer in the fast tier, first {gone[0]})"
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 6, 9])
+def test_shares_hold_every_test_once_in_task_order(count: int) -> None:
+    tests = list(fast_tier_tests())
+    shares = [
+        share(tests, index, count, name=name, alone=end_to_end) for index in range(1, count + 1)
+    ]
+    assert sorted(test for part in shares for test in part) == sorted(tests)
+    for part in shares:
+        assert part == [test for test in tests if test in part]
+    if count > 1:
+        assert shares[-1] == [test for test in tests if end_to_end(test)] != []
+
+
+def test_shares_differ_in_length_by_at_most_their_longest_test() -> None:
+    # Dealt longest first to the shortest share: the verdict waits for the longest share, and no
+    # share is longer than another by more than one test.
+    known = durations()
+    tests = [test for test in fast_tier_tests() if not end_to_end(test)]
+    shares = [share(tests, index, 5, name=name) for index in range(1, 6)]
+    lengths = [sum(known[name(test)] for test in part) for part in shares]
+    assert max(lengths) - min(lengths) <= max(known[name(test)] for test in tests)

@@ -3,10 +3,9 @@
 Most of the fast tier's time is the candidate's own waits (backoff, ``retry_after``), not CPU:
 graded one test after another it takes several seconds more than graded as six shares forked
 at once from the warm server (five shares of every task's tests, the end-to-end test alone).
-Each share is an ordinary ``GradeRun`` of ``pytest --kata-shard I/N`` (every Nth test in task
-order, so each share holds some of every task's slow tests; see the grading plugin's
-``_share``); ``ShardedRun`` lays them over each other for the board, the run line and the
-progress file.
+Each share is an ordinary ``GradeRun`` of ``pytest --kata-shard I/N`` (shares of about equal
+length, by each test's measured duration: see ``harness.grading.shares``); ``ShardedRun`` lays
+them over each other for the board, the run line and the progress file.
 """
 
 from __future__ import annotations

@@ -52,6 +52,7 @@ from .kit import (
     solution_raised,
 )
 from .scorecard import Outcome, Scorecard
+from .shares import share
 from .supervisor import OUTPUT_LIMIT, child_report, supervise, wants_supervision
 from .tamper import Snapshot
 
@@ -76,7 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--kata-shard",
         default=None,
         type=_shard,
-        help="grade one share of the tests, e.g. 2/4: the 2nd, 6th, 10th... in task order "
+        help="grade one share of the tests, e.g. 2/4, shares being of about equal length "
         "(watch mode grades the fast tier as several shares at once)",
     )
 
@@ -275,23 +276,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     shard = config.getoption("--kata-shard")
     if shard:
         index, count = shard
-        mine = _share(items, index, count)
+        mine = share(
+            items,
+            index,
+            count,
+            name=lambda item: item.name,
+            alone=lambda item: _task_of(item) == "E",
+        )
         others = [item for item in items if item not in mine]
         if others:
             config.hook.pytest_deselected(items=others)
         items[:] = mine
-
-
-def _share(items: list[pytest.Item], index: int, count: int) -> list[pytest.Item]:
-    """The ``index``-th of ``count`` shares of ``items``: every count-th test, so that each share
-    gets some of every task's slow tests; but the end-to-end test, as long as a whole share of
-    the others, has the last share to itself."""
-    alone = [item for item in items if _task_of(item) == "E"] if count > 1 else []
-    rest = [item for item in items if item not in alone]
-    spread = count - 1 if alone else count
-    if alone and index == count:
-        return alone
-    return rest[index - 1 :: spread]
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
