@@ -13,7 +13,11 @@ as Tortoise ORM keeps its connections in one context, so that a run's state has 
   code (``acting_as``);
 * ``transaction``: the transaction this task holds (``harness.sql.transactions``);
 * ``life``: one call of a worker into the candidate's code, seen as one life of its process
-  (``harness.world.crashes.worker_life``).
+  (``harness.world.crashes.worker_life``);
+* ``latency``: whether statements pay the simulated round-trip latency of the database
+  (``DatabaseConfig.round_trip_latency``). It models what the candidate's statements cost, so a
+  worker's always do (``acting_as``); the grader turns it off for its own setup and checks,
+  which are not what is measured and would only make every verdict wait longer.
 
 This module sits at the bottom of the harness: it imports none of the types it carries.
 """
@@ -45,6 +49,7 @@ class Scope:
     job_id: int | None = None
     transaction: Transaction | None = None
     life: WorkerLife | None = None
+    latency: bool = True
 
     def held_transaction(self) -> Transaction | None:
         """The transaction the *running task* holds. A task spawned inside a transaction block
@@ -76,8 +81,9 @@ def scoped(**changes: Any) -> Iterator[Scope]:
 
 @contextmanager
 def acting_as(worker_id: str | None = None, job_id: int | None = None) -> Iterator[None]:
-    """Attribute everything inside to ``worker_id`` (and ``job_id``)."""
-    with scoped(worker_id=worker_id, job_id=job_id):
+    """Attribute everything inside to ``worker_id`` (and ``job_id``): a worker's statements pay
+    the simulated round-trip latency, even inside the grader's own code."""
+    with scoped(worker_id=worker_id, job_id=job_id, latency=True):
         yield
 
 

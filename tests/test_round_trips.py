@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from types import SimpleNamespace
+from typing import Any
 
 import psycopg
 import pytest
 
-import harness.sql.backends.postgres as postgres_backend
-import harness.sql.backends.sqlite as sqlite_backend
+import harness.sql.database as database_module
 from conftest import base_config
 from harness.exceptions import RoundTripBudgetExceeded, TooManyParameters
+from harness.scope import acting_as, scoped
 from harness.sql.database import MAX_PARAMETERS, Database, execute_sql
 from harness.sql.isolation import isolated_database
 from harness.sql.models import Campaign, Job
@@ -169,7 +169,7 @@ async def test_transactions_are_counted_by_their_begin(database: Database) -> No
 
 
 class SleepRecorder:
-    """Stands in for a backend module's ``asyncio``: records each sleep, then really sleeps."""
+    """Stands in for the statement path's ``asyncio``: records each sleep, then really sleeps."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
@@ -178,12 +178,14 @@ class SleepRecorder:
         self.delays.append(delay)
         await asyncio.sleep(delay)
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
 
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> SleepRecorder:
     recorder = SleepRecorder()
-    for module in (sqlite_backend, postgres_backend):
-        monkeypatch.setattr(module, "asyncio", SimpleNamespace(sleep=recorder.sleep))
+    monkeypatch.setattr(database_module, "asyncio", recorder)
     return recorder
 
 
@@ -203,7 +205,7 @@ async def test_sqlite_latency_delays_every_round_trip(sleeps: SleepRecorder) -> 
 
 async def test_sqlite_without_latency_never_sleeps(sleeps: SleepRecorder) -> None:
     async with isolated_database(base_config("sqlite", latency=0), purpose="test") as database:
-        assert database.backend.latency == 0
+        assert database.latency == 0
         await run_sequentially(20)
     assert sleeps.delays == []
 
@@ -218,3 +220,18 @@ async def test_simulated_latency_applies_on_every_backend(
         assert database.round_trips.count == 20
     assert elapsed >= 20 * 0.005
     assert sleeps.delays == [0.005] * 20
+
+
+async def test_the_graders_own_statements_skip_the_latency_a_workers_pay(
+    backend: str, sleeps: SleepRecorder
+) -> None:
+    # The latency stands for what the candidate's statements cost: the grader's setup and checks
+    # (scoped latency=False) do not pay it, and anything a worker does inside them does.
+    async with isolated_database(base_config(backend, latency=0.005), purpose="test"):
+        sleeps.delays.clear()
+        with scoped(latency=False):
+            await run_sequentially(3)
+            assert sleeps.delays == []
+            with acting_as("worker-1"):
+                await run_sequentially(2)
+            assert sleeps.delays == [0.005] * 2

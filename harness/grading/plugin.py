@@ -32,6 +32,7 @@ from hypothesis import settings
 
 from ..paths import kata_home
 from ..progress import Progress, counts_as_progress
+from ..scope import scoped
 from ..sql.config import DatabaseConfig, resolve_database_url
 from ..sql.isolation import isolated_database
 from ..tasks import LETTERS
@@ -408,10 +409,13 @@ def solution(request: pytest.FixtureRequest) -> Solution:
 async def kata(request: pytest.FixtureRequest, solution: Solution) -> AsyncIterator[Kata]:
     grading = _grading(request.config)
     sizes = FAST if grading.tier == "fast" else FULL
-    async with isolated_database(grading.base, purpose="grade") as database:
-        world = World(database)
-        with world.active():
-            yield Kata(solution, world, seed=grading.seed, sizes=sizes, tier=grading.tier)
+    # The grader's own statements (the schema, its setup and checks) skip the simulated
+    # round-trip latency; the candidate's code, called as a worker, pays it (see Scope.latency).
+    with scoped(latency=False):
+        async with isolated_database(grading.base, purpose="grade") as database:
+            world = World(database)
+            with world.active():
+                yield Kata(solution, world, seed=grading.seed, sizes=sizes, tier=grading.tier)
 
 
 @pytest.hookimpl(wrapper=True)

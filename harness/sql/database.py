@@ -97,6 +97,8 @@ class Database:
         self.config = config or DatabaseConfig()
         self.backend: Backend = create_backend(self.config)
         self.round_trips = RoundTrips()
+        #: Seconds of simulated network added to each statement (see ``Scope.latency``).
+        self.latency = self.config.round_trip_latency
         #: Transactions open right now (for dashboards: how many, held by whom, for how long).
         self.open_transactions: set[Transaction] = set()
         #: caller -> (SQL, monotonic start) of every statement under way: a statement that has
@@ -169,6 +171,8 @@ class Database:
         self.in_flight[caller] = (sql, time.monotonic())
         sent = asyncio.get_running_loop().time()
         try:
+            if self.latency and current().latency:
+                await asyncio.sleep(self.latency)
             result = await self.backend.execute(conn, sql, list(params))
         except Exception as error:
             for observe in self.observers:

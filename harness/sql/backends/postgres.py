@@ -9,7 +9,6 @@ their own and never touch anything else in the database.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
@@ -40,7 +39,6 @@ class PostgresBackend:
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
-        self.latency = config.round_trip_latency
         self.meter = PoolMeter(config.pool_size)
         # Lent-out connections: psycopg_pool's close() leaves them open until returned, and a
         # task cancelled twice may never return one.
@@ -90,8 +88,6 @@ class PostgresBackend:
     async def execute(
         self, conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any]
     ) -> Result:
-        if self.latency:
-            await asyncio.sleep(self.latency)
         # Always pass a parameter list, so psycopg reads the %% that to_pyformat wrote as %.
         async with conn.cursor() as cursor:
             await cursor.execute(to_pyformat(sql), [plain_value(value) for value in params])

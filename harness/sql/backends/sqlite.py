@@ -14,7 +14,6 @@ them back into aware datetimes.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from datetime import UTC, datetime
 from typing import Any
@@ -59,7 +58,6 @@ class SQLiteBackend:
 
     def __init__(self, config: DatabaseConfig) -> None:
         self.config = config
-        self.latency = config.round_trip_latency
         self.pool: ConnectionPool[aiosqlite.Connection] = ConnectionPool(
             self._connect,
             self._disconnect,
@@ -113,8 +111,6 @@ class SQLiteBackend:
         await self.pool.putconn(conn)
 
     async def execute(self, conn: aiosqlite.Connection, sql: str, params: list[Any]) -> Result:
-        if self.latency:
-            await asyncio.sleep(self.latency)
         cursor = await conn.execute(sql, [_adapt(value) for value in params])
         try:
             rows = await cursor.fetchall()
