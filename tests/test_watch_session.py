@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import shutil
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -17,7 +19,7 @@ from harness.cli import App
 from harness.cli.grading_process import GradeRequest
 from harness.cli.interview import PARTS, clock, summary
 from harness.cli.results import GradeRun
-from harness.cli.session import DevSession
+from harness.cli.session import TRACE_ENV, DevSession
 from harness.cli.sources import PRISTINE_PATH, function_span, reference_section
 from harness.worker.solutions import REFERENCE_PATH
 
@@ -170,8 +172,17 @@ def test_an_interview_starts_resumes_and_sums_up(tmp_path: Path, solution: Path)
 # --- a save, graded ------------------------------------------------------------------------------
 
 
-async def test_a_save_is_graded_and_the_board_printed(tmp_path: Path, solution: Path) -> None:
+async def test_a_save_is_graded_and_the_board_printed(
+    tmp_path: Path, solution: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setenv(TRACE_ENV, str(trace))
     dev, out = session(tmp_path, solution)
+
+    def traced() -> list[dict[str, Any]]:
+        text = trace.read_text() if trace.exists() else ""
+        return [json.loads(line) for line in text.splitlines()]
+
     running = asyncio.create_task(dev.run())
 
     async def printed(text: str, timeout: float = 60) -> None:
@@ -192,6 +203,14 @@ async def test_a_save_is_graded_and_the_board_printed(tmp_path: Path, solution: 
             + "".join(lines[end:])
         )
         await printed("fast tier on sqlite: done")
+        for _ in range(600):  # the fast tier's shares are all in once the full tier starts
+            if any(e["event"] == "run-start" and e["tier"] == "full" for e in traced()):
+                break
+            await asyncio.sleep(0.05)
+        # Its shares end one by one, but the run ends, is recorded and printed once.
+        ends = [e for e in traced() if e["event"] == "run-end"]
+        assert [e["tier"] for e in ends] == ["fast"]
+        assert out.getvalue().count("fast tier on sqlite: done") == 1
         board = out.getvalue().split("fast tier on sqlite: done")[0].rsplit("Campaign-jobs", 1)[1]
         assert "✔ passing" in next(line for line in board.splitlines() if line.startswith("A  "))
         assert "not started" in next(line for line in board.splitlines() if line.startswith("B  "))

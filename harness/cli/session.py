@@ -84,6 +84,7 @@ class DevSession:
         self._trace_path = os.environ.get(TRACE_ENV)
         self.spawner = ForkServer()
         self._answered: AnyRun | None = None
+        self._ended: AnyRun | None = None
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -247,7 +248,11 @@ class DevSession:
                 backend=run.backend,
                 elapsed=round(run.answered_at - run.started, 3),
             )
-        if not run.running:
+        # A run in shares is told it ended twice (by its last share, then once all are in):
+        # it ends, is recorded and is printed once.
+        ended = not run.running and run is not self._ended
+        if ended:
+            self._ended = run
             self.scoreboard.record(run)
             self._trace(
                 "run-end",
@@ -257,7 +262,7 @@ class DevSession:
                 elapsed=round(run.elapsed(), 3),
                 tasks={t: tally.status for t, tally in run.tallies().items()},
             )
-        self._changed(print_board=not run.running)
+        self._changed(print_board=ended)
 
     async def _drawer(self, live: Live | None) -> None:
         while True:
