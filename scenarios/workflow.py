@@ -33,6 +33,7 @@ from harness import (
     transaction,
     utcnow,
 )
+from harness.sql.queue import claim_params, claim_sql
 
 __all__ = [
     "GaveUp",
@@ -58,24 +59,10 @@ BACKOFF_BASE = 0.02  # seconds, doubled per attempt
 BACKOFF_CAP = 2.0
 
 
-_CLAIM = """
-UPDATE jobs
-   SET status = 'running', worker_id = ?, claimed_at = ?, updated_at = ?
- WHERE id = (
-       SELECT id FROM jobs
-        WHERE status = 'pending' AND run_after <= ?
-        ORDER BY id
-        LIMIT 1{lock}
- )
-RETURNING *
-"""
-
-
 async def claim_next_job(worker_id: str) -> Job | None:
-    """Atomically claim the oldest claimable job (one statement; SKIP LOCKED on PostgreSQL)."""
-    now = utcnow()
-    lock = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgresql" else ""
-    rows = await execute_sql(_CLAIM.format(lock=lock), [worker_id, now, now, now])
+    """Atomically claim the oldest claimable job: the harness's own claim (one statement; SKIP
+    LOCKED on PostgreSQL), declared once in ``harness.sql.queue``."""
+    rows = await execute_sql(claim_sql(db.dialect), claim_params(worker_id, utcnow()))
     return Job.from_row(rows[0]) if rows else None
 
 

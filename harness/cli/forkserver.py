@@ -33,7 +33,7 @@ import time
 from collections import deque
 from typing import IO, Any
 
-from ..paths import PROJECT_ROOT, kata_home
+from ..paths import PROJECT_ROOT
 from .grading_process import Child, SubprocessSpawner, kill_process
 
 __all__ = ["ForkServer", "main"]
@@ -158,7 +158,6 @@ def _child(request: dict[str, Any], output: int, null: int) -> None:
         os.chdir(PROJECT_ROOT)
         os.environ.clear()
         os.environ.update(request["env"])
-        _cache_bytecode()
         import tempfile
 
         tempfile.tempdir = None  # found again from the run's TMPDIR, not the server's
@@ -176,17 +175,6 @@ def _child(request: dict[str, Any], output: int, null: int) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         os._exit(code)
-
-
-def _cache_bytecode() -> None:
-    """Let a run keep the compiled test modules for the next one. pytest rewrites the asserts of
-    each as it imports it, which costs a fifth of a second per run unless the result is cached;
-    where the user has turned off writing bytecode (``PYTHONDONTWRITEBYTECODE``), it is cached
-    under the kata's own directory, not next to the sources. (The candidate's file is never
-    loaded from a cache: see ``harness.worker.solutions``.)"""
-    if sys.dont_write_bytecode:
-        sys.pycache_prefix = str(kata_home() / "pycache")
-        sys.dont_write_bytecode = False
 
 
 # --- the client ----------------------------------------------------------------------------------
@@ -303,7 +291,8 @@ class ForkServer:
 
     async def _start(self) -> None:
         env = {**os.environ}
-        env.pop("PYTHONDONTWRITEBYTECODE", None)  # as for the runs themselves (see runner)
+        # Bytecode caching on, as for the runs themselves (see child_environment).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         self._ready = asyncio.get_running_loop().create_future()
         self._process = process = await asyncio.create_subprocess_exec(
             sys.executable,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -199,20 +198,12 @@ def child_environment(request: GradeRequest, events_path: Path) -> dict[str, str
         "PYTHONUNBUFFERED": "1",
     }
     # Bytecode caching on: without it every run recompiles the harness and pytest's rewritten
-    # test modules, a second of CPU per save. (The solution's own .pyc is removed before each
-    # run instead: see _forget_bytecode.)
+    # test modules, a second of CPU per save. (The solution itself is never loaded from a
+    # cached .pyc: see harness.worker.solutions.)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     if request.tier == "fast":
         env.setdefault("HYPOTHESIS_PROFILE", "fast")
     return env
-
-
-def _forget_bytecode(solution: Path) -> None:
-    """Remove the solution's cached bytecode: a .pyc is trusted while the source's mtime (in
-    whole seconds) and size are unchanged, so two saves within a second that keep the size (a
-    ``<`` turned into ``>``) would otherwise grade the earlier version."""
-    with contextlib.suppress(OSError, ValueError):
-        Path(importlib.util.cache_from_source(str(solution))).unlink(missing_ok=True)
 
 
 def kill_process(pid: int) -> None:
@@ -251,7 +242,6 @@ async def run_grading(
         scratch = Path(tmp) / "tmp"
         scratch.mkdir()
         environment = {**child_environment(request, events_path), "TMPDIR": str(scratch)}
-        _forget_bytecode(request.solution)
         with output_path.open("wb") as output:
             child = await (spawner or SubprocessSpawner()).spawn(
                 grade_command(request, json_path), environment, output
