@@ -174,12 +174,19 @@ def test_drill_2_tells_a_duplicated_jobs_story_with_the_graders_timeline(
     watched = CliRunner().invoke(scenarios, ["2", "--db", db, *load], env=home)
     assert watched.exit_code == 0, watched.output
     explained = CliRunner().invoke(scenarios, ["2", "--explain", "--no-input"], env=home)
-    lines = explained.output.splitlines()
-    start = next(i for i, line in enumerate(lines) if "its customer got" in line)
-    story = "\n".join(lines[start : start + 30])
+    # One story per job shown, each from its "its customer got N emails" line.
+    stories = re.split(r"^(?=job \d+ .*its customer got)", explained.output, flags=re.M)[1:]
+    assert stories, explained.output
+
+    def lease_story(story: str) -> bool:
+        """A send, the lease expiring under it, then a second send. (Which duplicated job shows
+        it depends on timing: under load a worker's own retry may come before the expiry.)"""
+        first = story.find("send_email(")
+        expired = story.find("lease expired: job", first) if first >= 0 else -1
+        return expired >= 0 and story.find("send_email(", expired) > expired
+
     # The same drawing as a race's timeline in the grader: when, who, which line of the drill's
     # code; the first send, the lease expiring under it, then the second send.
-    first = story.index("send_email(")
-    expired = story.index("lease expired: job", first)
-    assert story.index("send_email(", expired) > expired
+    assert any(lease_story(story) for story in stories), explained.output
+    story = "\n".join(stories)
     assert re.search(r"^ +\d+\.\d{3} s  worker-\d+ +duplicate_emails\.py:\d+$", story, re.M)
