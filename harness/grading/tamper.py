@@ -35,6 +35,7 @@ from pathlib import Path
 from types import BuiltinFunctionType, CodeType, FrameType, FunctionType, ModuleType
 from typing import Any, NoReturn
 
+from ..ownership import is_solution_file, register_solution
 from ..paths import HARNESS_DIR, PROJECT_ROOT
 
 __all__ = [
@@ -61,15 +62,12 @@ class ForbiddenByGrader(PermissionError):
 
 @dataclass
 class _Guard:
-    #: Directories whose files are the candidate's code (the solution's own directory).
-    code_dirs: tuple[str, ...] = ()
     #: Where a solution may write files (the temporary directory).
     writable: tuple[str, ...] = ()
     #: Never writable, wherever it lies: the project's own files.
     protected: tuple[str, ...] = ()
     installed: bool = False
     violations: list[str] = field(default_factory=list)
-    cache: dict[str, bool] = field(default_factory=dict)
     real_exit: Callable[[int], NoReturn] = os._exit
     on_exit: Callable[[int, str], None] | None = None
 
@@ -78,12 +76,9 @@ _guard = _Guard()
 
 
 def is_candidate_file(filename: str) -> bool:
-    """Whether code from ``filename`` is the candidate's (a file beside the solution)."""
-    known = _guard.cache.get(filename)
-    if known is None:
-        known = bool(_guard.code_dirs) and os.path.abspath(filename).startswith(_guard.code_dirs)
-        _guard.cache[filename] = known
-    return known
+    """Whether code from ``filename`` is the candidate's: the solution's own file, never the
+    files that share its folder (``harness.ownership``)."""
+    return is_solution_file(filename)
 
 
 def candidate_frame(frame: FrameType | None) -> FrameType | None:
@@ -307,10 +302,9 @@ def _recording_exit(status: int) -> NoReturn:
 
 
 def install_guard(solution: Path, on_exit: Callable[[int, str], None] | None = None) -> None:
-    """Guard this process against the solution at ``solution`` (and the files beside it)."""
-    directory = str(solution.resolve().parent)
-    _guard.code_dirs = (directory + os.sep,)
-    _guard.cache.clear()
+    """Guard this process against the solution at ``solution`` (its own file: code beside it
+    in the same folder, such as the harness when it is saved in the project root, is not its)."""
+    register_solution(solution)
     _guard.writable = (
         os.path.abspath(tempfile.gettempdir()) + os.sep,
         os.devnull + os.sep,

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..ownership import register_solution
 from ..paths import PROJECT_ROOT
 from ..tasks import FUNCTIONS
 
@@ -55,6 +56,7 @@ class Solution:
 
 def load_solution(path: str | Path = CANDIDATE_PATH) -> Solution:
     """Import the file at ``path``; a missing function raises ``AttributeError`` naming it."""
+    register_solution(path)  # its frames are the candidate's from now on, wherever it lies
     path = Path(path).resolve()
     name = f"kata_solution_{next(_counter)}_{path.stem}"
     spec = importlib.util.spec_from_file_location(name, path, loader=_FromSource(name, str(path)))

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 import sys
-import sysconfig
 import textwrap
 from collections import deque
 from collections.abc import Iterable, Sequence
@@ -36,7 +35,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ..paths import HARNESS_DIR
+from ..ownership import is_program_code
 
 if TYPE_CHECKING:
     from ..sql.database import Database
@@ -378,35 +377,14 @@ def _short_site(site: str) -> str:
 
 # --- the line of the worker's own code -----------------------------------------------------------
 
-_HARNESS = str(HARNESS_DIR)
-_LIBRARIES = tuple(
-    str(Path(p).resolve())
-    for p in {sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"]}
-)
-_theirs: dict[str, bool] = {}
-
-
-def _is_their_code(filename: str) -> bool:
-    """Code of the solution (or of any program using the harness): not the harness's, not the
-    standard library's, not an installed package's. Cached: a stack is walked per statement."""
-    known = _theirs.get(filename)
-    if known is None:
-        if filename.startswith("<"):
-            known = False
-        else:
-            path = str(Path(filename).resolve())
-            known = not (path.startswith(_HARNESS) or path.startswith(_LIBRARIES))
-        _theirs[filename] = known
-    return known
-
 
 def code_site(skip: int = 1) -> str | None:
-    """ "solution.py:34 in send_email_step()": the innermost frame on the stack of code that is
-    neither the harness's, the standard library's nor an installed package's."""
+    """ "solution.py:34 in send_email_step()": the innermost frame on the stack of the program's
+    own code (the solution's file, see ``harness.ownership``)."""
     frame: FrameType | None = sys._getframe(skip)
     while frame is not None:
         code = frame.f_code
-        if _is_their_code(code.co_filename):
+        if is_program_code(code.co_filename):
             return f"{Path(code.co_filename).name}:{frame.f_lineno} in {code.co_name}()"
         frame = frame.f_back
     return None

@@ -1,0 +1,71 @@
+"""Whose code a frame is: the solution's, decided by its own file, never by its folder.
+
+The guard refuses things only to the candidate's code, the timelines name the candidate's line,
+and the diagnoses quote it; all of them ask this module. A solution is its file (and, for a
+catalogue entry, the reference file it borrows functions from): whatever else shares its folder
+(the harness and pytest, when a candidate saves ``attempt2.py`` in the project root) is not.
+
+The files are registered by ``load_solution`` and the guard, once per process: a grading process
+grades one solution, and a process that loads none (a drill running production's own code) falls
+back on "not the harness's, not the standard library's, not an installed package's".
+"""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from pathlib import Path
+
+from .paths import HARNESS_DIR
+
+__all__ = ["is_program_code", "is_solution_file", "register_solution", "solution_files"]
+
+_solutions: set[str] = set()
+_known: dict[str, bool] = {}
+
+
+def register_solution(path: str | Path) -> None:
+    """Count the file at ``path`` (as given and resolved, since a symlink is loaded resolved) as
+    the candidate's code in this process."""
+    _solutions.update({os.path.abspath(path), os.path.realpath(path)})
+    _known.clear()
+
+
+def solution_files() -> frozenset[str]:
+    return frozenset(_solutions)
+
+
+def is_solution_file(filename: str) -> bool:
+    """Whether code compiled from ``filename`` is a registered solution's."""
+    known = _known.get(filename)
+    if known is None:
+        known = not filename.startswith("<") and (
+            os.path.abspath(filename) in _solutions or os.path.realpath(filename) in _solutions
+        )
+        _known[filename] = known
+    return known
+
+
+_HARNESS = str(HARNESS_DIR.resolve()) + os.sep
+_LIBRARIES = tuple(
+    str(Path(sysconfig.get_paths()[name]).resolve()) + os.sep
+    for name in ("stdlib", "platstdlib", "purelib", "platlib")
+)
+_programs: dict[str, bool] = {}
+
+
+def is_program_code(filename: str) -> bool:
+    """Code of the program the harness runs: the registered solution where one is loaded, else
+    any code that is neither the harness's, the standard library's nor an installed package's (a
+    drill's production code)."""
+    if _solutions:
+        return is_solution_file(filename)
+    known = _programs.get(filename)
+    if known is None:
+        if filename.startswith("<"):
+            known = False
+        else:
+            path = os.path.realpath(filename)
+            known = not (path.startswith(_HARNESS) or path.startswith(_LIBRARIES))
+        _programs[filename] = known
+    return known
