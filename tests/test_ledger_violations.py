@@ -163,8 +163,8 @@ async def test_reusing_a_sendgrid_key_with_other_arguments_is_a_422_and_a_violat
     assert (caught.value.key, caught.value.status) == ("job-1", 422)
     [violation] = services.ledger.violations_of("idempotency_key_reused")
     assert violation.detail == (
-        "send_email reused idempotency key 'job-1' with different arguments: "
-        "first to='ada@example.com', now to='bo@example.com'"
+        "send_email reused idempotency key 'job-1' with different arguments "
+        "(the address was 'ada@example.com', now 'bo@example.com')"
     )
     assert len(services.ledger.deliveries) == 1
     assert services.ledger.calls[-1].outcome == "key_reused"
@@ -176,7 +176,7 @@ async def test_reusing_a_crm_key_with_another_sentiment_is_a_422_and_a_violation
     with pytest.raises(IdempotencyKeyReusedError):
         await services.route_customer(A, "negative", "job-1:crm")
     [violation] = services.ledger.violations
-    assert "first sentiment='positive', now sentiment='negative'" in violation.detail
+    assert "the sentiment was 'positive', now 'negative'" in violation.detail
     assert [a.action for a in services.ledger.actions] == ["sales_followup"]
 
 
@@ -276,3 +276,16 @@ async def test_patient_callers_under_frequent_rate_limits_record_no_violation() 
         await patiently(services.route_customer, email, sentiment, key)
     assert services.ledger.summary()["outcomes"]["rate_limited"] > 10
     assert services.ledger.violations == []
+
+
+async def test_a_422_for_another_body_shows_where_the_bodies_differ() -> None:
+    # Two bodies of one email share a long greeting: the message shows where they part.
+    services = Services()
+    greeting = "Hi ada, we'd love to hear what you think of campaign 3."
+    await services.send_email(A, f"{greeting} [#1]", "job-1")
+    with pytest.raises(IdempotencyKeyReusedError) as caught:
+        await services.send_email(A, f"{greeting} [#2]", "job-1")
+    expected = f"the body differs at character {len(greeting) + 4}: '...f campaign 3. [#1]' then "
+    assert expected in str(caught.value)
+    [violation] = services.ledger.violations
+    assert expected in violation.detail

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from ..exceptions import InvalidEmailError, RateLimitError
 from ..scope import caller_name, current
@@ -90,12 +89,13 @@ class Referee:
             # The latest failure: a retry is excused only by a crash after the failure it repeats.
             self._permanent[subject] = (now, f"InvalidEmailError ({exc.reason})")
 
-    def key_reused(self, attempt: Attempt, before: str, now: str) -> None:
+    def key_reused(self, attempt: Attempt, how: str) -> None:
+        """``how``: where the arguments differ from the ones the key was first used with."""
         self.violate(
             attempt,
             ViolationKind.IDEMPOTENCY_KEY_REUSED,
             f"{attempt.operation} reused idempotency key {attempt.key!r} with different "
-            f"arguments: first {before}, now {now}",
+            f"arguments ({how})",
         )
 
     def record_wait_in_transaction(self, seconds: float, where: str) -> None:
@@ -139,9 +139,3 @@ def _crashed_since(job_id: int | None, since: float) -> bool:
 
 def _who(attempt: Attempt) -> str:
     return attempt.caller if attempt.job_id is None else f"{attempt.caller} on job {attempt.job_id}"
-
-
-def short(value: Any, limit: int = 40) -> str:
-    """``repr(value)``, cut to ``limit`` characters for a one-line message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 4] + "...'"

@@ -38,10 +38,11 @@ from ..scope import caller_name, current, scoped
 from ..sql.transactions import current_transaction
 from . import crashes
 from .attempts import Attempt
+from .differences import how_it_differs
 from .faults import FaultPlan, stable_digest
 from .history import code_site
 from .ledger import CrmAction, Delivery, Ledger
-from .referee import Referee, short
+from .referee import Referee
 from .replies import (
     REPLY_TEMPLATES,
     SENTIMENTS,
@@ -71,6 +72,10 @@ CRM_ACTIONS: dict[str, str] = {
     "negative": "retention_offer",
     "neutral": "nurture",
 }
+
+
+#: How a 422 names the arguments that changed.
+_ARGUMENT_NAMES = {"to": "address", "email": "address"}
 
 
 def _token(*parts: object, size: int = 16) -> str:
@@ -237,12 +242,16 @@ class Services:
         changed = {name: value for name, value in attempt.args.items() if first[name] != value}
         if not changed:
             return
-        before = ", ".join(f"{name}={short(first[name])}" for name in changed)
-        now = ", ".join(f"{name}={short(value)}" for name, value in changed.items())
-        self.referee.key_reused(attempt, before, now)
+        # Where they differ, not both cut to a prefix they share (two bodies of one email
+        # usually start with the same greeting).
+        how = "; ".join(
+            how_it_differs(_ARGUMENT_NAMES.get(name, name), first[name], value)
+            for name, value in changed.items()
+        )
+        self.referee.key_reused(attempt, how)
         raise IdempotencyKeyReusedError(
             f"422 Unprocessable Entity from {attempt.service}: idempotency key {attempt.key!r} "
-            f"was first used with {before}, now with {now}",
+            f"was first used with other arguments: {how}",
             key=attempt.key or "",
             service=attempt.service,
         )
