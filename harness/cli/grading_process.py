@@ -296,12 +296,15 @@ async def _follow(
         await asyncio.wait({exited}, timeout=_POLL)
         run.raw.extend(output.lines())
         lines = events.lines()
+        before = _progress(run)
         for line in lines:
             if line.strip():
-                with contextlib.suppress(ValueError, KeyError):
+                with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
                     run.apply(json.loads(line))
-        if lines:
+        # Progress is a test started or finished; any other line (a heartbeat) proves nothing.
+        if _progress(run) != before:
             last_progress = time.monotonic()
+        if lines:
             notify(run)
         if exited.done():
             run.raw.extend(output.lines())
@@ -322,6 +325,10 @@ async def _follow(
             _kill(child)
             run.stop("timed out", _stalled(run, request.test_limit))
             return
+
+
+def _progress(run: GradeRun) -> tuple[int, int, str | None]:
+    return len(run.tests), len(run.results), run.current
 
 
 def _stalled(run: GradeRun, seconds: float) -> str:

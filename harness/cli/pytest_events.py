@@ -5,9 +5,14 @@ object per line to the file named by ``KATA_EVENTS`` (and does nothing without i
 
     {"event": "collected", "tests": [{"id": ..., "task": "A"}, ...]}
     {"event": "start", "id": ...}
-    {"event": "result", "id": ..., "task": "A", "outcome": "pass"|"fail"|"skip",
-     "diagnosis": ..., "duration": ..., "advice": [...]}
+    {"event": "result", "id": ..., "task": "A", "outcome": "pass"|"fail",
+     "diagnosis": ..., "duration": ..., "advice": [...], "timeline": [...]}
     {"event": "output", "id": ..., "text": ...}        # what the solution printed
+
+A supervised grading run (``harness.grading.supervisor``, wherever ``fork`` exists) writes the
+same stream from its parent process instead, from what it accepted of the child's report: the
+child, where the solution runs, is not given the stream's name, and this module then writes
+nothing. It writes the stream itself only where the run is not supervised.
 
 so that the board can show each task as soon as its tests are done, say which test is running,
 and stop a run in which no test finishes (an infinite loop) without waiting for the end.
@@ -23,6 +28,9 @@ from typing import Any, TextIO
 
 import pytest
 
+from ..grading.channel import phase_output
+from ..grading.verdicts import status_of
+
 __all__ = ["EVENTS_ENV", "FOCUS_ENV"]
 
 # The same names as in grading_process.py, which this module must not import: it runs inside
@@ -30,7 +38,6 @@ __all__ = ["EVENTS_ENV", "FOCUS_ENV"]
 # imported it, would keep pytest from loading this module as a plugin.
 EVENTS_ENV = "KATA_EVENTS"
 FOCUS_ENV = "KATA_FOCUS"
-_OUTPUT_LINES = 200  # per test: the board shows far fewer, the rest is noise
 _DIAGNOSIS_CHARS = 2000  # a graded test's diagnosis is one sentence; a traceback is cut
 
 _stream: TextIO | None = None
@@ -75,18 +82,12 @@ def pytest_runtest_logstart(nodeid: str) -> None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    # Sections accumulate over setup, call and teardown: take this phase's only.
-    text = "".join(
-        content
-        for name, content in report.sections
-        if name in (f"Captured stdout {report.when}", f"Captured stderr {report.when}")
-    )
-    text = text.rstrip("\n")
+    text = phase_output(report)
     if text:
-        lines = text.splitlines()[-_OUTPUT_LINES:]
-        _emit({"event": "output", "id": report.nodeid, "text": "\n".join(lines)})
+        _emit({"event": "output", "id": report.nodeid, "text": text})
     if report.when == "call" or (report.when == "setup" and not report.passed):
-        outcome = {"passed": "pass", "failed": "fail"}.get(report.outcome, "skip")
+        # The grading plugin has made a skip of a graded test a failure (see verdicts).
+        outcome = status_of(report.passed)
         diagnosis = str(report.longrepr)[:_DIAGNOSIS_CHARS] if report.failed else None
         if diagnosis:  # a race's timeline comes apart (the board shows it on a key)
             diagnosis = diagnosis.split("\nwhat happened:", 1)[0]

@@ -162,10 +162,15 @@ class GradeRun:
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
         if kind == "collected":
-            self.tests = {test["id"]: test["task"] for test in event["tests"]}
+            if not self.tests:  # once: the tests are collected before any solution code runs
+                self.tests = {test["id"]: test["task"] for test in event["tests"]}
         elif kind == "start":
-            self.current = event["id"]
+            # Each collected test starts once (a line repeated, or of no test, is not progress).
+            if event["id"] in self.tests and event["id"] not in self.results:
+                self.current = event["id"]
         elif kind == "result":
+            if event["id"] not in self.tests:
+                return
             self.results[event["id"]] = Verdict(
                 event["id"],
                 event.get("task") or self.tests.get(event["id"], ""),
@@ -183,14 +188,14 @@ class GradeRun:
             self.output.add(event["text"], label=event["id"].rsplit("::", 1)[-1])
 
     def absorb_scorecard(self, data: dict[str, Any]) -> None:
-        """The grader's JSON: the authority on results, when the event stream has none."""
+        """The grader's JSON, written once the grading process has ended: the authority on
+        results. The event stream only shows them as they come (and may have been written to by
+        what it reports on); where the two differ, or the stream has no result, the JSON's is
+        kept, so that the board and ``pytest`` give one verdict."""
         self.scorecard = data
-        if self.results:
-            return
         for index, test in enumerate(data.get("tests", [])):
-            test_id = f"{test['name']}#{index}"
-            self.tests[test_id] = test["task"]
-            self.results[test_id] = Verdict(
+            test_id = test.get("id") or f"{test['name']}#{index}"
+            verdict = Verdict(
                 test_id,
                 test["task"],
                 test["status"],
@@ -198,6 +203,14 @@ class GradeRun:
                 test.get("duration", 0.0),
                 tuple(test.get("advice") or ()),
             )
+            seen = self.results.get(test_id)
+            if seen is not None and (seen.outcome, seen.diagnosis) == (
+                verdict.outcome,
+                verdict.diagnosis,
+            ):
+                continue  # the stream's has the race's timeline as drawn
+            self.tests.setdefault(test_id, test["task"])
+            self.results[test_id] = verdict
 
     def stop(self, state: str, message: str | None = None) -> None:
         """End the run as ``state``; a test still going fails with ``message``."""

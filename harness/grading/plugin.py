@@ -17,11 +17,11 @@ fails instead of passing by default.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
 import re
 import shlex
-import traceback
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
@@ -41,6 +41,7 @@ from ..world import World
 from ..world.history import Timeline
 from . import kit, tamper
 from .blocking import SleepGuard
+from .channel import report_of
 from .clock import use_grading_time_zone
 from .diagnosis import describe_exception, fail
 from .kit import (
@@ -54,8 +55,9 @@ from .kit import (
 )
 from .scorecard import Outcome, Scorecard
 from .shares import share
-from .supervisor import OUTPUT_LIMIT, child_report, supervise, wants_supervision
+from .supervisor import OUTPUT_LIMIT, supervise, wants_supervision
 from .tamper import Snapshot
+from .verdicts import is_skip, skip_diagnosis, status_of
 
 settings.register_profile("fast", max_examples=3, deadline=None, derandomize=True)
 settings.register_profile("thorough", max_examples=12, deadline=None, derandomize=True)
@@ -125,12 +127,17 @@ class _Grading:
         """Load the solution, once the tests are collected (so that what it does at import
         cannot reach the test modules), guarded, and with the harness's identities taken first
         so that anything it replaces is found."""
-        report = child_report()
-        tamper.install_guard(self.solution_path, on_exit=_report_exit)
+        report = report_of(config)
+
+        def report_exit(status: int, where: str) -> None:
+            if report:
+                report("exit", status=status, where=where)
+
+        tamper.install_guard(self.solution_path, on_exit=report_exit)
         self.snapshot = Snapshot.take(config.hook)
         refused = len(tamper.violations())
         if report:
-            report.emit("loading", solution=self.solution_path.name)
+            report("loading", solution=self.solution_path.name)
         try:
             with hard_timeout(_IMPORT_LIMIT):
                 self.solution = load_solution(self.solution_path)
@@ -148,7 +155,7 @@ class _Grading:
         if new and self.load_problem is None:
             self.load_problem = f"{new[0]} (at import): the grader refuses it"
         if report:
-            report.emit("loaded")
+            report("loaded")
         self.check_harness(config, "at import")
 
     def check_harness(self, config: pytest.Config, when: str) -> None:
@@ -161,9 +168,9 @@ class _Grading:
         more = f" (and {len(changes) - 1} more)" if len(changes) > 1 else ""
         message = f"the solution changed the harness {when}: {changes[0]} was replaced{more}"
         self.snapshot = None  # said once
-        report = child_report()
+        report = report_of(config)
         if report:
-            report.emit("tampered", message=message)
+            report("tampered", message=message)
         self.tampered = message
 
 
@@ -189,12 +196,6 @@ def _shown(path: Path, here: Path) -> str:
         return str(path.relative_to(here.resolve()))
     except ValueError:
         return str(path)
-
-
-def _report_exit(status: int, where: str) -> None:
-    report = child_report()
-    if report:
-        report.emit("exit", status=status, where=where)
 
 
 #: Seconds the solution's import may take (the alarm interrupts a loop at module level).
@@ -292,9 +293,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     graded = [item for item in session.items if item.get_closest_marker("task")]
-    report = child_report()
+    report = report_of(session.config)
     if report:
-        report.emit(
+        report(
             "collected",
             tests=[
                 {
@@ -323,12 +324,6 @@ def _timeout_of(item: pytest.Item) -> float:
     return float(marker.kwargs.get("timeout", 30.0)) if marker else 30.0
 
 
-def pytest_runtest_logstart(nodeid: str, location: Any) -> None:
-    report = child_report()
-    if report:
-        report.emit("start", id=nodeid)
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     try:
@@ -337,13 +332,13 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if item.get_closest_marker("task"):
             grading = _grading(item.config)
             grading.check_harness(item.config, f"in {item.name}")
-            report = child_report()
+            report = report_of(item.config)
             if grading.tampered:
                 item.session.shouldstop = grading.tampered
             elif kit.abandoned and not item.session.shouldstop:
                 item.session.shouldstop = kit.abandoned[0]
                 if report:
-                    report.emit("stopped", message=f"{kit.abandoned[0]} (in {item.name})")
+                    report("stopped", message=f"{kit.abandoned[0]} (in {item.name})")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -357,36 +352,6 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Any:
             raise
         kata = pyfuncitem.funcargs.get("kata")
         fail(solution_raised(error, kata if isinstance(kata, Kata) else None))
-
-
-def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    report = child_report()
-    if report and not isinstance(excinfo.value, pytest.Session.Interrupted):
-        report.emit("interrupted", what=_interruption(excinfo.value))
-
-
-def _interruption(error: BaseException) -> str:
-    """How the run was stopped, in the candidate's terms: "KeyboardInterrupt raised in
-    create_campaign_jobs() at solution.py:12", "pytest.exit() at ...", "a SIGINT"."""
-    name = "pytest.exit()" if isinstance(error, pytest.exit.Exception) else type(error).__name__
-    if isinstance(error, KeyboardInterrupt) and not tamper.raised_by_solution(error):
-        name = "a SIGINT (Ctrl-C) signal"
-    frames = [
-        f for f in traceback.extract_tb(error.__traceback__) if tamper.is_candidate_file(f.filename)
-    ]
-    if not frames:
-        return name
-    frame = frames[-1]
-    return f"{name} raised in {frame.name}() at {Path(frame.filename).name}:{frame.lineno}"
-
-
-@pytest.hookimpl(trylast=True)
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    report = child_report()
-    if report:
-        if session.shouldfail:  # -x or --maxfail: the candidate asked for it
-            report.emit("stopped", message=f"pytest was told to stop early ({session.shouldfail})")
-        report.emit("complete", exitstatus=int(exitstatus))
 
 
 @pytest.fixture
@@ -433,13 +398,23 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Any:
+    # Before pytest's unittest plugin turns a SkipTest into a Skipped of its own.
+    raised = call.excinfo.value if call.excinfo is not None else None
     report = yield
     grading = _grading(item.config)
     marker = item.get_closest_marker("task")
     if marker is None:
         return report
     diagnosis = None
-    if report.failed and call.excinfo is not None:
+    if is_skip(raised) and raised is not None and report.when != "teardown":
+        kata = item.funcargs.get("kata") if hasattr(item, "funcargs") else None
+        function = kata.current_function if isinstance(kata, Kata) else None
+        diagnosis = skip_diagnosis(raised, grading.solution_path, function)
+        report.outcome = "failed"
+        report.longrepr = diagnosis
+        with contextlib.suppress(AttributeError):
+            del report.wasxfail
+    elif report.failed and call.excinfo is not None:
         error = call.excinfo.value
         if isinstance(error, pytest.fail.Exception):
             diagnosis = str(error)
@@ -475,7 +450,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         report.user_properties.append(("timeline", told))  # for watch mode's board (key t)
     _cut_output(item, report)
     if report.when == "call" or (report.when == "setup" and report.failed):
-        status = "pass" if report.passed else "fail"
+        status = status_of(report.passed)
         advice = [value for key, value in report.user_properties if key == "advice"]
         warnings = [value for key, value in report.user_properties if key == "warning"]
         outcome = Outcome(
@@ -490,9 +465,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             replay,
         )
         grading.scorecard.add(outcome)
-        child = child_report()
+        child = report_of(item.config)
         if child:
-            child.emit("result", id=item.nodeid, outcome=asdict(outcome))
+            child("result", id=item.nodeid, outcome=asdict(outcome))
     return report
 
 
@@ -545,7 +520,7 @@ def _where(error: LoopBlocked, solution: Path) -> str:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     grading = _grading(config)
-    if not grading.scorecard.outcomes or child_report():
+    if not grading.scorecard.outcomes or report_of(config):
         return  # a supervised child: its parent prints the verdict (and writes the JSON)
     from rich.console import Console
 

@@ -36,6 +36,23 @@ class Outcome:
     timeline: list[dict[str, Any]] = field(default_factory=list)
     #: The command that runs this test alone, to watch the race again.
     replay: str | None = None
+    #: The test's pytest node id (the name may repeat across the graded files).
+    id: str = ""
+
+    def timeline_lines(self, width: int = 100) -> list[str]:
+        """The race's timeline, drawn at ``width`` (none: [])."""
+        from ..world.history import Event, Timeline
+
+        events = [
+            Event(e["at"], e["worker"], e["kind"], e["what"], tuple(e["jobs"]), e["site"])
+            for e in self.timeline
+        ]
+        return Timeline(events, 0.0).lines(width) if events else []
+
+    def told(self) -> list[str]:
+        """The timeline as the failure's report tells it: the events, then the replay."""
+        lines = self.timeline_lines()
+        return [*lines, f"  replay: {self.replay}"] if lines and self.replay else lines
 
 
 @dataclass
@@ -115,8 +132,6 @@ class Scorecard:
     def timelines(self, width: int = 100) -> list[tuple[str, Outcome, list[str]]]:
         """For each task whose first failure came with a timeline: (task, that outcome, its
         lines at ``width``)."""
-        from ..world.history import Event, Timeline
-
         found = []
         for task in LETTERS:
             first = next(
@@ -125,11 +140,7 @@ class Scorecard:
             )
             if first is None or not first.timeline:
                 continue
-            events = [
-                Event(e["at"], e["worker"], e["kind"], e["what"], tuple(e["jobs"]), e["site"])
-                for e in first.timeline
-            ]
-            found.append((task, first, Timeline(events, 0.0).lines(width)))
+            found.append((task, first, first.timeline_lines(width)))
         return found
 
     def render(self, width: int = 100) -> Group:

@@ -9,12 +9,16 @@ passes only when the child exited by itself, its report is complete and every co
 test has a result. Otherwise it says what happened in the candidate's terms ("the solution
 ended the grading process with os._exit(0) ... during test_x of Task B"), fails the test that
 was running and every test that never ran, and exits non-zero. The scorecard and ``--kata-json``
-are written here, from the child's results, so that they always agree with that verdict; the
-watch mode's event stream (``KATA_EVENTS``) gets the same failures.
+are written here, from the child's results, so that they always agree with that verdict; so is
+the watch mode's event stream (``KATA_EVENTS``, whose name the child is not given), from the
+same results (``_Stream``).
 
-The parent also keeps time: a child that stops reporting for longer than its test's limit (plus
-the alarm's margin) is killed, and so is whatever the child left behind (on Linux the parent is
-a "child subreaper": orphans of the child become its children). A fork, not a fresh interpreter:
+The parent also keeps time, on its own clock: a test still running its limit plus ``_MARGIN``
+after its start event, an import, a gap between tests or an exit that takes too long, or a run
+longer than its ceiling (the import's limit, each collected test's limit plus the margin, the
+exit: ``run_ceiling``) gets the child killed, whatever the child writes meanwhile, and so does
+whatever the child left behind (on Linux the parent is a "child subreaper": orphans of the
+child become its children). A fork, not a fresh interpreter:
 the child has everything already imported, so the extra process costs milliseconds.
 """
 
@@ -28,17 +32,17 @@ import signal
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..paths import PROJECT_ROOT
-from . import tamper
+from . import channel, tamper
 from .scorecard import Outcome, Scorecard
 
-__all__ = ["OUTPUT_LIMIT", "ChildRun", "Report", "child_report", "supervise", "wants_supervision"]
+__all__ = ["OUTPUT_LIMIT", "ChildRun", "supervise", "wants_supervision"]
 
 #: The largest file the child may write (the captured output of a test is one): a solution that
 #: prints in a loop is stopped there instead of filling the disk.
@@ -56,31 +60,13 @@ _GRADING_DIR = PROJECT_ROOT / "harness" / "grading"
 
 # --- the child's side ----------------------------------------------------------------------------
 
-
-class Report:
-    """The child's report to the parent: JSON lines on a pipe."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def emit(self, event: str, **fields: Any) -> None:
-        data = (json.dumps({"event": event, "pid": os.getpid(), **fields}) + "\n").encode()
-        with contextlib.suppress(OSError):  # the parent is gone: nobody to tell
-            while data:
-                data = data[os.write(self.fd, data) :]
-
-
-_report: Report | None = None
-
-
-def child_report() -> Report | None:
-    """The report of this process, when it is a supervised grading child."""
-    return _report
+#: Whether this process is a supervised grading child (which never supervises again).
+_in_child = False
 
 
 def wants_supervision(config: pytest.Config) -> bool:
     """A grading run (tests under harness/grading selected) that runs tests, where fork exists."""
-    if _report is not None or not hasattr(os, "fork"):
+    if _in_child or not hasattr(os, "fork"):
         return False
     option = config.option
     for flag in (
@@ -107,7 +93,7 @@ def wants_supervision(config: pytest.Config) -> bool:
 def supervise(config: pytest.Config, scorecard: Scorecard, json_path: str | None) -> int | None:
     """Run the session in a child and give the verdict. Returns the exit status in the parent;
     in the child, returns None (the session then runs as usual) and never comes back here."""
-    global _report
+    global _in_child
     read_fd, write_fd = os.pipe()
     _become_subreaper()
     sys.stdout.flush()
@@ -116,11 +102,16 @@ def supervise(config: pytest.Config, scorecard: Scorecard, json_path: str | None
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _report = Report(write_fd)
+        _in_child = True
+        # The parent writes the watch mode's event stream (see _Stream): not the solution's.
+        os.environ.pop(_EVENTS_ENV, None)
+        channel.attach(config, channel.open_channel(write_fd))
         _run_child(config, parent)  # never returns
     os.close(write_fd)
     # A debugger session in the child may sit at its prompt for as long as it likes.
     run = ChildRun(pid, patient=bool(config.option.usepdb or getattr(config.option, "trace", 0)))
+    events = os.environ.get(_EVENTS_ENV)
+    run.stream = _Stream(events) if events else None
     try:
         _follow(run, read_fd)
     finally:
@@ -189,9 +180,22 @@ class _Test:
     timeout: float
 
 
+def run_ceiling(tests: list[_Test]) -> float:
+    """Seconds a whole run may take once its tests are collected: the import's limit, each
+    test's limit plus the margin, and the exit."""
+    return _LOADING + sum(test.timeout + _MARGIN for test in tests) + _EXITING
+
+
 @dataclass
 class ChildRun:
-    """What the parent knows of its child: its report so far, and how it ended."""
+    """What the parent knows of its child: its report so far, and how it ended.
+
+    The child's report is taken as evidence of what happened, never as a say over time: every
+    deadline is kept on the parent's own clock, from when the phase began (a test from its start
+    event), and no line the child writes moves it. A line whose process id is not the child's
+    is not its report; after the child's last line ("complete") nothing more is read; a test is
+    started once, and only the test that is running (or has just finished, until the next one
+    starts) can get a result, the last one reported winning; only collected tests count."""
 
     pid: int
     collected: dict[str, _Test] = field(default_factory=dict)
@@ -205,27 +209,55 @@ class ChildRun:
     interrupted: dict[str, Any] | None = None
     complete: int | None = None  # the child's own exit status, once its report is complete
     status: int | None = None  # how the process ended (negative: killed by that signal)
-    killed: float | None = None  # killed by the parent after this many seconds of silence
+    killed: str | None = None  # why the parent killed it
     user_interrupt: bool = False
     patient: bool = False  # never called unresponsive
-    last_event: float = field(default_factory=time.monotonic)
+    stream: _Stream | None = None  # the watch mode's event stream, written from here
+    began: float = field(default_factory=time.monotonic)
+    phase_began: float = field(default_factory=time.monotonic)
+    started: dict[str, float] = field(default_factory=dict)  # test id -> when it started
+    ceiling: float | None = None  # when the whole run is overdue, once collected
+    imported: bool = False  # the solution's import has begun (it is reported once)
 
-    def apply(self, event: dict[str, Any]) -> None:
-        if event.get("pid") != self.pid:
-            return  # a fork of the child (the guard refuses those): not its report
-        self.last_event = time.monotonic()
+    def apply(self, event: dict[str, Any], now: float | None = None) -> None:
+        if event.get("pid") != self.pid or self.complete is not None:
+            return  # a fork of the child (the guard refuses those), or after the last line
+        now = time.monotonic() if now is None else now
         kind = event.get("event")
-        if kind == "collected":
-            self.collected = {t["id"]: _Test(**t) for t in event["tests"]}
-        elif kind == "loading":
-            self.loading = event["solution"]
-        elif kind == "loaded":
+        if kind == "collected" and not self.collected and self.ceiling is None:
+            tests = [_Test(**t) for t in event["tests"]]
+            self.collected = {t.id: t for t in tests}
+            self.ceiling = now + run_ceiling(tests)
+            self.phase_began = now
+            if self.stream:
+                self.stream.collected(tests)
+        elif kind == "loading" and not self.imported:
+            self.imported = True
+            self.loading = str(event["solution"])
+            self.phase_began = now
+        elif kind == "loaded" and self.loading:
             self.loading = None
+            self.phase_began = now
         elif kind == "start":
-            self.current = event["id"]
+            test_id = event["id"]
+            if test_id in self.collected and test_id not in self.started:
+                self.current, self.last = test_id, None
+                self.started[test_id] = self.phase_began = now
+                if self.stream:
+                    self.stream.start(test_id)
         elif kind == "result":
-            self.results[event["id"]] = Outcome(**event["outcome"])
-            self.current, self.last = None, event["id"]
+            test_id = event["id"]
+            if test_id == self.current or (self.current is None and test_id == self.last):
+                outcome = Outcome(**{**event["outcome"], "id": test_id})
+                self.results[test_id] = outcome
+                if self.current is not None:
+                    self.phase_began = now
+                self.current, self.last = None, test_id
+                if self.stream:
+                    self.stream.result(outcome)
+        elif kind == "output":
+            if event.get("id") in self.collected and self.stream:
+                self.stream.output(str(event["id"]), str(event.get("text", "")))
         elif kind == "exit":
             self.exit_call = event
         elif kind == "tampered":
@@ -236,18 +268,49 @@ class ChildRun:
             self.interrupted = event
         elif kind == "complete":
             self.complete = int(event["exitstatus"])
+            self.phase_began = now
 
-    def allowance(self) -> float:
-        """Seconds of silence after which the child is called unresponsive."""
+    def overdue(self, now: float) -> str | None:
+        """Why the child must be killed now (None: it still has time)."""
         if self.patient:
-            return float("inf")
+            return None
         if self.complete is not None:
-            return _EXITING
-        if self.loading:
-            return _LOADING
+            if now - self.phase_began > _EXITING:
+                return f"the grading process did not exit {_EXITING:g} s after its report ended"
+            return None
         if self.current in self.collected:
-            return self.collected[self.current].timeout + _MARGIN
-        return _BETWEEN_TESTS if self.collected else _COLLECTING
+            test = self.collected[self.current]
+            running = now - self.started[test.id]
+            if running > test.timeout + _MARGIN:
+                return (
+                    f"{test.name} of Task {test.task} ran past its time limit: still running "
+                    f"{running:.0f} s after it started (limit {test.timeout:g} s, plus "
+                    f"{_MARGIN:g} s for the grader's alarm and cleanup), so the grading process "
+                    "was killed — something kept the limit from stopping the solution (a "
+                    "blocking call, a thread, or the alarm switched off)"
+                )
+        elif self.loading:
+            if now - self.phase_began > _LOADING:
+                return (
+                    f"the grading process stopped responding while {self.loading} was being "
+                    f"imported: still importing after {_LOADING:g} s, so it was killed"
+                )
+        else:
+            allowance = _BETWEEN_TESTS if self.collected else _COLLECTING
+            if now - self.phase_began > allowance:
+                return (
+                    f"the grading process stopped responding{self.during()}: no test started "
+                    f"for {allowance:g} s, so it was killed (a blocking call or a thread the "
+                    "time limit could not interrupt?)"
+                )
+        if self.ceiling is not None and now > self.ceiling:
+            whole = run_ceiling(list(self.collected.values()))
+            return (
+                f"the grading ran past the time limit of the whole run{self.during()}: "
+                f"{whole:.0f} s (the import's {_LOADING:g} s, each test's limit plus "
+                f"{_MARGIN:g} s, and {_EXITING:g} s to exit), so it was killed"
+            )
+        return None
 
     def during(self) -> str:
         if self.current in self.collected:
@@ -265,11 +328,7 @@ class ChildRun:
             return self.tampered
         during = self.during()
         if self.killed is not None:
-            return (
-                f"the grading process stopped responding{during}: nothing happened for "
-                f"{self.killed:.0f} s, so it was killed (a blocking call or a thread the time "
-                "limit could not interrupt?)"
-            )
+            return self.killed
         if self.complete is None:
             if self.exit_call is not None:
                 code = self.exit_call["status"]
@@ -310,7 +369,7 @@ def _signal_name(number: int) -> str:
 
 
 def _follow(run: ChildRun, fd: int) -> None:
-    """Read the child's report until it exits; kill it when it stops responding."""
+    """Read the child's report until it exits; kill it when it runs out of time."""
 
     def interrupted(signum: int, frame: Any) -> None:
         run.user_interrupt = True
@@ -330,9 +389,7 @@ def _follow(run: ChildRun, fd: int) -> None:
                     if not chunk:
                         reading = False
                     *lines, partial = (partial + chunk).split(b"\n")
-                    for line in lines:
-                        with contextlib.suppress(ValueError, KeyError, TypeError):
-                            run.apply(json.loads(line))
+                    _apply(run, lines)
             else:
                 time.sleep(0.01)
             done, status = os.waitpid(run.pid, os.WNOHANG)
@@ -347,17 +404,26 @@ def _follow(run: ChildRun, fd: int) -> None:
                 forwarded = True
                 with contextlib.suppress(OSError):
                     os.kill(run.pid, signal.SIGINT)
-            silent = now - run.last_event
-            if silent > run.allowance() or (interrupted_at and now - interrupted_at[0] > 15):
-                run.killed = silent
+            overdue = run.overdue(now)
+            if overdue is None and interrupted_at and now - interrupted_at[0] > 15:
+                overdue = f"grading was interrupted (Ctrl-C){run.during()}"
+            if overdue is not None:
+                # What the child reported up to now still counts; nothing it writes after.
+                _apply(run, partial.split(b"\n")[:-1])
+                run.killed = overdue
                 with contextlib.suppress(OSError):
                     os.kill(run.pid, signal.SIGKILL)
                 _, status = os.waitpid(run.pid, 0)
                 run.status = os.waitstatus_to_exitcode(status)
-                _drain(run, fd, partial)
                 return
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def _apply(run: ChildRun, lines: list[bytes]) -> None:
+    for line in lines:
+        with contextlib.suppress(ValueError, KeyError, TypeError, AttributeError):
+            run.apply(json.loads(line))
 
 
 def _drain(run: ChildRun, fd: int, partial: bytes) -> None:
@@ -366,9 +432,7 @@ def _drain(run: ChildRun, fd: int, partial: bytes) -> None:
     with contextlib.suppress(OSError):
         while chunk := os.read(fd, 1 << 16):
             partial += chunk
-    for line in partial.split(b"\n"):
-        with contextlib.suppress(ValueError, KeyError, TypeError):
-            run.apply(json.loads(line))
+    _apply(run, partial.split(b"\n"))
 
 
 def _kill_leftovers() -> None:
@@ -397,21 +461,23 @@ def _kill_leftovers() -> None:
 
 def _conclude(run: ChildRun, scorecard: Scorecard, json_path: str | None) -> int:
     problem = run.problem()
-    added: list[tuple[str, Outcome]] = []
+    added: list[Outcome] = []
     for test in run.collected.values():
         outcome = run.results.get(test.id)
         if run.tampered:
             duration = outcome.duration if outcome else 0.0
-            outcome = Outcome(test.name, test.task, "fail", run.tampered, duration)
-            added.append((test.id, outcome))
+            outcome = Outcome(test.name, test.task, "fail", run.tampered, duration, id=test.id)
+            added.append(outcome)
         elif outcome is None:
             message = problem or "no result was reported"
             if test.id != run.current:
                 message = f"not run: {message}"
-            outcome = Outcome(test.name, test.task, "fail", message, 0.0)
-            added.append((test.id, outcome))
+            outcome = Outcome(test.name, test.task, "fail", message, 0.0, id=test.id)
+            added.append(outcome)
         scorecard.add(outcome)
-    _tell_watch_mode(added)
+    if run.stream:
+        for outcome in added:
+            run.stream.result(outcome)
     if problem:
         _print_problem(problem)
     if scorecard.outcomes:
@@ -436,27 +502,42 @@ def _print_problem(problem: str) -> None:
     Console(stderr=False).print(Text(f"\n✘ {problem}", style="bold red"))
 
 
-def _tell_watch_mode(added: list[tuple[str, Outcome]]) -> None:
-    """The failures decided here, in the watch mode's event stream (its board reads that)."""
-    path = os.environ.get(_EVENTS_ENV)
-    if not path or not added:
-        return
-    with contextlib.suppress(OSError), open(path, "a", encoding="utf-8") as events:
-        for test_id, outcome in added:
-            events.write(
-                json.dumps(
-                    {
-                        "event": "result",
-                        "id": test_id,
-                        "task": outcome.task,
-                        "outcome": "fail",
-                        "diagnosis": outcome.message,
-                        "duration": outcome.duration,
-                    }
-                )
-                + "\n"
-            )
+#: Characters of a diagnosis in the event stream (a graded test's diagnosis is one sentence).
+_DIAGNOSIS_CHARS = 2000
 
 
-def outcome_fields(outcome: Outcome) -> dict[str, Any]:
-    return asdict(outcome)
+class _Stream:
+    """The watch mode's event stream (``KATA_EVENTS``, read by ``python -m harness grade`` and
+    ``dev``), written here from what the parent accepted of the child's report: the same
+    results as the scorecard's, and nothing the child writes past the parent's checks.
+    The format is ``harness.cli.pytest_events``'s."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _write(self, event: dict[str, Any]) -> None:
+        with contextlib.suppress(OSError), open(self.path, "a", encoding="utf-8") as events:
+            events.write(json.dumps(event) + "\n")
+
+    def collected(self, tests: list[_Test]) -> None:
+        self._write({"event": "collected", "tests": [{"id": t.id, "task": t.task} for t in tests]})
+
+    def start(self, test_id: str) -> None:
+        self._write({"event": "start", "id": test_id})
+
+    def output(self, test_id: str, text: str) -> None:
+        self._write({"event": "output", "id": test_id, "text": text})
+
+    def result(self, outcome: Outcome) -> None:
+        self._write(
+            {
+                "event": "result",
+                "id": outcome.id,
+                "task": outcome.task,
+                "outcome": outcome.status,
+                "diagnosis": (outcome.message or "")[:_DIAGNOSIS_CHARS] or None,
+                "duration": outcome.duration,
+                "advice": outcome.advice,
+                "timeline": outcome.told(),
+            }
+        )
