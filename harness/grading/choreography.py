@@ -96,7 +96,7 @@ class Gate(Choreographed):
 
 @dataclasses.dataclass
 class Pause:
-    """A worker held in its first API call of ``process_job(read)``."""
+    """A worker held in its first API call of ``process_job(read)`` (or ``send_email_step``)."""
 
     gate: Gate
     task: asyncio.Task[object]
@@ -115,11 +115,12 @@ class Pause:
 
 @asynccontextmanager
 async def paused_in_first_call(
-    kata: Kata, job: Job, worker: str, gate: Gate | None = None
+    kata: Kata, job: Job, worker: str, gate: Gate | None = None, function: str = "process_job"
 ) -> AsyncIterator[Pause]:
-    """``worker`` starts ``process_job`` on ``job`` and is held at its first API call for the
-    block. However the block ends, the worker is let go and not left behind. Pass the ``gate``
-    when the job was set up on it (an email it delivered, for a job past send_email)."""
+    """``worker`` starts ``function`` (``process_job``, or Task C's ``send_email_step``) on
+    ``job`` and is held at its first API call for the block. However the block ends, the worker
+    is let go and not left behind. Pass the ``gate`` when the job was set up on it (an email it
+    delivered, for a job past send_email)."""
     if gate is None:
         gate = Gate(worker)
     elif gate.worker != worker:
@@ -127,7 +128,7 @@ async def paused_in_first_call(
     with kata.serving(gate):
         read = await kata.fresh(job)
         task = asyncio.create_task(
-            kata.call("process_job", copy_job(read), worker=worker, job_id=job.id)
+            kata.call(function, copy_job(read), worker=worker, job_id=job.id)
         )
         arrival = asyncio.ensure_future(gate.arrived.wait())
         await asyncio.wait({arrival, task}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
