@@ -6,6 +6,7 @@
     ├── PoolTimeout                  (also a TimeoutError)
     ├── NoActiveDatabase
     ├── NoActiveServices
+    ├── PrivilegeRefused             the database refused a solution's reach outside its own schema
     ├── SetupRefused                 setup_db.py will not touch tables it did not create
     ├── TooManyParameters            a statement over 65,535 parameters, on every backend
     └── ServiceError                 (what the fake external APIs raise)
@@ -19,8 +20,14 @@
     ├── WorkerCrashed                a killed process; `except Exception` cannot swallow it
     └── RoundTripBudgetExceeded      the grader stopped a run that went over its round-trip budget
 
+    UserWarning
+    └── LeastPrivilegeWarning        PostgreSQL: the grading's code could not get a role of its own
+
 Errors from the database drivers are *not* mapped: the candidate sees what aiosqlite or psycopg
 raised, with the SQL attached as a note, because reading a real driver error is part of the job.
+The one exception is ``PrivilegeRefused``: a statement the grading's least privilege refused (a
+role that owns only the grading's schema on PostgreSQL, an authorizer on SQLite) says what it
+tried and where, instead of the drivers' "permission denied" or "not authorized".
 """
 
 from __future__ import annotations
@@ -30,11 +37,13 @@ __all__ = [
     "HarnessError",
     "IdempotencyKeyReusedError",
     "InvalidEmailError",
+    "LeastPrivilegeWarning",
     "MessageNotFoundError",
     "MultipleObjectsReturned",
     "NoActiveDatabase",
     "NoActiveServices",
     "PoolTimeout",
+    "PrivilegeRefused",
     "RateLimitError",
     "RoundTripBudgetExceeded",
     "ServiceError",
@@ -78,6 +87,32 @@ class NoActiveDatabase(HarnessError):
 
 class NoActiveServices(HarnessError):
     """An external API was called while no fake services were active."""
+
+
+class PrivilegeRefused(HarnessError):
+    """The database refused a statement because the grading's code may reach only the grading's
+    own database: on PostgreSQL a role that owns the grading's schema and nothing else, on SQLite
+    an authorizer that refuses ``ATTACH``, extensions and pragmas that change the file or schema.
+
+    ``action`` says what was refused ("ATTACH another database file"), ``sql`` is the statement
+    and ``site`` the line of the program's code that sent it (``solution.py:12 in f()``), when
+    one is on the stack. Raised ``from`` the driver's own error.
+    """
+
+    def __init__(self, action: str, sql: str, site: str | None = None):
+        statement = " ".join(sql.split())
+        if len(statement) > 80:
+            statement = statement[:77] + "..."
+        where = f" at {site}" if site else ""
+        super().__init__(f"the grader does not let a solution {action} (`{statement}`{where})")
+        self.action = action
+        self.sql = sql
+        self.site = site
+
+
+class LeastPrivilegeWarning(UserWarning):
+    """The configured PostgreSQL user can create neither roles nor schemas owned by one, so the
+    grading's code runs as that user, with all of its privileges, instead of a role of its own."""
 
 
 class SetupRefused(HarnessError):

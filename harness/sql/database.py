@@ -5,7 +5,8 @@ The active database is part of the current scope (``harness.scope``), entered by
 ``execute_sql``, ``transaction()`` and the ORM find it there, and ``db`` is a proxy to it
 (``db.dialect``). Every statement goes through ``Database.run``, the one place that counts round
 trips, calls the hooks registered on it (crash injection before writes, the grader's history and
-choreographies after each statement), and attaches the SQL to a driver's error.
+choreographies after each statement), and attaches the SQL to a driver's error, or turns the
+database's refusal of a statement the grading's least privilege forbids into ``PrivilegeRefused``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..exceptions import NoActiveDatabase, RoundTripBudgetExceeded, TooManyParameters
+from ..exceptions import (
+    NoActiveDatabase,
+    PrivilegeRefused,
+    RoundTripBudgetExceeded,
+    TooManyParameters,
+)
 from ..scope import caller_name, current, scoped
 from .backends import Backend, Result, create_backend
 from .config import DatabaseConfig
@@ -177,6 +183,9 @@ class Database:
         except Exception as error:
             for observe in self.observers:
                 observe(sent, caller, sql, params, None, None, error)
+            refused = self.backend.refusal(conn, error)
+            if refused is not None:
+                raise _refusal(refused, sql) from error
             error.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
             if params:
                 error.add_note(f"with parameters: {_sql_repr.repr(list(params))}")
@@ -188,6 +197,15 @@ class Database:
         for after in self.after_statement:
             await after(sql, result)
         return result
+
+
+def _refusal(action: str, sql: str) -> PrivilegeRefused:
+    # Imported here: importing harness.world loads World, which sits above this layer.
+    from ..world.history import code_site
+
+    refusal = PrivilegeRefused(action, sql, code_site())
+    refusal.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
+    return refusal
 
 
 def current_database() -> Database:

@@ -4,11 +4,14 @@ Connections are in autocommit mode and the harness issues ``BEGIN``/``COMMIT`` i
 on SQLite, so that every round trip is visible and counted. The session time zone is UTC, so
 timestamps come back as aware UTC datetimes and naive ones are read as UTC, as on SQLite.
 ``search_path`` points at the configured schema: the grader and the tests each use a schema of
-their own and never touch anything else in the database.
+their own and never touch anything else in the database. There the pool logs in as a role that
+owns that schema and nothing else (``harness.sql.isolation``): what it may not do, the server
+refuses, and a statement that moves ``search_path`` elsewhere is undone and refused here.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -22,6 +25,17 @@ from ..sqlparams import to_pyformat
 from .base import Result, plain_value
 
 __all__ = ["PostgresBackend", "connection_options"]
+
+#: What the server's "permission denied" is about, for "the grader does not let a solution ...".
+_REFUSALS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"external program"), "run a program on the database server with COPY ... PROGRAM"),
+    (re.compile(r"COPY (to|from) a file"), "read or write files on the database server"),
+    (re.compile(r"must be owner of (\w+) (\w+)"), r"drop or change \1 \2, which it does not own"),
+    (re.compile(r"permission denied for function (\w+)"), r"call \1()"),
+    (re.compile(r"search_path is pinned to (\w+)"), r"move search_path away from \1"),
+    (re.compile(r"permission denied for schema (\w+)"), r"reach schema \1, outside its own"),
+    (re.compile(r"permission denied for database (\w+)"), r"create schemas in database \1"),
+)
 
 
 def connection_options(config: DatabaseConfig) -> str:
@@ -92,7 +106,40 @@ class PostgresBackend:
         async with conn.cursor() as cursor:
             await cursor.execute(to_pyformat(sql), [plain_value(value) for value in params])
             rows = await cursor.fetchall() if cursor.description is not None else []
-            return Result(list(rows), cursor.rowcount)
+            result = Result(list(rows), cursor.rowcount)
+        if self.config.schema and "search_path" in sql.lower():
+            await self._keep_search_path(conn, self.config.schema)
+        return result
+
+    @staticmethod
+    async def _keep_search_path(conn: psycopg.AsyncConnection[Any], schema: str) -> None:
+        """Undo a statement that moved ``search_path`` off the grading's schema, and refuse it.
+
+        The server lets any role change its own ``search_path``; the role cannot reach other
+        schemas anyway, but the code would then read and write somewhere else than the grader
+        looks. The statement's text only says when to look; the setting itself decides.
+        """
+        async with conn.cursor() as cursor:
+            await cursor.execute("SELECT pg_catalog.current_setting('search_path') AS path")
+            row = await cursor.fetchone()
+            path = str(row["path"] if row else "")
+            if path.replace('"', "").replace(" ", "") == schema:
+                return
+            await cursor.execute("SELECT pg_catalog.set_config('search_path', %s, false)", [schema])
+        raise psycopg.errors.InsufficientPrivilege(
+            f"search_path is pinned to {schema}; the statement set it to {path}"
+        )
+
+    def refusal(self, conn: psycopg.AsyncConnection[Any], error: Exception) -> str | None:
+        """What the server refused the grading's role, if ``error`` is its "permission denied"."""
+        if not isinstance(error, psycopg.errors.InsufficientPrivilege):
+            return None
+        message = str(error).splitlines()[0] if str(error) else ""
+        for pattern, action in _REFUSALS:
+            found = pattern.search(message)
+            if found:
+                return found.expand(action)
+        return f"go beyond its own schema ({message})"
 
     def stats(self) -> PoolStats:
         self.meter.size = self.pool.get_stats().get("pool_size", 0)

@@ -10,6 +10,10 @@ busy timeout, at its start.
 Timestamps are stored as fixed-width ISO-8601 UTC text (``2026-01-02 03:04:05.000006+00:00``),
 which sorts and compares correctly as text; the column type ``TIMESTAMPTZ`` makes sqlite3 turn
 them back into aware datetimes.
+
+Every connection gets an authorizer once the harness's own setup pragmas have run: the code it
+serves reaches this one file and nothing else (no ``ATTACH``, no extensions, no pragma that
+changes the file or the schema; see ``ALLOWED_PRAGMAS``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,79 @@ def parse_timestamp(raw: bytes | str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
+#: Pragmas the code on a pooled connection may still run with an argument: reads that take a name
+#: (``table_info(jobs)``, ``pragma_table_info('jobs')``), and per-connection knobs that change
+#: how this connection waits, caches or orders, never what the file holds or how it is written.
+#: Every other pragma with an argument is refused: ``journal_mode``, ``locking_mode`` and
+#: ``synchronous`` change how the file is written (and would make Task B cheaper than on
+#: PostgreSQL), ``writable_schema``, ``schema_version``, ``user_version`` and ``application_id``
+#: write the file's header or schema, ``foreign_keys``, ``ignore_check_constraints`` and
+#: ``defer_foreign_keys`` switch off rules PostgreSQL always enforces, ``trusted_schema`` and
+#: ``temp_store_directory`` reach outside the file. A pragma without an argument only reads.
+ALLOWED_PRAGMAS = frozenset(
+    {
+        # reads that take an argument
+        "table_info",
+        "table_xinfo",
+        "table_list",
+        "index_list",
+        "index_info",
+        "index_xinfo",
+        "foreign_key_list",
+        "foreign_key_check",
+        "integrity_check",
+        "quick_check",
+        # this connection's own behaviour
+        "busy_timeout",
+        "cache_size",
+        "cache_spill",
+        "mmap_size",
+        "temp_store",
+        "query_only",
+        "recursive_triggers",
+        "reverse_unordered_selects",
+        "automatic_index",
+        "analysis_limit",
+        "soft_heap_limit",
+        "hard_heap_limit",
+        "threads",
+        "optimize",
+        "wal_checkpoint",
+    }
+)
+
+
+def _refusal(action: int, arg1: str | None, arg2: str | None) -> str | None:
+    """What the authorizer refuses, as the end of "the grader does not let a solution ...";
+    ``None`` for what it allows."""
+    if action == sqlite3.SQLITE_ATTACH:
+        return "ATTACH another database file (or VACUUM INTO one)"
+    if action == sqlite3.SQLITE_DETACH:
+        return "DETACH a database"
+    if action == sqlite3.SQLITE_FUNCTION and arg2 == "load_extension":
+        return "load a SQLite extension"
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None and arg1 not in ALLOWED_PRAGMAS:
+        return f"set PRAGMA {arg1}, which changes the database file or its rules"
+    return None
+
+
+class _Authorizer:
+    """One connection's authorizer; remembers what it refused last, for the error's message
+    (the driver only says "not authorized")."""
+
+    def __init__(self) -> None:
+        self.refused: str | None = None
+
+    def __call__(
+        self, action: int, arg1: str | None, arg2: str | None, _db: str | None, _by: str | None
+    ) -> int:
+        refused = _refusal(action, arg1, arg2)
+        if refused is None:
+            return sqlite3.SQLITE_OK
+        self.refused = refused
+        return sqlite3.SQLITE_DENY
+
+
 # The converter registry is sqlite3's own module-level table; the name is ours alone.
 sqlite3.register_converter("TIMESTAMPTZ", parse_timestamp)
 
@@ -66,6 +143,7 @@ class SQLiteBackend:
             # A connection given back mid-transaction is not safe to hand to anyone else.
             check=lambda conn: not conn.in_transaction,
         )
+        self._authorizers: dict[aiosqlite.Connection, _Authorizer] = {}
 
     async def _connect(self) -> aiosqlite.Connection:
         pending = aiosqlite.connect(
@@ -87,15 +165,21 @@ class SQLiteBackend:
             await conn.execute("PRAGMA synchronous=NORMAL")
             await conn.execute("PRAGMA foreign_keys=ON")
             await conn.execute(f"PRAGMA busy_timeout={int(self.config.busy_timeout * 1000)}")
+            # Off by default; said again, where this Python's sqlite3 can load extensions at all.
+            if hasattr(sqlite3.Connection, "enable_load_extension"):
+                await conn.enable_load_extension(False)
+            authorizer = _Authorizer()
+            await conn.set_authorizer(authorizer)
         except BaseException:
             # Cancelled (a worker stopped at drain) or failed mid-setup: nobody will ever close
             # this connection, so end its thread now.
             conn.stop()
             raise
+        self._authorizers[conn] = authorizer
         return conn
 
-    @staticmethod
-    async def _disconnect(conn: aiosqlite.Connection) -> None:
+    async def _disconnect(self, conn: aiosqlite.Connection) -> None:
+        self._authorizers.pop(conn, None)
         await conn.close()
 
     async def open(self) -> None:
@@ -117,6 +201,16 @@ class SQLiteBackend:
             return Result([dict(row) for row in rows], cursor.rowcount)
         finally:
             await cursor.close()
+
+    def refusal(self, conn: aiosqlite.Connection, error: Exception) -> str | None:
+        """What the authorizer refused, if ``error`` is its "not authorized"."""
+        authorizer = self._authorizers.get(conn)
+        if authorizer is None or not isinstance(error, sqlite3.DatabaseError):
+            return None
+        refused, authorizer.refused = authorizer.refused, None
+        # SQLITE_AUTH, or for a refused function "not authorized to use function: ..."
+        denied = error.sqlite_errorname == "SQLITE_AUTH" or str(error).startswith("not authorized")
+        return refused if denied else None
 
     def stats(self) -> PoolStats:
         return self.pool.stats()
