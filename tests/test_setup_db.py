@@ -26,7 +26,7 @@ CUSTOMERS = 300
 
 @pytest.fixture
 async def config(backend: str) -> AsyncIterator[DatabaseConfig]:
-    async with isolated_config(base_config(backend), "setup") as config:
+    async with isolated_config(base_config(backend), "setup", confined=False) as config:
         yield config
 
 
@@ -137,7 +137,7 @@ async def test_setup_refuses_tables_it_did_not_create(config: DatabaseConfig, re
 async def test_the_same_seed_gives_the_same_customers(backend: str) -> None:
     emails = []
     for _ in range(2):
-        async with isolated_config(base_config(backend), "setup") as config:
+        async with isolated_config(base_config(backend), "setup", confined=False) as config:
             await setup(config, customers=CUSTOMERS, seed=7)
             emails.append(await _emails(config))
     assert emails[0] == emails[1]
