@@ -164,6 +164,7 @@ async def test_a_stale_job_object_processed_again_changes_nothing(kata: Kata) ->
 
 
 async def _process_stale(kata: Kata, stale: Job, ahead: Job) -> None:
+    stale_values = False
     sent, acted = kata.deliveries_for(ahead), kata.actions_for(ahead)
     calls = len(kata.services.ledger.calls)
     await kata.call("process_job", copy_job(stale), worker="worker-1", job_id=ahead.id)
@@ -181,16 +182,35 @@ async def _process_stale(kata: Kata, stale: Job, ahead: Job) -> None:
         ahead.status in _FINAL and after.status is not ahead.status
     ):
         harm.append(f"moved the job back to {after.step.value} ({after.status.value})")
+    elif ahead.status is JobStatus.RUNNING and after.status is JobStatus.FAILED:
+        # No API failed here: a failure means it ran the step with the stale object's values.
+        harm.append(f"failed it (last_error {after.last_error!r})")
+        stale_values = True
     for _, field in _RESULTS:
         if getattr(ahead, field) is not None and getattr(after, field) != getattr(ahead, field):
             harm.append(
                 f"overwrote its {field} {getattr(ahead, field)!r} with {getattr(after, field)!r}"
+            )
+    # No step means to change these, the step that completes the job included.
+    for field in ("campaign_id", "email", "created_at"):
+        if getattr(after, field) != getattr(ahead, field):
+            harm.append(
+                f"changed its {field} from {getattr(ahead, field)!r} to {getattr(after, field)!r}"
             )
     # Running the step the job is really at is right; doing one already done is not.
     if kata.deliveries_for(ahead) > max(sent, 1):
         harm.append("sent a second email")
     if kata.actions_for(ahead) > max(acted, 1):
         harm.append("applied a second CRM action")
+    if stale_values:
+        fail(
+            f"process_job was given a stale job object (it said step {stale.step.value}, "
+            f"message_id {stale.message_id!r}, sentiment {stale.sentiment!r}; the database had "
+            f"job {ahead.id} at {ahead.step.value} with message_id {ahead.message_id!r}) and "
+            f"{', and '.join(harm)} — it ran the step with values from the object it was given: "
+            "take every value (message_id, sentiment, attempts) from the row as it is now "
+            "(await job.refresh(), or the row your re-read returned), not from the caller's copy"
+        )
     if len(harm) > len(redone[:1]):  # re-running an idempotent call alone harms nothing
         fail(
             f"process_job was given a stale job object (it said step {stale.step.value}; the "
