@@ -3,6 +3,7 @@
     HarnessError
     ├── DoesNotExist                 (each model has its own subclass: Job.DoesNotExist)
     ├── MultipleObjectsReturned
+    ├── NaiveDatetimeError           (also a TypeError) a datetime without a zone, refused
     ├── PoolTimeout                  (also a TimeoutError)
     ├── NoActiveDatabase
     ├── NoActiveServices
@@ -32,6 +33,8 @@ tried and where, instead of the drivers' "permission denied" or "not authorized"
 
 from __future__ import annotations
 
+from datetime import datetime
+
 __all__ = [
     "DoesNotExist",
     "HarnessError",
@@ -40,6 +43,7 @@ __all__ = [
     "LeastPrivilegeWarning",
     "MessageNotFoundError",
     "MultipleObjectsReturned",
+    "NaiveDatetimeError",
     "NoActiveDatabase",
     "NoActiveServices",
     "PoolTimeout",
@@ -64,6 +68,31 @@ class DoesNotExist(HarnessError):
 
 class MultipleObjectsReturned(HarnessError):
     """``Model.get()`` found more than one row."""
+
+
+class NaiveDatetimeError(HarnessError, TypeError):
+    """A ``datetime`` without a time zone was given to the database: as a SQL parameter, or to
+    a timestamp field of a model. A real driver stores it as if it were in the server's or the
+    session's zone, hours off UTC on most machines, so the harness refuses it on every backend
+    and names the line that sent it. ``harness.utcnow()`` or ``datetime.now(timezone.utc)`` is
+    aware.
+
+    ``target`` says where it was going ("parameter 2 of `UPDATE jobs ...`", "Job.claimed_at"),
+    ``site`` is the line of the program's code (``solution.py:12 in f()``), when one is on the
+    stack.
+    """
+
+    def __init__(self, value: datetime, target: str, site: str | None = None):
+        where = f" at {site}" if site else ""
+        super().__init__(
+            f"a naive datetime (no time zone) was sent to the database{where}: "
+            f"{value.isoformat(sep=' ')} as {target} — a real driver would store it in the "
+            "server's zone, hours off UTC: use harness.utcnow() or datetime.now(timezone.utc), "
+            "never datetime.utcnow() or datetime.now()"
+        )
+        self.value = value
+        self.target = target
+        self.site = site
 
 
 class PoolTimeout(HarnessError, TimeoutError):
@@ -101,8 +130,8 @@ class PrivilegeRefused(HarnessError):
 
     def __init__(self, action: str, sql: str, site: str | None = None):
         statement = " ".join(sql.split())
-        if len(statement) > 80:
-            statement = statement[:77] + "..."
+        if len(statement) > 120:
+            statement = statement[:117] + "..."
         where = f" at {site}" if site else ""
         super().__init__(f"the grader does not let a solution {action} (`{statement}`{where})")
         self.action = action

@@ -13,12 +13,19 @@ back on "not the harness's, not the standard library's, not an installed package
 from __future__ import annotations
 
 import os
+import sys
 import sysconfig
 from pathlib import Path
 
 from .paths import HARNESS_DIR
 
-__all__ = ["is_program_code", "is_solution_file", "register_solution", "solution_files"]
+__all__ = [
+    "code_site",
+    "is_program_code",
+    "is_solution_file",
+    "register_solution",
+    "solution_files",
+]
 
 _solutions: set[str] = set()
 _known: dict[str, bool] = {}
@@ -69,3 +76,15 @@ def is_program_code(filename: str) -> bool:
             known = not (path.startswith(_HARNESS) or path.startswith(_LIBRARIES))
         _programs[filename] = known
     return known
+
+
+def code_site(skip: int = 1) -> str | None:
+    """ "solution.py:34 in send_email_step()": the innermost frame on the stack of the program's
+    own code, for the timelines, the ledger and the refusals that name the candidate's line."""
+    frame = sys._getframe(skip)
+    while frame is not None:
+        code = frame.f_code
+        if is_program_code(code.co_filename):
+            return f"{Path(code.co_filename).name}:{frame.f_lineno} in {code.co_name}()"
+        frame = frame.f_back  # type: ignore[assignment]
+    return None

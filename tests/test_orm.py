@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from harness.exceptions import DoesNotExist, MultipleObjectsReturned
+from harness.exceptions import DoesNotExist, MultipleObjectsReturned, NaiveDatetimeError
 from harness.sql.database import Database, execute_sql
 from harness.sql.models import Campaign, Job, JobStatus, JobTransition, Step
 from harness.sql.orm import utcnow
@@ -97,6 +97,23 @@ async def test_aware_datetime_in_another_zone_is_stored_and_returned_as_utc(
     assert fetched.run_after == WHEN
     assert_utc(fetched.run_after)
     assert (fetched.run_after.hour, fetched.run_after.microsecond) == (7, 123456)
+
+
+async def test_a_naive_datetime_is_refused_as_a_parameter_and_in_a_saved_field(
+    campaign: Campaign,
+) -> None:
+    """One rule on both backends: a datetime without a zone never reaches a driver, which would
+    store it in a zone of its own choosing; the error names the line that sent it."""
+    naive = datetime(2031, 5, 6, 7, 8, 9)  # no tzinfo: the point of the test
+    with pytest.raises(NaiveDatetimeError, match=r"naive datetime .* at test_orm\.py:\d+"):
+        await execute_sql("SELECT id FROM jobs WHERE run_after <= ?", [naive])
+    job = await Job.create(campaign_id=campaign.id, email="ada@example.com")
+    with pytest.raises(NaiveDatetimeError, match=r"as Job\.claimed_at"):
+        job.claimed_at = naive
+    await job.save()
+    with pytest.raises(NaiveDatetimeError, match=r"as Job\.run_after"):
+        await Job.create(campaign_id=campaign.id, email="grace@example.com", run_after=naive)
+    assert (await Job.get(id=job.id)).claimed_at is None  # nothing was written
 
 
 async def test_from_row_builds_a_job_from_an_execute_sql_row(campaign: Campaign) -> None:

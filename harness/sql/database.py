@@ -17,14 +17,17 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..exceptions import (
+    NaiveDatetimeError,
     NoActiveDatabase,
     PrivilegeRefused,
     RoundTripBudgetExceeded,
     TooManyParameters,
 )
+from ..ownership import code_site
 from ..scope import caller_name, current, scoped
 from .backends import Backend, Result, create_backend
 from .config import DatabaseConfig
@@ -168,6 +171,13 @@ class Database:
             error = TooManyParameters(len(params), MAX_PARAMETERS, sql)
             error.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
             raise error
+        for position, value in enumerate(params, start=1):
+            if isinstance(value, datetime) and value.utcoffset() is None:
+                # Refused before it is sent, on both backends: the drivers would each guess a
+                # zone (SQLite's adapter UTC, psycopg the session's), and neither is the caller's.
+                statement = _sql_repr.repr(" ".join(sql.split()))[1:-1]
+                target = f"parameter {position} of `{statement}`"
+                raise NaiveDatetimeError(value, target, code_site())
         writes = is_write(sql)
         if writes:
             for hook in Database.before_write:
@@ -203,9 +213,8 @@ def _refusal(action: str, sql: str) -> PrivilegeRefused:
     # Imported here: importing harness.world loads World, which sits above this layer.
     from ..world.history import code_site
 
-    refusal = PrivilegeRefused(action, sql, code_site())
-    refusal.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
-    return refusal
+    # No "while running SQL" note: the message quotes the statement already.
+    return PrivilegeRefused(action, sql, code_site())
 
 
 def current_database() -> Database:

@@ -16,7 +16,8 @@ from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar, overload
 
-from ..exceptions import DoesNotExist, MultipleObjectsReturned
+from ..exceptions import DoesNotExist, MultipleObjectsReturned, NaiveDatetimeError
+from ..ownership import code_site
 from .database import current_database
 
 __all__ = ["Field", "Model", "QuerySet", "utcnow"]
@@ -31,13 +32,15 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _to_datetime(value: Any) -> datetime:
+def _to_datetime(value: Any, target: str) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
         raise TypeError(f"expected a datetime, got {value!r}")
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
+    if value.utcoffset() is None:
+        # Rows always come back aware: a naive value is the caller's, and would be stored in a
+        # zone the driver guesses (see harness.sql.database).
+        raise NaiveDatetimeError(value, target, code_site())
     return value.astimezone(UTC)
 
 
@@ -65,9 +68,11 @@ class Field(Generic[T]):
         self.primary_key = primary_key
         self.auto_now = auto_now
         self.name = ""
+        self.owner_name = ""
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        self.owner_name = owner.__name__
 
     @overload
     def __get__(self, obj: None, owner: type) -> Field[T]: ...
@@ -91,7 +96,7 @@ class Field(Generic[T]):
         if value is None:
             return None
         if self.kind is datetime:
-            return _to_datetime(value)
+            return _to_datetime(value, f"{self.owner_name}.{self.name}")
         if isinstance(self.kind, type) and issubclass(self.kind, enum.Enum):
             return self.kind(value)
         if self.kind is int:

@@ -25,24 +25,21 @@ ledger and the crash plan; ``timeline()`` merges them in.
 from __future__ import annotations
 
 import re
-import sys
 import textwrap
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ..ownership import is_program_code
+from ..ownership import code_site
 
 if TYPE_CHECKING:
     from ..sql.database import Database
     from .crashes import Crash
     from .ledger import Call, Recovery
 
-__all__ = ["Event", "History", "Timeline", "code_site"]
+__all__ = ["Event", "History", "Timeline"]
 
 #: Events kept per history: enough for every race the grader provokes, bounded for the big loads.
 LIMIT = 20_000
@@ -373,18 +370,3 @@ def _clip(value: object, limit: int = 32) -> str:
 
 def _short_site(site: str) -> str:
     return site.split(" in ", 1)[0]
-
-
-# --- the line of the worker's own code -----------------------------------------------------------
-
-
-def code_site(skip: int = 1) -> str | None:
-    """ "solution.py:34 in send_email_step()": the innermost frame on the stack of the program's
-    own code (the solution's file, see ``harness.ownership``)."""
-    frame: FrameType | None = sys._getframe(skip)
-    while frame is not None:
-        code = frame.f_code
-        if is_program_code(code.co_filename):
-            return f"{Path(code.co_filename).name}:{frame.f_lineno} in {code.co_name}()"
-        frame = frame.f_back
-    return None

@@ -16,10 +16,10 @@ import asyncio
 import time
 
 from ..exceptions import InvalidEmailError, RateLimitError
+from ..ownership import code_site
 from ..scope import caller_name, current
 from ..sql.transactions import current_transaction
 from .attempts import Attempt
-from .history import code_site
 from .ledger import Ledger, Violation, ViolationKind
 
 __all__ = ["RETRY_AFTER_TOLERANCE", "Referee"]

@@ -34,13 +34,13 @@ from ..exceptions import (
     NoActiveServices,
     ServiceError,
 )
+from ..ownership import code_site
 from ..scope import caller_name, current, scoped
 from ..sql.transactions import current_transaction
 from . import crashes
 from .attempts import Attempt
 from .differences import how_it_differs
 from .faults import FaultPlan, stable_digest
-from .history import code_site
 from .ledger import CrmAction, Delivery, Ledger
 from .referee import Referee
 from .replies import (
