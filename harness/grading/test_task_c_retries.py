@@ -23,6 +23,7 @@ import pytest
 
 from harness.exceptions import IdempotencyKeyReusedError, InvalidEmailError, ServiceError
 from harness.sql.models import MAX_ATTEMPTS, Job, JobStatus, Step
+from harness.world.differences import how_it_differs
 from harness.world.faults import (
     FaultPlan,
     RateLimit,
@@ -33,6 +34,7 @@ from harness.world.faults import (
 )
 from harness.world.ledger import Call, ViolationKind
 from harness.world.referee import RETRY_AFTER_TOLERANCE
+from harness.world.replies import invalid_email_reason
 
 from ..scope import acting_as
 from .choreography import Gate, copy_job
@@ -91,9 +93,8 @@ async def settle(
     except ServiceError as error:  # before TimeoutError: ServiceTimeoutError is one
         if shared := _shared_key(kata):
             fail(shared)
-        refused = kata.services.ledger.violations_of(ViolationKind.IDEMPOTENCY_KEY_REUSED)
-        if isinstance(error, IdempotencyKeyReusedError) and refused:
-            fail(describe_violation(refused[0]))
+        if isinstance(error, IdempotencyKeyReusedError) and (reused := _key_reused(kata, job)):
+            fail(reused)
         kind = (
             "a permanent error must fail the job (status failed, with last_error), not escape"
             if isinstance(error, InvalidEmailError)
@@ -175,8 +176,62 @@ def _shared_key(kata: Kata) -> str | None:
     return None
 
 
+def _key_reused(kata: Kata, job: Job) -> str | None:
+    """The diagnosis when SendGrid refused a try of this job's email because its idempotency key
+    had been used with other arguments (a body that changes between tries)."""
+    calls = sorted(
+        (
+            c
+            for c in kata.services.ledger.calls_for(service="sendgrid", operation="send_email")
+            if c.job_id == job.id
+        ),
+        key=lambda c: c.at,
+    )
+    refused = next((c for c in calls if c.outcome == "key_reused"), None)
+    if refused is None:
+        return None
+    first = next(
+        (d for d in kata.services.ledger.deliveries if d.key == refused.idempotency_key), None
+    )
+    if first is None:  # refused only after a delivery with that key: unreachable
+        return None
+    changed = [
+        how_it_differs(what, before, refused.args[name])
+        for name, what, before in (("to", "address", first.to), ("body", "body", first.body))
+        if refused.args[name] != before
+    ]
+    what = "a different body" if first.to == refused.args["to"] else "a different address"
+    tries = f"its {_ordinal(calls.index(refused) + 1)} try"
+    return (
+        f"send_email_step reused the idempotency key {refused.idempotency_key!r} with {what}: "
+        f"{tries} of job {job.id}'s email was refused by SendGrid (422 "
+        f"IdempotencyKeyReusedError), because the email that key first delivered had other "
+        f"arguments ({'; '.join(changed)}) — a key must always go with the same arguments: build "
+        "the body from the job alone, with nothing that changes between tries (no attempt "
+        "number, time or random part)"
+    )
+
+
+def _sent_elsewhere(kata: Kata, job: Job) -> str | None:
+    """The diagnosis when the job's email went to another address than the job's, e.g. the
+    address trimmed or lowercased."""
+    for call in kata.services.ledger.calls_for(service="sendgrid", operation="send_email"):
+        if call.job_id == job.id and call.subject != job.email:
+            return (
+                f"send_email_step sent job {job.id}'s email to {call.subject!r}, not the job's "
+                f"address {job.email!r} — send to job.email exactly as stored (not trimmed, not "
+                "lowercased): SendGrid judges the address, and a job whose address it refuses "
+                "fails with InvalidEmailError"
+            )
+    return None
+
+
 def expect_sent(kata: Kata, job: Job) -> None:
     """The job was not given up on, recorded the id SendGrid returned, and got one email."""
+    if elsewhere := _sent_elsewhere(kata, job):
+        fail(elsewhere)
+    if reused := _key_reused(kata, job):
+        fail(reused)
     calls = sends(kata, job.email)
     if job.status == JobStatus.FAILED:
         _gave_up(job, calls)
@@ -471,18 +526,23 @@ async def test_the_same_address_in_two_campaigns_gets_two_emails(kata: Kata) -> 
 # --- giving up ----------------------------------------------------------------------------
 
 
-@graded("C", timeout=40)
+#: Addresses SendGrid refuses (InvalidEmailError): a reserved domain, a doubled dot, and spaces
+#: around an address that is otherwise fine (sent as stored, it is refused; trimmed, it is
+#: another address).
+_REFUSED = ("grace@example.invalid", "ada..lovelace@example.com", " edsger@example.com ")
+
+
+@graded("C", timeout=50)
 async def test_permanent_error_fails_the_job_after_exactly_one_attempt(kata: Kata) -> None:
-    for email in ("grace@example.invalid", "ada..lovelace@example.com"):
+    for email in _REFUSED:
         job = await send(kata, email, within=12.0)
+        if elsewhere := _sent_elsewhere(kata, job):
+            fail(elsewhere)
         calls = sends(kata, email)
         if len(calls) > 1:
             fail(_retried_permanent(email, len(calls)))
         if not calls:
-            fail(
-                f"job {job.id} was failed without calling send_email for {email} — let SendGrid "
-                "judge the address: exactly one attempt, then fail on InvalidEmailError"
-            )
+            fail(_failed_without_a_try(job, email))
         if job.status != JobStatus.FAILED:
             fail(
                 f"job {job.id} is {job.status.value} after InvalidEmailError for {email} — a "
@@ -493,6 +553,46 @@ async def test_permanent_error_fails_the_job_after_exactly_one_attempt(kata: Kat
                 f"job {job.id} was failed for InvalidEmailError ({email}) with no last_error — "
                 "record why it failed"
             )
+    expect_no_violations(kata)
+
+
+def _failed_without_a_try(job: Job, email: str) -> str:
+    refused = invalid_email_reason(email)
+    verdict = (
+        "SendGrid would have refused it, but only SendGrid may say so"
+        if refused
+        else "SendGrid accepts it"
+    )
+    return (
+        f"job {job.id} was {job.status.value} without calling send_email for {email!r} "
+        f"({verdict}; last_error {job.last_error!r}) — let the API judge the address: a local "
+        "pattern rejects real addresses (an apostrophe, a long top-level domain, a +tag, "
+        "uppercase); send exactly one attempt, and fail the job only on InvalidEmailError"
+    )
+
+
+#: Addresses SendGrid accepts that a textbook pattern (``[a-z0-9._%+-]+@[a-z0-9.-]+\.[a-z]{2,4}``
+#: and its cousins) rejects: each must be sent, once, and its message id recorded.
+_SENDABLE = (
+    "o'brien@example.ie",
+    "Ada.Lovelace@Example.COM",
+    "alan.turing+news@example.com",
+    "grace@hopper.technology",
+    "info@xn--mnchen-3ya.de",  # münchen.de, as SendGrid takes an internationalised domain
+    "l" * 64 + "@example.com",  # the longest local part an address may have
+    "ken_thompson@mail.bell-labs.example.com",
+)
+
+
+@graded("C", timeout=TIMEOUT)
+async def test_every_address_the_api_accepts_is_sent(kata: Kata) -> None:
+    for email in _SENDABLE:
+        job = await send(kata, email)
+        if elsewhere := _sent_elsewhere(kata, job):
+            fail(elsewhere)
+        if not sends(kata, email):
+            fail(_failed_without_a_try(job, email))
+        expect_sent(kata, job)
     expect_no_violations(kata)
 
 
