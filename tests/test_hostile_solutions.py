@@ -3,8 +3,10 @@
 Each program in ``fixtures/solutions/hostile/`` ends, hangs, floods, tampers with or damages the
 process that grades it (see its docstring). It is graded as a candidate would grade it: ``pytest``
 on the fast tier and its task, with ``--kata-json``, and ``python -m harness grade``; both must
-fail, say what happened (``EXPECTED_MESSAGE``), and finish within ``EXPECTED_SECONDS``. The
-project's files must come out untouched (``canary.txt`` is what one of them tries to delete).
+fail, say what happened (``EXPECTED_MESSAGE``, or one per backend), and finish within
+``EXPECTED_SECONDS``. The project's files must come out untouched (``canary.txt`` is what one of
+them tries to delete), and so must what those against the database aim at: a schema and a SQLite
+file of somebody else's (``database_canaries``); no role of a run may outlive it.
 """
 
 from __future__ import annotations
@@ -13,21 +15,35 @@ import ast
 import asyncio
 import json
 import os
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from conftest import BACKENDS, POSTGRES_URL
 from harness.devtools.selftest import constants
 from harness.grading.processes import worker_processes
 from harness.paths import PROJECT_ROOT
+from harness.sql.isolation import ROLE_PREFIX, RUN_LOCK_CLASS
 
 HOSTILE_DIR = PROJECT_ROOT / "fixtures" / "solutions" / "hostile"
 CANARY = HOSTILE_DIR / "canary.txt"
+#: What the hostile programs against the database aim at, outside the grading's own database.
+CANARY_SCHEMA = "kata_canary"
+CANARY_DB = HOSTILE_DIR / "canary.db"
+#: Files that appear only if an attack got through.
+NEVER_CREATED = (
+    PROJECT_ROOT / "kata-hostile-attached.db",
+    Path(tempfile.gettempdir()) / "kata-hostile-copy-to-program",
+)
 URLS = {"sqlite": f"sqlite:///{PROJECT_ROOT / 'kata.db'}", "postgresql": POSTGRES_URL}
 #: Wide enough that no verdict is wrapped across lines (rich and pytest both read COLUMNS).
 ENVIRONMENT = {**os.environ, "COLUMNS": "400", "HYPOTHESIS_PROFILE": "fast"}
@@ -37,14 +53,26 @@ ENVIRONMENT = {**os.environ, "COLUMNS": "400", "HYPOTHESIS_PROFILE": "fast"}
 class Hostile:
     path: Path
     task: str
-    message: str
-    board: str  # what `python -m harness grade` says (its own time limits may answer first)
+    message: str | dict[str, str]  # one for every backend, or one per backend
+    board: str | dict[str, str]  # what `python -m harness grade` says (its time limits may answer)
     backends: tuple[str, ...]
     seconds: float
 
     @property
     def name(self) -> str:
         return self.path.stem
+
+    def on(self, backend: str) -> Hostile:
+        """What to expect of it on ``backend``."""
+        return replace(
+            self,
+            message=_on(self.message, backend),
+            board=_on(self.board, backend),
+        )
+
+
+def _on(expected: str | dict[str, str], backend: str) -> str:
+    return expected if isinstance(expected, str) else expected[backend]
 
 
 def hostile_programs() -> list[Hostile]:
@@ -67,9 +95,11 @@ def hostile_programs() -> list[Hostile]:
 
 
 PROGRAMS = hostile_programs()
-ANY_BACKEND = [pytest.param(p, id=p.name) for p in PROGRAMS if p.backends == ("sqlite",)]
+ANY_BACKEND = [
+    pytest.param(p.on("sqlite"), id=p.name) for p in PROGRAMS if p.backends == ("sqlite",)
+]
 EVERY_BACKEND = [
-    pytest.param(p, backend, id=f"{p.name}-{backend}")
+    pytest.param(p.on(backend), backend, id=f"{p.name}-{backend}")
     for p in PROGRAMS
     if p.backends != ("sqlite",)
     for backend in BACKENDS
@@ -112,6 +142,7 @@ def assert_failed_clearly(program: Hostile, url: str, tmp_path: Path) -> None:
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 1, (completed.returncode, output[-3000:])
+    assert isinstance(program.message, str) and isinstance(program.board, str)
     assert program.message in output, output[-3000:]
     assert seconds <= program.seconds, f"pytest took {seconds:.1f} s"
     verdict = json.loads(results.read_text())
@@ -151,7 +182,56 @@ def test_a_hostile_solution_fails_with_a_clear_verdict(program: Hostile, tmp_pat
 def test_a_hostile_solution_against_the_database_fails_on_every_backend(
     program: Hostile, backend: str, tmp_path: Path
 ) -> None:
-    assert_failed_clearly(program, URLS[backend], tmp_path)
+    with database_canaries():
+        assert_failed_clearly(program, URLS[backend], tmp_path)
+
+
+@contextmanager
+def database_canaries() -> Iterator[None]:
+    """Somebody else's schema (made by the configured user) and SQLite file, which must come out
+    as they went in; files no attack may create; and no role of a dead run left behind."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {CANARY_SCHEMA}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {CANARY_SCHEMA}.alive (x int)")
+        conn.execute(
+            f"INSERT INTO {CANARY_SCHEMA}.alive SELECT 1 "
+            f"WHERE NOT EXISTS (SELECT FROM {CANARY_SCHEMA}.alive)"
+        )
+    with closing(sqlite3.connect(CANARY_DB)) as lite, lite:
+        lite.execute("CREATE TABLE IF NOT EXISTS alive (x)")
+        lite.execute("INSERT INTO alive SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM alive)")
+    for path in NEVER_CREATED:
+        path.unlink(missing_ok=True)
+    yield
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        rows = conn.execute(f"SELECT count(*) FROM {CANARY_SCHEMA}.alive").fetchone()
+        assert rows == (1,), rows
+        assert orphan_roles(conn) == []
+    with closing(sqlite3.connect(CANARY_DB)) as lite:
+        assert lite.execute("SELECT count(*) FROM alive").fetchone() == (1,)
+    assert not [path.name for path in NEVER_CREATED if path.exists()]
+
+
+def orphan_roles(conn: psycopg.Connection[tuple[object, ...]]) -> list[str]:
+    """Roles of runs on this database whose run is gone: no session holds the run's advisory
+    lock (see ``harness.sql.isolation``). Live runs of other suites hold theirs."""
+    names = [
+        str(row[0])
+        for row in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) "
+            "AND shobj_description(oid, 'pg_authid') LIKE '%%in database ' || current_database() "
+            "|| ';%%'",
+            [ROLE_PREFIX],
+        )
+    ]
+    orphans = []
+    for name in names:
+        key = [RUN_LOCK_CLASS, name]
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s))", key).fetchone()
+        if row and row[0]:
+            conn.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", key)
+            orphans.append(name)
+    return orphans
 
 
 def test_every_hostile_program_is_graded() -> None:
@@ -159,6 +239,7 @@ def test_every_hostile_program_is_graded() -> None:
     backends."""
     database = {p.name for p in PROGRAMS if p.backends != ("sqlite",)}
     assert len(ANY_BACKEND) + len(database) == len(PROGRAMS) >= 15
+    assert all(isinstance(_on(p.message, "sqlite"), str) for p in PROGRAMS)
     assert all(backend in p.backends for p in PROGRAMS for backend in ("sqlite",)), PROGRAMS
 
 

@@ -210,9 +210,6 @@ class Database:
 
 
 def _refusal(action: str, sql: str) -> PrivilegeRefused:
-    # Imported here: importing harness.world loads World, which sits above this layer.
-    from ..world.history import code_site
-
     # No "while running SQL" note: the message quotes the statement already.
     return PrivilegeRefused(action, sql, code_site())
 

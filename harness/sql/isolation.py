@@ -42,12 +42,12 @@ from .config import DatabaseConfig
 from .database import Database, open_database
 from .schema import create_schema
 
-__all__ = ["ROLE_PREFIX", "isolated_config", "isolated_database"]
+__all__ = ["ROLE_PREFIX", "RUN_LOCK_CLASS", "isolated_config", "isolated_database"]
 
 #: Every role a run creates is named ``ROLE_PREFIX`` + the random part of its schema's name.
 ROLE_PREFIX = "kata_role_"
 #: The advisory locks of live runs: (this class, hashtext(role name)). "kata" in ASCII.
-_LOCK_CLASS = 0x6B617461
+RUN_LOCK_CLASS = 0x6B617461
 _COMMENT = "kata grading role: owns schema {schema} in database {database}; dropped with it"
 _COMMENT_PATTERN = re.compile(r"owns schema (\w+) in database (.+); dropped with it$")
 
@@ -106,7 +106,9 @@ async def _create_role(
         return None
     await _sweep(admin)
     # Taken before the role exists, so that no sweep ever sees the role without its lock.
-    await admin.execute("SELECT pg_catalog.pg_advisory_lock(%s, hashtext(%s))", [_LOCK_CLASS, role])
+    await admin.execute(
+        "SELECT pg_catalog.pg_advisory_lock(%s, hashtext(%s))", [RUN_LOCK_CLASS, role]
+    )
     password = secrets.token_urlsafe(24)
     name, schema_name = sql.Identifier(role), sql.Identifier(schema)
     async with admin.transaction():
@@ -182,7 +184,7 @@ async def _sweep(admin: psycopg.AsyncConnection[Any]) -> None:
             continue
         locked = await (
             await admin.execute(
-                "SELECT pg_catalog.pg_try_advisory_lock(%s, hashtext(%s))", [_LOCK_CLASS, role]
+                "SELECT pg_catalog.pg_try_advisory_lock(%s, hashtext(%s))", [RUN_LOCK_CLASS, role]
             )
         ).fetchone()
         if not (locked and locked[0]):
@@ -193,7 +195,7 @@ async def _sweep(admin: psycopg.AsyncConnection[Any]) -> None:
             pass  # dropped meanwhile by another sweep, or it owns objects in another database
         finally:
             await admin.execute(
-                "SELECT pg_catalog.pg_advisory_unlock(%s, hashtext(%s))", [_LOCK_CLASS, role]
+                "SELECT pg_catalog.pg_advisory_unlock(%s, hashtext(%s))", [RUN_LOCK_CLASS, role]
             )
 
 
@@ -223,7 +225,7 @@ async def _drop(
         return
     await _drop_role(admin, schema, role)
     await admin.execute(
-        "SELECT pg_catalog.pg_advisory_unlock(%s, hashtext(%s))", [_LOCK_CLASS, role]
+        "SELECT pg_catalog.pg_advisory_unlock(%s, hashtext(%s))", [RUN_LOCK_CLASS, role]
     )
 
 
