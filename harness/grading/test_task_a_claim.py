@@ -10,14 +10,15 @@ import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
-from harness.scope import current
-from harness.sql.models import Job, JobStatus
+from harness.scope import acting_as, current
+from harness.sql.database import Database
+from harness.sql.models import Job, JobStatus, Step
 from harness.sql.orm import utcnow
-from harness.sql.sqlparams import Kind, tokenize
+from harness.sql.sqlparams import Kind, is_write, tokenize
 from harness.tasks import is_not_started
 
 from .claim_isolation import LockReliance
@@ -215,6 +216,168 @@ async def test_claim_records_worker_and_claimed_at(kata: Kata) -> None:
             )
 
 
+#: What worker-1 had done to its job before it died: progress a new claim must keep.
+_PROGRESS = {"step": Step.ANALYZE, "attempts": 2, "message_id": "msg-of-worker-1"}
+
+
+@graded("A")
+async def test_a_job_returned_to_the_queue_is_claimed_afresh(kata: Kata) -> None:
+    """A job claimed, returned to the queue by the lease (its worker died an hour ago: it still
+    names that worker and that claimed_at) and claimed again: the new claim is wholly new, and
+    the job goes back in id order, before the jobs that were never claimed."""
+    campaign = await kata.campaign()
+    jobs = await kata.add_jobs(campaign.id, emails(3, prefix="lease"))
+    reads = _ClaimReads(kata.database, "worker-1")
+    with reads.watching():
+        first = await kata.call("claim_next_job", "worker-1", worker="worker-1")
+    if first is None:
+        fail("claim_next_job returned None although three jobs were pending and due")
+    if first.id != jobs[0].id:
+        fail(_passed_over(first.id, jobs[0].id, None, "worker-1", reads))
+    hour_ago = utcnow() - timedelta(hours=1)
+    with acting_as("worker-1"):  # the harness, playing the worker that then died
+        await Job.filter(id=first.id).update(claimed_at=hour_ago, **_PROGRESS)
+    await kata.expire_claim(first.id, "worker-1")
+    returned = first.id
+    kata.phase = f"job {returned} returned to the queue by the lease; claiming again"
+    for n in range(2, len(jobs) + 2):
+        worker = f"worker-{n}"
+        pending = await Job.filter(status=JobStatus.PENDING).order_by("id").all()
+        lowest = pending[0].id if pending else None
+        reads = _ClaimReads(kata.database, worker)
+        before = utcnow()
+        with reads.watching():
+            job = await kata.call("claim_next_job", worker, worker=worker)
+        after = utcnow()
+        if job is None:
+            if lowest is None:
+                break
+            fail(_left_behind(returned, lowest, worker))
+        if lowest is None:
+            fail(f"{worker} claimed job {job.id} although no job was pending")
+        if job.id != lowest:
+            fail(_passed_over(job.id, lowest, returned, worker, reads))
+        if job.id == returned:
+            stored = await kata.fresh(returned)
+            _judge_fresh_claim(job, stored, worker, hour_ago, before, after)
+            return
+    fail(f"job {returned}, returned to the queue, was never claimed again")
+
+
+def _left_behind(returned: int, lowest: int, worker: str) -> str:
+    if lowest == returned:
+        return (
+            f"{worker} got None although job {returned} was pending and due: the lease had "
+            "returned it to the queue, and it still names worker-1 and the time of worker-1's "
+            "claim — a job returned to the queue is claimable again: the claimable condition is "
+            "status = 'pending' AND run_after <= now, whatever worker_id and claimed_at say"
+        )
+    return (
+        f"{worker} got None although job {lowest} was pending and due — claim_next_job "
+        "answered None while claimable jobs remained"
+    )
+
+
+def _passed_over(
+    claimed: int, lowest: int, returned: int | None, worker: str, reads: _ClaimReads
+) -> str:
+    shown = f"{worker} claimed job {claimed} while job {lowest} was claimable with a lower id"
+    if lowest == returned:
+        shown += (
+            f" (the lease had returned job {returned} to the queue after worker-1 claimed it; "
+            "it still names worker-1 and its old claimed_at)"
+        )
+    if reads.count == 0:
+        return (
+            f"{shown}, and that call read nothing from the jobs table before claiming: it "
+            "claimed one of the ids it had kept from an earlier call — a claim that remembers "
+            "candidate ids between calls (a cache in the process) passes over every job that "
+            "became claimable since (a new job, a job returned to the queue): read the queue "
+            "in every call"
+        )
+    if lowest == returned:
+        return (
+            f"{shown} — a job returned to the queue is claimable again: the claimable condition "
+            "is status = 'pending' AND run_after <= now, whatever worker_id and claimed_at say"
+        )
+    return f"{shown} — claim the claimable job with the lowest id (ORDER BY id)"
+
+
+def _judge_fresh_claim(
+    job: Job, stored: Job, worker: str, hour_ago: datetime, before: datetime, after: datetime
+) -> None:
+    slack = timedelta(seconds=2)
+    for where, seen in (("the returned job", job), ("the database", stored)):
+        if seen.worker_id != worker:
+            fail(
+                f"{worker} claimed job {job.id} again after the lease returned it to the queue, "
+                f"but {where} says worker_id {seen.worker_id!r}: the claim kept the worker_id of "
+                "the previous claim — a claim records its own worker_id, always (not "
+                "COALESCE(worker_id, ?)): the dead worker's name on a live worker's job hands "
+                "its progress to the wrong worker"
+            )
+        claimed_at = getattr(seen, "claimed_at", None)
+        if claimed_at is not None and abs(claimed_at - hour_ago) < slack:
+            fail(
+                f"{worker} claimed job {job.id} again after the lease returned it to the queue, "
+                f"but {where} says claimed_at {claimed_at.isoformat()}, the time of worker-1's "
+                "claim an hour ago: the claim kept the claimed_at of the previous claim — a "
+                "claim records the time of this claim, always (not COALESCE(claimed_at, ?)): "
+                f"a claimed_at older than the lease takes the job straight back from {worker}"
+            )
+        if claimed_at is None or not before - slack <= claimed_at <= after + slack:
+            fail(
+                f"after claiming job {job.id} again, {where} says claimed_at {claimed_at!r}, "
+                "expected the time of the new claim"
+            )
+        if seen.status != JobStatus.RUNNING:
+            fail(
+                f"after claiming job {job.id} again, {where} says status "
+                f"{seen.status.value!r}, expected 'running'"
+            )
+        lost = [
+            f"{name} {_value(getattr(seen, name))} (was {_value(value)})"
+            for name, value in _PROGRESS.items()
+            if getattr(seen, name) != value
+        ]
+        if lost:
+            fail(
+                f"claiming job {job.id} again changed its progress: {where} says "
+                f"{', '.join(lost)} — a claim sets status, worker_id and claimed_at, and leaves "
+                "the job's step, attempts and results as they are: the next worker continues "
+                "where the last one stopped"
+            )
+
+
+def _value(value: object) -> str:
+    return repr(getattr(value, "value", value))
+
+
+class _ClaimReads:
+    """Counts the statements of one worker's claim that read rows (a SELECT, alone or as the
+    sub-select of a write). None names a claim that took an id it had kept from an earlier
+    call; never a verdict by itself."""
+
+    def __init__(self, database: Database, worker: str) -> None:
+        self.database = database
+        self.worker = worker
+        self.count = 0
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        self.database.after_statement.append(self._seen)
+        try:
+            yield
+        finally:
+            self.database.after_statement.remove(self._seen)
+
+    async def _seen(self, sql: str, result: object) -> None:
+        if current().worker_id != self.worker:
+            return
+        words = {t.text.upper() for t in tokenize(sql) if t.kind is Kind.WORD}
+        self.count += "SELECT" in words
+
+
 _RACE_JOBS = 3
 
 
@@ -328,8 +491,10 @@ async def _claim_concurrently(kata: Kata, total: int, workers: int) -> None:
                 return
         fail(f"{name} claimed more jobs than exist — claims are not exclusive")
 
+    shapes = _ClaimShapes(kata.database)
     try:
-        await asyncio.gather(*(worker(f"worker-{i + 1}") for i in range(workers)))
+        with shapes.watching():
+            await asyncio.gather(*(worker(f"worker-{i + 1}") for i in range(workers)))
     except Exception as error:
         if "database is locked" in str(error):
             fail(
@@ -338,7 +503,40 @@ async def _claim_concurrently(kata: Kata, total: int, workers: int) -> None:
                 "others write — claim with one UPDATE ... RETURNING statement"
             )
         raise
-    _judge(claimed_by, total, gave_up, kata.sizes.claim_workers, kata)
+    _judge(claimed_by, total, gave_up, kata.sizes.claim_workers, kata, shapes.one_statement())
+
+
+class _ClaimShapes:
+    """What the workers' claims sent: a write that picks its row with a sub-select, and reads
+    of their own. Sharpens the diagnosis of a double claim already seen; never a verdict."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.picking_write: str | None = None
+        self.reads = 0
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        self.database.after_statement.append(self._seen)
+        try:
+            yield
+        finally:
+            self.database.after_statement.remove(self._seen)
+
+    async def _seen(self, sql: str, result: object) -> None:
+        if current().worker_id is None:
+            return
+        words = {t.text.upper() for t in tokenize(sql) if t.kind is Kind.WORD}
+        if "SELECT" not in words:
+            return
+        if is_write(sql):
+            self.picking_write = self.picking_write or " ".join(sql.split())
+        else:
+            self.reads += 1
+
+    def one_statement(self) -> str | None:
+        """The claim's statement, when every claim was that one statement and nothing else."""
+        return self.picking_write if not self.reads else None
 
 
 def _judge(
@@ -347,6 +545,7 @@ def _judge(
     gave_up: list[tuple[str, int]],
     workers: int,
     kata: Kata | None = None,
+    one_statement: str | None = None,
 ) -> None:
     doubles = {job: names for job, names in claimed_by.items() if len(names) > 1}
     if doubles:
@@ -356,10 +555,18 @@ def _judge(
         who = " and ".join(sorted(set(names))[:3]) + (
             f" (+{len(set(names)) - 3} more)" if len(set(names)) > 3 else ""
         )
-        fail(
-            f"job {job} was claimed by {who} ({len(doubles)} jobs claimed "
-            "more than once) — the select and the update are not one atomic step"
-        )
+        claimed = f"job {job} was claimed by {who} ({len(doubles)} jobs claimed more than once)"
+        if one_statement is not None:
+            fail(
+                f"{claimed}, though each claim was one statement (`{_short_sql(one_statement)}`)"
+                " — one statement is not atomic by itself: on PostgreSQL its sub-select picks a "
+                "row before the UPDATE waits for that row's lock, and when the first claim "
+                "commits, the waiting UPDATE takes the row again, since its WHERE only says id = "
+                "(...): the outer UPDATE must re-check the condition (AND status = 'pending' "
+                "AND run_after <= ?) and the claim try again when it changed no row, or the "
+                "sub-select must lock its row (FOR UPDATE SKIP LOCKED)"
+            )
+        fail(f"{claimed} — the select and the update are not one atomic step")
     # FOR UPDATE SKIP LOCKED may rightly answer None while rows are pending but locked by other
     # claimers in flight — at most one row each. More pending rows than workers is giving up.
     early = [(name, left) for name, left in gave_up if left > workers]
