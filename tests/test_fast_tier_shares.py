@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import subprocess
 import sys
 import time
@@ -13,16 +14,20 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BACKENDS, POSTGRES_URL, graded_json
 from harness.cli.forkserver import ForkServer
 from harness.cli.grading_process import GradeRequest, run_grading
 from harness.cli.pipeline import FAST_SHARDS, grade_pipeline
 from harness.cli.results import GradeRun
 from harness.cli.shards import AnyRun, ShardedRun
 from harness.cli.sources import PRISTINE_PATH, function_span, reference_section
+from harness.devtools.selftest import CATALOGUE_DIR
 from harness.grading.shares import durations, share
 from harness.paths import PROJECT_ROOT
 from harness.worker.solutions import REFERENCE_PATH
 
+#: The database of each backend, as a GradeRequest and as pytest's --db take it.
+DATABASES = {"sqlite": (None, "sqlite"), "postgresql": (POSTGRES_URL, POSTGRES_URL)}
 STUB = PRISTINE_PATH.read_text()
 REFERENCE = REFERENCE_PATH.read_text()
 
@@ -104,11 +109,45 @@ async def test_shares_add_up_to_the_verdicts_of_one_run(tmp_path: Path) -> None:
     assert whole.state == shared.state == "done"
     assert counts(shared) == counts(whole)
     assert counts(shared)["A"][2] == "failing" and counts(shared)["B"][2] == "not started"
-    # The first diagnosis is the same every run, and it is one the whole run gave too.
+    # The first diagnosis is the same every run, and the same as the whole run's.
     first = shared.tallies()["A"].diagnosis
-    assert first == again.tallies()["A"].diagnosis
-    assert first in whole.tallies()["A"].diagnoses
+    assert first == again.tallies()["A"].diagnosis == whole.tallies()["A"].diagnosis
     assert len(shared.tests) == len(whole.tests)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_pytest_grade_and_watch_mode_give_one_first_diagnosis_by_the_declared_order(
+    tmp_path: Path, backend: str
+) -> None:
+    """A retry that ignores retry_after fails several of Task C's tests, each with its own
+    diagnosis; whichever share runs which, and with C graded first (as watch mode does after a
+    save of C), the first diagnosis is the one of the test declared first, as pytest gives it."""
+    wrong = CATALOGUE_DIR / "c_ignores_retry_after.py"
+    path = write(tmp_path, "solution.py", wrong.read_text())
+    url, db = DATABASES[backend]
+    request = GradeRequest(solution=path, db_url=url, tier="fast", tasks="C", focus="C")
+    server = ForkServer()
+    try:
+        whole = await run_grading(request, spawner=server)  # as `python -m harness grade`
+        shared = await graded_in_shares(request, server)  # as watch mode
+    finally:
+        await server.close()
+    report = graded_json(
+        f"--solution={path}", f"--db={db}", "--kata-tier=fast", "--kata-task=C", tmp_path=tmp_path
+    )
+    told = report["tasks"]["C"]["diagnosis"]
+    assert told and whole.tallies()["C"].failed > 1
+    assert _same_test(whole.tallies()["C"].diagnosis, told)
+    assert _same_test(shared.tallies()["C"].diagnosis, told)
+
+
+def _same_test(diagnosis: str | None, other: str) -> bool:
+    """Two diagnoses of the same test: equal but for the waits measured and the ids drawn."""
+
+    def shape(text: str) -> str:
+        return re.sub(r"\d+(\.\d+)?", "#", re.sub(r" \(and \d+ more\)$", "", text))
+
+    return diagnosis is not None and shape(diagnosis) == shape(other)
 
 
 async def test_watch_mode_grades_the_fast_tier_in_shares_from_the_warm_server(

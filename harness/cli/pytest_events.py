@@ -3,7 +3,7 @@
 Loaded with ``-p harness.cli.pytest_events`` next to the grading plugin. It writes one JSON
 object per line to the file named by ``KATA_EVENTS`` (and does nothing without it):
 
-    {"event": "collected", "tests": [{"id": ..., "task": "A"}, ...]}
+    {"event": "collected", "tests": [{"id": ..., "task": "A", "rank": [...]}, ...]}
     {"event": "start", "id": ...}
     {"event": "result", "id": ..., "task": "A", "outcome": "pass"|"fail",
      "diagnosis": ..., "duration": ..., "advice": [...], "timeline": [...]}
@@ -29,6 +29,7 @@ from typing import Any, TextIO
 import pytest
 
 from ..grading.channel import phase_output
+from ..grading.precedence import rank
 from ..grading.verdicts import status_of
 
 __all__ = ["EVENTS_ENV", "FOCUS_ENV"]
@@ -42,6 +43,7 @@ _DIAGNOSIS_CHARS = 2000  # a graded test's diagnosis is one sentence; a tracebac
 
 _stream: TextIO | None = None
 _tasks: dict[str, str] = {}
+_ranks: dict[str, list[Any]] = {}
 
 
 def _emit(event: dict[str, Any]) -> None:
@@ -69,10 +71,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     _tasks.update({item.nodeid: _task(item) or "" for item in session.items})
+    _ranks.update({item.nodeid: rank(item, _tasks[item.nodeid]) for item in session.items})
     _emit(
         {
             "event": "collected",
-            "tests": [{"id": item.nodeid, "task": _tasks[item.nodeid]} for item in session.items],
+            "tests": [
+                {"id": item.nodeid, "task": _tasks[item.nodeid], "rank": _ranks[item.nodeid]}
+                for item in session.items
+            ],
         }
     )
 
@@ -104,6 +110,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
                 "duration": round(report.duration, 3),
                 "advice": advice,
                 "timeline": timeline,
+                "rank": _ranks.get(report.nodeid, []),
             }
         )
 

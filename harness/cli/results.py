@@ -27,6 +27,8 @@ class Verdict:
     duration: float = 0.0
     advice: tuple[str, ...] = ()  # not a failure: what a reviewer would still point out
     timeline: tuple[str, ...] = ()  # a race's timeline, as the grader printed it
+    #: The test's place in the grader's declared order (``harness.grading.precedence``).
+    rank: tuple[Any, ...] = ()
 
     @property
     def name(self) -> str:
@@ -62,6 +64,40 @@ class TaskTally:
     @property
     def diagnosis(self) -> str | None:
         return self.diagnoses[0] if self.diagnoses else None
+
+
+#: A test the stream did not rank comes after every ranked one (a task's place is at most 5).
+_UNRANKED = (99,)
+
+
+def tally(
+    tests: dict[str, str], results: dict[str, Verdict], scorecards: list[dict[str, Any] | None]
+) -> dict[str, TaskTally]:
+    """Per-task tallies of one run (or of the shares of one run, laid over each other). A task's
+    diagnoses are in the grader's declared order, whatever order the results came in: the first
+    is the one ``pytest``'s scorecard shows too (``harness.grading.precedence``)."""
+    tallies: dict[str, TaskTally] = {}
+    for task in tests.values():
+        tallies.setdefault(task, TaskTally(task)).expected += 1
+    for result in sorted(results.values(), key=lambda r: r.rank or _UNRANKED):
+        entry = tallies.setdefault(result.task, TaskTally(result.task))
+        if result.outcome == "pass":
+            entry.passed += 1
+        elif result.outcome == "fail":
+            entry.failed += 1
+            if result.diagnosis:
+                if not entry.diagnoses:
+                    entry.timeline = list(result.timeline)
+                entry.diagnoses.append(result.diagnosis)
+        else:
+            entry.skipped += 1
+        entry.advise(result.advice)
+    # The grader's JSON has every task's advice, also when the event stream had none.
+    for scorecard in scorecards:
+        for task, info in (scorecard or {}).get("tasks", {}).items():
+            if task in tallies and isinstance(info, dict):
+                tallies[task].advise(info.get("advice") or [])
+    return {task: tallies[task] for task in sorted(tallies) if task}
 
 
 def all_passing(state: str, tallies: dict[str, TaskTally]) -> bool:
@@ -113,6 +149,7 @@ class GradeRun:
     scorecard: dict[str, Any] | None = None  # the grader's JSON results
     answered_at: float | None = None  # when the last verdict came (the process still exits)
     recorded: bool = False  # its verdicts are in the progress file
+    ranks: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # test id -> its rank
 
     @property
     def tier(self) -> str:
@@ -131,27 +168,7 @@ class GradeRun:
         return max(0.0, end - self.started)
 
     def tallies(self) -> dict[str, TaskTally]:
-        tallies: dict[str, TaskTally] = {}
-        for task in self.tests.values():
-            tallies.setdefault(task, TaskTally(task)).expected += 1
-        for result in self.results.values():
-            tally = tallies.setdefault(result.task, TaskTally(result.task))
-            if result.outcome == "pass":
-                tally.passed += 1
-            elif result.outcome == "fail":
-                tally.failed += 1
-                if result.diagnosis:
-                    if not tally.diagnoses:
-                        tally.timeline = list(result.timeline)
-                    tally.diagnoses.append(result.diagnosis)
-            else:
-                tally.skipped += 1
-            tally.advise(result.advice)
-        # The grader's JSON has every task's advice, also when the event stream had none.
-        for task, info in (self.scorecard or {}).get("tasks", {}).items():
-            if task in tallies and isinstance(info, dict):
-                tallies[task].advise(info.get("advice") or [])
-        return {task: tallies[task] for task in sorted(tallies) if task}
+        return tally(self.tests, self.results, [self.scorecard])
 
     @property
     def all_passing(self) -> bool:
@@ -164,6 +181,7 @@ class GradeRun:
         if kind == "collected":
             if not self.tests:  # once: the tests are collected before any solution code runs
                 self.tests = {test["id"]: test["task"] for test in event["tests"]}
+                self.ranks = {test["id"]: tuple(test.get("rank") or ()) for test in event["tests"]}
         elif kind == "start":
             # Each collected test starts once (a line repeated, or of no test, is not progress).
             if event["id"] in self.tests and event["id"] not in self.results:
@@ -179,6 +197,7 @@ class GradeRun:
                 event.get("duration", 0.0),
                 tuple(event.get("advice") or ()),
                 tuple(event.get("timeline") or ()),
+                tuple(event.get("rank") or self.ranks.get(event["id"], ())),
             )
             if self.current == event["id"]:
                 self.current = None
@@ -202,6 +221,7 @@ class GradeRun:
                 test.get("message"),
                 test.get("duration", 0.0),
                 tuple(test.get("advice") or ()),
+                rank=tuple(test.get("rank") or self.ranks.get(test_id, ())),
             )
             seen = self.results.get(test_id)
             if (

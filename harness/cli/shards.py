@@ -14,7 +14,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .results import GradeRun, OutputTail, TaskTally, Verdict, all_passing
+from .results import GradeRun, OutputTail, TaskTally, Verdict, all_passing, tally
 
 if TYPE_CHECKING:
     from .grading_process import GradeRequest
@@ -93,20 +93,9 @@ class ShardedRun:
         return tail
 
     def tallies(self) -> dict[str, TaskTally]:
-        """The shares' tallies added up; a task's diagnoses in share order (each share's in its
-        own test order), so that the first diagnosis is the same every run."""
-        merged: dict[str, TaskTally] = {}
-        for shard in self.shards:
-            for task, tally in shard.tallies().items():
-                total = merged.setdefault(task, TaskTally(task))
-                total.expected += tally.expected
-                total.passed += tally.passed
-                total.failed += tally.failed
-                total.skipped += tally.skipped
-                if not total.diagnoses:
-                    total.timeline = list(tally.timeline)
-                total.diagnoses += tally.diagnoses
-                total.advise(tally.advice)
+        """The shares' results laid over each other and tallied as one run: a task's diagnoses in
+        the grader's declared order, as ``pytest`` gives them, whichever share ran which test."""
+        merged = tally(self.tests, self.results, [shard.scorecard for shard in self.shards])
         if any(shard.running and not shard.tests for shard in self.shards):
             # A share that has not said what it holds yet may hold more of any task's tests.
             for total in merged.values():

@@ -53,6 +53,7 @@ from .kit import (
     hard_timeout,
     solution_raised,
 )
+from .precedence import rank
 from .scorecard import Outcome, Scorecard
 from .shares import share
 from .supervisor import OUTPUT_LIMIT, supervise, wants_supervision
@@ -303,6 +304,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                     "name": item.nodeid.split("::")[-1],
                     "task": _task_of(item),
                     "timeout": _timeout_of(item),
+                    "rank": rank(item, _task_of(item)),
                 }
                 for item in graded
             ],
@@ -463,6 +465,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
             warnings,
             evidence.to_json() if evidence else [],
             replay,
+            rank=rank(item, marker.args[0]),
         )
         grading.scorecard.add(outcome)
         child = report_of(item.config)

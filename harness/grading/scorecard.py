@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..tasks import LETTERS, WRITTEN, TaskStatus, task_status, title
+from .precedence import UNRANKED
 
 __all__ = ["Outcome", "Scorecard", "TaskResult"]
 
@@ -38,6 +39,9 @@ class Outcome:
     replay: str | None = None
     #: The test's pytest node id (the name may repeat across the graded files).
     id: str = ""
+    #: Its place in the grader's declared order: the first failure by rank is the task's first
+    #: diagnosis (``harness.grading.precedence``).
+    rank: list[Any] = field(default_factory=list)
 
     def timeline_lines(self, width: int = 100) -> list[str]:
         """The race's timeline, drawn at ``width`` (none: [])."""
@@ -84,7 +88,7 @@ class Scorecard:
 
     def tasks(self) -> dict[str, TaskResult]:
         results = {task: TaskResult(task) for task in LETTERS}
-        for outcome in self.outcomes:
+        for outcome in self.ranked():
             result = results.setdefault(outcome.task, TaskResult(outcome.task))
             result.advice += [a for a in outcome.advice if a not in result.advice]
             result.warnings += [w for w in outcome.warnings if w not in result.warnings]
@@ -95,6 +99,11 @@ class Scorecard:
                 if outcome.message:
                     result.diagnoses.append(outcome.message)
         return results
+
+    def ranked(self) -> list[Outcome]:
+        """The outcomes in the grader's declared order (``harness.grading.precedence``), whatever
+        order they ran or arrived in: the first failure of a task is its first diagnosis."""
+        return sorted(self.outcomes, key=lambda o: o.rank or UNRANKED)
 
     @property
     def status(self) -> str:
@@ -135,7 +144,7 @@ class Scorecard:
         found = []
         for task in LETTERS:
             first = next(
-                (o for o in self.outcomes if o.task == task and o.status != "pass" and o.message),
+                (o for o in self.ranked() if o.task == task and o.status != "pass" and o.message),
                 None,
             )
             if first is None or not first.timeline:

@@ -178,6 +178,7 @@ class _Test:
     name: str
     task: str
     timeout: float
+    rank: list[Any] = field(default_factory=list)
 
 
 def run_ceiling(tests: list[_Test]) -> float:
@@ -466,13 +467,17 @@ def _conclude(run: ChildRun, scorecard: Scorecard, json_path: str | None) -> int
         outcome = run.results.get(test.id)
         if run.tampered:
             duration = outcome.duration if outcome else 0.0
-            outcome = Outcome(test.name, test.task, "fail", run.tampered, duration, id=test.id)
+            outcome = Outcome(
+                test.name, test.task, "fail", run.tampered, duration, id=test.id, rank=test.rank
+            )
             added.append(outcome)
         elif outcome is None:
             message = problem or "no result was reported"
             if test.id != run.current:
                 message = f"not run: {message}"
-            outcome = Outcome(test.name, test.task, "fail", message, 0.0, id=test.id)
+            outcome = Outcome(
+                test.name, test.task, "fail", message, 0.0, id=test.id, rank=test.rank
+            )
             added.append(outcome)
         scorecard.add(outcome)
     if run.stream:
@@ -520,7 +525,12 @@ class _Stream:
             events.write(json.dumps(event) + "\n")
 
     def collected(self, tests: list[_Test]) -> None:
-        self._write({"event": "collected", "tests": [{"id": t.id, "task": t.task} for t in tests]})
+        self._write(
+            {
+                "event": "collected",
+                "tests": [{"id": t.id, "task": t.task, "rank": t.rank} for t in tests],
+            }
+        )
 
     def start(self, test_id: str) -> None:
         self._write({"event": "start", "id": test_id})
@@ -539,5 +549,6 @@ class _Stream:
                 "duration": outcome.duration,
                 "advice": outcome.advice,
                 "timeline": outcome.told(),
+                "rank": outcome.rank,
             }
         )
