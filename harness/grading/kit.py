@@ -206,6 +206,7 @@ def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Call
             if own in _stuck:
                 fail(_stuck[own])
             refused = len(tamper.violations())
+            denied = len(kata.database.refusals) if kata else 0
             schema = await tamper.schema_of(kata.database) if kata else None
             limit = None
             try:
@@ -241,15 +242,15 @@ def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Call
             except (KeyboardInterrupt, SystemExit) as error:
                 if not tamper.raised_by_solution(error):
                     raise
-                await _check_after(kata, schema, refused)
+                await _check_after(kata, schema, refused, denied)
                 fail(solution_raised(error, kata))
             except asyncio.CancelledError:
                 raise
             except BaseException as error:
-                await _check_after(kata, schema, refused)
+                await _check_after(kata, schema, refused, denied)
                 _fail_if_flooded(error, kata, test.__name__)
                 raise
-            await _check_after(kata, schema, refused)
+            await _check_after(kata, schema, refused, denied)
             return result
 
         marked = pytest.mark.task(task, timeout=timeout)(run)
@@ -306,8 +307,15 @@ def _fail_if_refused(refused: int) -> None:
         )
 
 
-async def _check_after(kata: Kata | None, schema: dict[str, str] | None, refused: int) -> None:
+async def _check_after(
+    kata: Kata | None, schema: dict[str, str] | None, refused: int, denied: int = 0
+) -> None:
     _fail_if_refused(refused)
+    if kata is not None and len(kata.database.refusals) > denied:
+        # Even if the solution caught it: the statement reached past the grading's database.
+        new = kata.database.refusals[denied:]
+        more = f" (and {len(new) - 1} more)" if len(new) > 1 else ""
+        fail(f"{new[0]}{more} — a solution reads and writes the kata's tables, nothing else")
     threads = tamper.running_threads()
     if threads:
         message = (

@@ -119,6 +119,9 @@ class Database:
         #: Told of every statement (and of every one that failed) before any hook, at once and
         #: in order: (loop time it was sent, worker, sql, params, rows, rowcount, error).
         self.observers: list[Callable[..., None]] = []
+        #: Every statement the grading's least privilege refused, kept even if the caller
+        #: swallows the error: the grader fails the test for it all the same.
+        self.refusals: list[PrivilegeRefused] = []
 
     @property
     def dialect(self) -> str:
@@ -195,7 +198,9 @@ class Database:
                 observe(sent, caller, sql, params, None, None, error)
             refused = self.backend.refusal(conn, error)
             if refused is not None:
-                raise _refusal(refused, sql) from error
+                refusal = _refusal(refused, sql)
+                self.refusals.append(refusal)
+                raise refusal from error
             error.add_note(f"while running SQL: {_sql_repr.repr(sql)[1:-1]}")
             if params:
                 error.add_note(f"with parameters: {_sql_repr.repr(list(params))}")
