@@ -26,18 +26,21 @@ from typing import Any
 
 import click
 
-from ..paths import PROJECT_ROOT
+from ..paths import KATA_HOME_ENV, PROJECT_ROOT
 from ..sql.config import resolve_database_url, test_postgres_url
 from ..worker.solutions import CANDIDATE_PATH, REFERENCE_PATH
 
 __all__ = [
     "ALTERNATIVE_PATH",
     "CATALOGUE_DIR",
+    "CORRECT_DIR",
     "REQUEUE_ORM_PATH",
     "CatalogueEntry",
     "catalogue",
+    "check_correct",
     "check_entry",
     "constants",
+    "correct_solutions",
     "run_grader",
 ]
 
@@ -45,6 +48,8 @@ CATALOGUE_DIR = PROJECT_ROOT / "fixtures" / "solutions" / "buggy"
 ALTERNATIVE_PATH = PROJECT_ROOT / "fixtures" / "solutions" / "alternative.py"
 #: A third correct solution: ORM compare-and-sets, and transient errors returned to the queue.
 REQUEUE_ORM_PATH = PROJECT_ROOT / "fixtures" / "solutions" / "requeue_orm.py"
+#: More correct solutions, each in a style the others lack (see each file's docstring).
+CORRECT_DIR = PROJECT_ROOT / "fixtures" / "solutions" / "correct"
 STUB_PATH = CANDIDATE_PATH
 #: The tasks whose tests involve concurrency, faults or crashes: what --stress repeats.
 STRESSED_TASKS = "ACDE"
@@ -80,6 +85,12 @@ def constants(tree: ast.Module) -> dict[str, Any]:
     return values
 
 
+def correct_solutions() -> list[Path]:
+    """Every correct solution the self-tests grade: the reference, the two alternatives beside
+    it, and each file of ``fixtures/solutions/correct``."""
+    return [REFERENCE_PATH, ALTERNATIVE_PATH, REQUEUE_ORM_PATH, *sorted(CORRECT_DIR.glob("*.py"))]
+
+
 def catalogue() -> list[CatalogueEntry]:
     """Every entry of ``fixtures/solutions/buggy``, read without importing it."""
     entries = []
@@ -110,7 +121,9 @@ def run_grader(
     first_failure: bool = False,
 ) -> dict[str, Any]:
     """Run the grader on ``solution`` in a subprocess and return its JSON results
-    (``first_failure``: stop at the first failing test, as ``pytest -x`` does)."""
+    (``first_failure``: stop at the first failing test, as ``pytest -x`` does). What the grading
+    records goes to a progress file of its own: a self-test's file may lie outside ``fixtures/``
+    (moved by the metamorphic self-test), and its verdicts are nobody's progress."""
     with tempfile.TemporaryDirectory(prefix="kata-selftest-") as tmp:
         out = Path(tmp) / "results.json"
         # --option=value: pytest reads a path after an option it does not know yet (ours come
@@ -133,7 +146,11 @@ def run_grader(
             command.append(f"--kata-task={tasks}")
         if first_failure:
             command.append("-x")
-        env = {**os.environ, "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "thorough")}
+        env = {
+            **os.environ,
+            "HYPOTHESIS_PROFILE": os.environ.get("HYPOTHESIS_PROFILE", "thorough"),
+            KATA_HOME_ENV: tmp,
+        }
         completed = subprocess.run(
             command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout, env=env
         )
@@ -155,11 +172,14 @@ def failing_tasks(results: dict[str, Any]) -> dict[str, str | None]:
     return {task: info["diagnosis"] for task, info in results["tasks"].items() if info["failed"]}
 
 
-def check_entry(entry: CatalogueEntry, db: str, *, seed: int = 1) -> str | None:
-    """None when ``entry`` fails its task with its diagnosis on ``db``; else what went wrong."""
+def check_entry(
+    entry: CatalogueEntry, db: str, *, seed: int = 1, path: Path | None = None
+) -> str | None:
+    """None when ``entry`` fails its task with its diagnosis on ``db``; else what went wrong
+    (``path``: grade this copy of the entry, saved elsewhere, instead of the entry's own file)."""
     # The first diagnosis is the verdict: the rest of the task's tests add nothing to it.
     results = run_grader(
-        entry.path, db, tasks=entry.task, tier=entry.tier, seed=seed, first_failure=True
+        path or entry.path, db, tasks=entry.task, tier=entry.tier, seed=seed, first_failure=True
     )
     diagnosis = results["tasks"][entry.task]["diagnosis"]
     if diagnosis is None:
@@ -277,7 +297,7 @@ def main(
         for seed in _seed_range(seeds):
             for run in range(1, repeat + 1):
                 again = f" seed {seed}" + (f" run {run}" if repeat > 1 else "")
-                for path in (REFERENCE_PATH, ALTERNATIVE_PATH, REQUEUE_ORM_PATH):
+                for path in correct_solutions():
                     if _chosen(path.stem, only):
                         checks.append(
                             (
