@@ -152,21 +152,23 @@ for a rate limit. Wait with `await asyncio.sleep(...)`: `time.sleep` stops all t
 and the grader fails it. Keep the waits for one step under 20 s in total.
 
 **One budget per step**: `MAX_ATTEMPTS` tries in all, whatever the mix of rate limits and
-timeouts. The last try may still succeed; only when it fails too, mark the job `failed` with
-`last_error`.
+timeouts, in one call or across calls. The last try may still succeed; only when it fails too,
+mark the job `failed` with `last_error`.
 
 The **idempotency key** makes a retry safe: derive it from the job and the step (say
 `f"job-{job.id}-send_email"`), never from the attempt, and never from the address alone (the
 same address in two campaigns is two jobs and two emails). Send the same arguments with it every
-time. Then a retry after a timeout that did deliver gets the same message id back instead of a
-second email.
+time (the body is any text you build from the job alone). Then a retry after a timeout that did
+deliver gets the same message id back instead of a second email.
 
 Never call the API, or wait out a backoff, inside `transaction()`. The worker would hold a
 database connection (on SQLite, the write lock) for the whole wait, and the harness flags it.
 Call first, then record the result.
 
-Retrying inside the call is one option. The other is returning the job to the queue: set it
-`pending` with `attempts + 1` and `run_after` in the future (at most 30 s ahead).""",
+Retrying inside the call is one option (the count lives in the call). The other is returning
+the job to the queue: set it `pending` with `attempts + 1` and `run_after` in the future (at most
+30 s ahead). Then `attempts` carries the step's count across calls: read it from the row when
+the job comes back, and the try made with `attempts` at `MAX_ATTEMPTS - 1` is the last.""",
         """\
 ```python
 async def send_email_step(job: Job) -> None:
@@ -213,11 +215,11 @@ Three habits make a step safe to repeat:
    stale object writes old values back.
 
 Record each step's result (`sentiment`, `action_id`) in the same conditional update that moves
-the job on.
+the job on (and set `attempts` back to 0 there: each step has its own budget).
 
 Every API call of every step (`get_reply`, `analyze_sentiment`, `route_customer` too) follows
-Task C's rules: transient errors retried within one `MAX_ATTEMPTS` budget per step, honouring
-`retry_after`, outside any transaction, with a key per job and step for the CRM.
+Task C's rules: transient errors retried within one budget per step (`MAX_ATTEMPTS` tries),
+honouring `retry_after`, outside any transaction, with a key per job and step for the CRM.
 `InvalidEmailError` and `MessageNotFoundError` are permanent: fail the job with `last_error`. No
 `ServiceError` may escape `process_job`.
 

@@ -76,15 +76,17 @@ async def send_email_step(job: Job) -> None:
     already have delivered); `InvalidEmailError` is permanent (fail the job now, never retry
     it). Retry in the call (`await asyncio.sleep`, never `time.sleep`), or return the job to
     the queue (`pending`, `attempts` + 1, `run_after` at most 30 s in the future). One budget
-    per step: after `MAX_ATTEMPTS` tries in all, whatever the errors, the job is `failed` with
-    `last_error`.
+    per step: after `MAX_ATTEMPTS` tries in all, whatever the errors, in one call or across
+    calls (in the queue style `attempts` carries the count), the job is `failed` with
+    `last_error`. The body is yours to write, built from the job alone.
 
     The grader checks: success records the message id; each transient error is retried and
     ends in exactly one delivered email; `retry_after` is honoured; the MAX_ATTEMPTS-th try may
     succeed; persistent transient errors end in `failed` after at most MAX_ATTEMPTS tries; a
     permanent error fails the job after exactly one attempt, with `last_error`; idempotency
-    keys per job and step (never the address alone, never per attempt); no API call and no
-    backoff wait while you hold a transaction; backoff waits up to 20 s per step pass.
+    keys per job and step (never the address alone, never per attempt), always with the same
+    arguments (the same body on every try); no API call and no backoff wait while you hold a
+    transaction; backoff waits up to 20 s per step pass.
     """
     raise NotImplementedError("Task C: send_email_step")
 
