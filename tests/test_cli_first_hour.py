@@ -309,7 +309,7 @@ def test_task_ds_advice_shows_at_the_end_of_grade(
     result = invoke("grade", "--solution", str(stub_copy), "--task", "D", env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "D · process_job · advice" in result.output and ADVICE in result.output
-    assert result.output.rstrip().splitlines()[-1].startswith("✔ passing: every task")
+    assert result.output.rstrip().splitlines()[-1].startswith("✔ passing: task D ·")
 
 
 def test_task_ds_advice_shows_on_the_dev_board(tmp_path: Path, stub_copy: Path) -> None:

@@ -8,12 +8,22 @@ from pathlib import Path
 import click
 
 from .app import SECOND_DB_ENV, App
+from .board import KEYS
 from .grading_process import GradeRequest
 from .options import DB_HELP, database_url, db_option, seed_option, solution_option
 from .session import DevSession
 
+#: The board's keys, from the board itself, so that `dev -h` lists every key the board shows.
+KEYS_HELP = (
+    "Keys: " + ", ".join(f"{key} {meaning}" for key, meaning in KEYS) + "; Esc closes a panel."
+)
 
-@click.command(short_help="Watch the solution and re-grade it on every save.")
+
+@click.command(
+    short_help="Watch the solution and re-grade it on every save.",
+    help="Watch the solution: every save re-grades it (the fast tier, then the full tier) in a "
+    f"subprocess and redraws the board.\n\n{KEYS_HELP}",
+)
 @solution_option
 @db_option
 @click.option(
@@ -53,8 +63,6 @@ def dev(
     seed: int,
     test_timeout: float | None,
 ) -> None:
-    """Watch the solution: every save re-grades it (the fast tier, then the full tier) in a
-    subprocess and redraws the board. Keys: h hint, r re-run, f full tier, s solution, q quit."""
     request = GradeRequest(
         solution=app.solution_path(solution_path),
         db_url=db_url,

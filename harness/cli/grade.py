@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from ..tasks import TaskStatus
+from ..tasks import LETTERS, TaskStatus
 from .app import App
 from .board import render_board
 from .grading_process import GradeRequest, run_grading
@@ -98,6 +98,12 @@ def verdict(run: GradeRun) -> Text:
     tallies = run.tallies()
     passed = sum(tally.passed for tally in tallies.values())
     total = sum(tally.passed + tally.failed for tally in tallies.values())
+    where = f"{run.tier} tier on {run.backend}, {run.elapsed():.1f} s"
+    if run.all_passing:
+        return Text(
+            f"✔ passing: {_which(sorted(tallies))} · {_tests_passed(passed, total)} · {where}",
+            style="bold green",
+        )
     by_status: dict[str, list[str]] = {}
     for task, tally in tallies.items():
         by_status.setdefault(tally.status, []).append(task)
@@ -106,12 +112,19 @@ def verdict(run: GradeRun) -> Text:
         for status in (TaskStatus.FAILING, TaskStatus.NOT_STARTED, TaskStatus.PASSING)
         if (those := by_status.get(status))
     )
-    where = f"{run.tier} tier on {run.backend}, {run.elapsed():.1f} s"
-    if run.all_passing:
-        return Text(
-            f"✔ passing: every task ({counts}) · {passed}/{total} tests passed · {where}",
-            style="bold green",
-        )
     what = "failing" if run.state == "done" else run.state
-    tests = f"{passed}/{total} tests passed" if total else "no test finished"
+    tests = _tests_passed(passed, total) if total else "no test finished"
     return Text(f"✘ {what}: {counts or 'no task graded'} · {tests} · {where}", style="bold red")
+
+
+def _which(tasks: list[str]) -> str:
+    """ "every task (A, B, C, D, E)", "task A", "tasks B and C": the tasks a passing run graded."""
+    if set(tasks) >= set(LETTERS):
+        return f"every task ({', '.join(tasks)})"
+    if len(tasks) == 1:
+        return f"task {tasks[0]}"
+    return f"tasks {', '.join(tasks[:-1])} and {tasks[-1]}"
+
+
+def _tests_passed(passed: int, total: int) -> str:
+    return f"{passed}/{total} {'test' if total == 1 else 'tests'} passed"

@@ -11,6 +11,7 @@ from ..tasks import FUNCTIONS
 from .app import App
 from .options import solution_option
 from .sources import PRISTINE_PATH, restore_function
+from .status import LAST_GRADING_NOTE
 
 
 @click.command(short_help="Restore a task's stub (or the whole file); a backup is kept.")
@@ -33,6 +34,7 @@ def reset(app: App, target: str, solution_path: Path | None) -> None:
     _write_atomically(path, restored)
     app.terminal.success(what + ".")
     app.terminal.info(f"Your previous version is in {backup}")
+    app.terminal.info(LAST_GRADING_NOTE)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -15,6 +15,12 @@ from .app import App
 from .hints import LEVELS
 from .interview import EndedInterview, clock, last_interview, minutes, summary
 
+#: What the status column is, said under it and after a reset: it is not the file as it is now.
+LAST_GRADING_NOTE = (
+    "Each status is the last grading's: a task reset or edited since shows its new status once "
+    "`python -m harness grade`, `dev` or `pytest` grades it again."
+)
+
 _STYLES: dict[str, str] = {
     TaskStatus.PASSING: "green",
     TaskStatus.FAILING: "red",
@@ -25,11 +31,12 @@ _STYLES: dict[str, str] = {
 @click.command(short_help="Show your progress: status, first pass and hints used, per task.")
 @click.pass_obj
 def status(app: App) -> None:
-    """Per task: what the grader last said, when it first passed the full tier (and on which
-    backends), and how many hint levels you have seen."""
+    """Per task: what the last grading said, when it first passed the full tier (and on which
+    backends), and how many hint levels you have seen. A task reset or edited since keeps the
+    last grading's status until it is graded again."""
     progress = app.progress
     table = Table(box=box.SIMPLE_HEAD, title="Your progress", title_justify="left")
-    for column in ("task", "last status", "first passed", "backends", "hints"):
+    for column in ("task", "last grading", "first passed", "backends", "hints"):
         table.add_column(column)
     for task, info in progress.tasks.items():
         last = info.last_status or "not graded"
@@ -43,6 +50,7 @@ def status(app: App) -> None:
             hints,
         )
     app.terminal.print(table)
+    app.terminal.info(LAST_GRADING_NOTE)
     if progress.interview is not None:
         now = clock(progress.interview.started_at, utcnow())
         state = "time is up" if now.finished else f"{now.part_name}, {minutes(now.total_left)} left"
