@@ -1,20 +1,24 @@
-"""The candidate's progress, kept across restarts in ``.kata/progress.json``.
+"""The candidate's progress, kept across restarts in the kata home's store (``kata.sqlite3``).
 
 Per task: when it first passed the full tier (and on which backends), the last status the
 grader gave it, and how many hint levels the candidate has seen. Plus the interview in progress,
-if any. The file is rewritten atomically, so that a crash never leaves half a file.
+if any. Nothing is held in memory: every question reads the store, and every change is one short
+transaction that changes only its own fields, so that ``dev``, ``hint`` and ``pytest`` running at
+once in different shells never undo each other's changes (see ``harness.record.store``). Each
+verdict and hint is also appended to the session record (``harness.record.events``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-from dataclasses import asdict, dataclass, field
+import sqlite3
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from .paths import PROJECT_ROOT
+from .record.events import Journal
+from .record.store import STORE_NAME, Store
 from .sql.orm import utcnow
 from .tasks import LETTERS, TaskStatus
 
@@ -24,10 +28,6 @@ __all__ = [
     "TaskProgress",
     "counts_as_progress",
 ]
-
-#: Tasks the grader reports on: the four functions and the end-to-end run.
-
-_VERSION = 1
 
 
 def counts_as_progress(solution: Path) -> bool:
@@ -65,88 +65,132 @@ class Interview:
 
 
 class Progress:
-    """Load with ``Progress.load(path)``; every change is saved at once."""
+    """Load with ``Progress.load(path)``: ``path`` is the store, or the ``progress.json`` of
+    earlier versions beside it (migrated into the store once). Every change is saved at once."""
 
-    def __init__(
-        self,
-        path: Path,
-        tasks: dict[str, TaskProgress] | None = None,
-        interview: Interview | None = None,
-    ) -> None:
-        self.path = path
-        self.tasks = {task: TaskProgress() for task in LETTERS}
-        self.tasks.update(tasks or {})
-        self.interview = interview
+    def __init__(self, store: Store, source: str = "harness") -> None:
+        self.store = store
+        self.path = store.path
+        self.journal = Journal(store, source)
 
     @classmethod
-    def load(cls, path: Path) -> Progress:
-        """The progress saved at ``path``; a missing or unreadable file is a fresh start."""
-        try:
-            data = json.loads(path.read_text())
-            tasks = {
-                task: TaskProgress(**info)
-                for task, info in data.get("tasks", {}).items()
-                if task in LETTERS
-            }
-            interview = Interview(**data["interview"]) if data.get("interview") else None
-        except (OSError, ValueError, TypeError, KeyError):
-            return cls(path)
-        return cls(path, tasks, interview)
+    def load(cls, path: Path, *, source: str = "harness") -> Progress:
+        store_path = path.with_name(STORE_NAME) if path.suffix == ".json" else path
+        return cls(Store(store_path), source)
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data: dict[str, Any] = {
-            "version": _VERSION,
-            "tasks": {task: asdict(info) for task, info in self.tasks.items()},
-            "interview": asdict(self.interview) if self.interview else None,
-        }
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, self.path)
+        """Kept for callers of earlier versions: every change is saved when it is made."""
 
     # --- changes -----------------------------------------------------------------------------
 
     def record_result(
-        self, task: str, status: str, *, tier: str, backend: str, when: datetime | None = None
+        self,
+        task: str,
+        status: str,
+        *,
+        tier: str,
+        backend: str,
+        when: datetime | None = None,
+        diagnosis: str | None = None,
+        journal: bool = True,
     ) -> bool:
         """Record what the grader said about ``task``; True when this is its first pass.
 
         Only a full-tier pass counts as passing the task: the fast tier is watch mode's quick
-        first answer, not the bar."""
+        first answer, not the bar. With ``journal``, the verdict goes to the session record too
+        (a grading process that ``dev`` or ``grade`` started leaves that to its parent)."""
         when = when or utcnow()
-        info = self.tasks.setdefault(task, TaskProgress())
-        info.last_status, info.last_graded = status, when.isoformat(timespec="seconds")
+        graded = when.isoformat(timespec="seconds")
         first = False
-        if status == TaskStatus.PASSING and tier == "full":
-            if backend not in info.backends:
-                info.backends.append(backend)
-            if info.first_passed is None:
-                info.first_passed = info.last_graded
-                first = True
-            if (
-                self.interview
-                and task not in self.interview.passed
-                and when >= self.interview.started_at
-            ):
-                self.interview.passed[task] = info.last_graded
-        self.save()
+        with self.store.write() as connection:
+            _ensure_task(connection, task)
+            connection.execute(
+                "UPDATE tasks SET last_status = ?, last_graded = ? WHERE task = ?",
+                (str(status), graded, task),
+            )
+            if status == TaskStatus.PASSING and tier == "full":
+                row = connection.execute(
+                    "SELECT first_passed, backends FROM tasks WHERE task = ?", (task,)
+                ).fetchone()
+                backends = json.loads(row["backends"])
+                if backend not in backends:
+                    connection.execute(
+                        "UPDATE tasks SET backends = ? WHERE task = ?",
+                        (json.dumps([*backends, backend]), task),
+                    )
+                if row["first_passed"] is None:
+                    connection.execute(
+                        "UPDATE tasks SET first_passed = ? WHERE task = ?", (graded, task)
+                    )
+                    first = True
+                interview = connection.execute("SELECT started FROM interview").fetchone()
+                if interview and when >= datetime.fromisoformat(interview["started"]):
+                    connection.execute(
+                        "INSERT OR IGNORE INTO interview_passed VALUES (?, ?)", (task, graded)
+                    )
+            if journal:
+                self.journal.verdict(
+                    connection, task, str(status), tier=tier, backend=backend, diagnosis=diagnosis
+                )
         return first
 
     def see_hint(self, task: str, level: int) -> None:
-        info = self.tasks.setdefault(task, TaskProgress())
-        if level > info.hint_level:
-            info.hint_level = level
-            self.save()
+        """The candidate opened hint ``level`` of ``task``: the level never goes down."""
+        with self.store.write() as connection:
+            _ensure_task(connection, task)
+            connection.execute(
+                "UPDATE tasks SET hint_level = MAX(hint_level, ?) WHERE task = ?", (level, task)
+            )
+            self.journal.append("hint", task=task, data={"level": level}, connection=connection)
 
     def start_interview(self, when: datetime | None = None) -> Interview:
         self.interview = Interview(started=(when or utcnow()).isoformat(timespec="seconds"))
-        self.save()
         return self.interview
 
     # --- questions ---------------------------------------------------------------------------
 
+    @property
+    def tasks(self) -> dict[str, TaskProgress]:
+        tasks = {task: TaskProgress() for task in LETTERS}
+        with self.store.read() as connection:
+            for row in connection.execute("SELECT * FROM tasks"):
+                if row["task"] in LETTERS:
+                    tasks[row["task"]] = TaskProgress(
+                        first_passed=row["first_passed"],
+                        backends=json.loads(row["backends"]),
+                        last_status=row["last_status"],
+                        last_graded=row["last_graded"],
+                        hint_level=row["hint_level"],
+                    )
+        return tasks
+
+    @property
+    def interview(self) -> Interview | None:
+        with self.store.read() as connection:
+            row = connection.execute("SELECT started FROM interview").fetchone()
+            if row is None:
+                return None
+            passed = dict(connection.execute("SELECT task, at FROM interview_passed").fetchall())
+        return Interview(started=row["started"], passed=passed)
+
+    @interview.setter
+    def interview(self, interview: Interview | None) -> None:
+        """Start ``interview`` (replacing any), or end the one in progress with None."""
+        with self.store.write() as connection:
+            connection.execute("DELETE FROM interview")
+            connection.execute("DELETE FROM interview_passed")
+            if interview is not None:
+                connection.execute("INSERT INTO interview VALUES (1, ?)", (interview.started,))
+                connection.executemany(
+                    "INSERT INTO interview_passed VALUES (?, ?)", interview.passed.items()
+                )
+
     def passed(self, task: str) -> bool:
-        return task in self.tasks and self.tasks[task].passed
+        return self.tasks[task].passed if task in LETTERS else False
 
     def hint_level(self, task: str) -> int:
-        return self.tasks[task].hint_level if task in self.tasks else 0
+        return self.tasks[task].hint_level if task in LETTERS else 0
+
+
+def _ensure_task(connection: sqlite3.Connection, task: str) -> None:
+    connection.execute("INSERT OR IGNORE INTO tasks (task) VALUES (?)", (task,))

@@ -305,7 +305,7 @@ def test_kata_home_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("KATA_HOME", str(tmp_path))
-    assert App().progress_path == tmp_path / "progress.json"
+    assert App().progress_path == tmp_path / "kata.sqlite3"
     monkeypatch.delenv("KATA_HOME")
     assert App().home == PROJECT_ROOT / ".kata"
 

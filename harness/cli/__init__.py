@@ -30,7 +30,7 @@ __all__ = ["App", "main"]
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """The campaign-jobs kata: edit candidate/solution.py; the board tells you how it does."""
-    ctx.obj = App()
+    ctx.obj = App(command=ctx.invoked_subcommand or "")
 
 
 for command in (dev, grade, hint, reset, solution, status):

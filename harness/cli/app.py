@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..paths import PROJECT_ROOT, kata_home
 from ..progress import Progress, counts_as_progress
+from ..record.store import STORE_NAME
 from ..sql.config import DatabaseConfig
 from ..worker.solutions import CANDIDATE_PATH, REFERENCE_PATH
 from .board import BoardState
@@ -22,13 +23,17 @@ SECOND_DB_ENV = "KATA_SECOND_DATABASE_URL"
 
 
 class App:
-    def __init__(self, terminal: Terminal | None = None, *, home: Path | None = None) -> None:
+    def __init__(
+        self, terminal: Terminal | None = None, *, home: Path | None = None, command: str = ""
+    ) -> None:
         self.terminal = terminal or Terminal()
         self.home = home or kata_home()
+        self.command = command or "harness"  # whose events the session record says they are
 
     @property
     def progress_path(self) -> Path:
-        return self.home / "progress.json"
+        """The store that holds the progress and the session record (see harness.record)."""
+        return self.home / STORE_NAME
 
     @property
     def interviews_path(self) -> Path:
@@ -41,7 +46,7 @@ class App:
 
     @cached_property
     def progress(self) -> Progress:
-        return Progress.load(self.progress_path)
+        return Progress.load(self.progress_path, source=self.command)
 
     def progress_for(self, solution: Path) -> Progress | None:
         """Where grading ``solution`` is recorded: the progress file, unless the solution is

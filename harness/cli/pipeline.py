@@ -175,4 +175,6 @@ class Scoreboard:
             status = tally.status
             if run.backend != self.main_backend and status != TaskStatus.PASSING:
                 continue  # the main backend's verdict stands; the board shows the difference
-            self.progress.record_result(task, status, tier=run.tier, backend=run.backend)
+            self.progress.record_result(
+                task, status, tier=run.tier, backend=run.backend, diagnosis=tally.diagnosis
+            )

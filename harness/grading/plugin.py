@@ -239,12 +239,22 @@ def record_progress(config: pytest.Config, scorecard: Scorecard) -> None:
     )
     if narrowed or not counts_as_progress(Path(config.getoption("--solution"))):
         return
-    progress = Progress.load(kata_home() / "progress.json")
+    progress = Progress.load(kata_home() / "progress.json", source="pytest")
+    # The session record takes a run's verdicts from the process that started it: ``dev`` and
+    # ``grade`` record their grading children's (which they run with --kata-json) themselves.
+    journal = config.getoption("--kata-json") is None
     for task, result in scorecard.tasks().items():
         outcomes = [o for o in scorecard.outcomes if o.task == task]
         if not outcomes or any((o.message or "").startswith("not run") for o in outcomes):
             continue
-        progress.record_result(task, result.status, tier=scorecard.tier, backend=scorecard.backend)
+        progress.record_result(
+            task,
+            result.status,
+            tier=scorecard.tier,
+            backend=scorecard.backend,
+            diagnosis=result.diagnoses[0] if result.diagnoses else None,
+            journal=journal,
+        )
 
 
 def pytest_configure(config: pytest.Config) -> None:
