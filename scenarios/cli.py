@@ -32,6 +32,8 @@ from click.core import ParameterSource
 from rich.table import Table
 from rich.text import Text
 
+from harness.paths import kata_home
+from harness.record.events import record_drill
 from harness.sql.config import DatabaseConfig, resolve_database_url
 from harness.worker.solutions import CANDIDATE_PATH, load_solution
 
@@ -570,6 +572,10 @@ class Drill:
         )
         run.answer = graded.as_dict()
         store.save(run)
+        review = review_change(self.question, graded.change)
+        points = [(point.label, made, point.warns) for point, made in review]
+        record_drill(kata_home(), scenario=self.incident.number, run=run.id,
+                     answer=graded.as_dict(), points=points)  # fmt: skip
         return graded
 
     def _show_explanation(self, run: RunRecord, explanation: Explanation) -> None:

@@ -26,6 +26,8 @@ from typing import Any
 from rich.console import Console
 from rich.live import Live
 
+from ..record.events import SessionRecorder
+from ..record.store import Store
 from ..sql.orm import utcnow
 from ..tasks import FUNCTIONS, LETTERS, TaskStatus
 from .app import App
@@ -66,6 +68,7 @@ class DevSession:
         self.console = console or app.terminal.console
         self.interactive = self.console.is_terminal
         self.scoreboard = Scoreboard(request.backend, app.progress_for(request.solution))
+        self.record = SessionRecorder.open(Store.in_home(app.home), self.path, interview=interview)
         self.state: BoardState = app.board_state(
             request, second_db=second_db, watching="starting the watcher…"
         )
@@ -124,6 +127,7 @@ class DevSession:
                 await self.spawner.close()
         if self.interview:
             self._end_interview("you quit")
+        self.record.close()
         self._refresh()
         self.state.keys, self.state.watching = False, None
         self.console.print(render_board(self.state))
@@ -172,6 +176,7 @@ class DevSession:
                 if source == self.graded_source:
                     continue  # no new content (an editor touching the file, a rename echo)
                 self._trace("change")
+                self.record.save(source)
                 await self._grade(source, "fast")
             elif command in ("grade", "full"):
                 try:
@@ -352,6 +357,7 @@ class DevSession:
         if failing is None or not failing.timeline:
             self.state.info = "no race to show: a timeline comes with a concurrency failure"
             return
+        self.record.timeline(failing.task)
         self.state.panel = BoardPanel(
             f"what happened: {failing.task} · {FUNCTIONS.get(failing.task, 'end to end')}  "
             "(Esc hides)",
@@ -397,6 +403,8 @@ class DevSession:
         interview = self.app.progress.interview
         if self.interview and interview is not None:
             state.interview = clock(interview.started_at, utcnow())
+            if (shown := self.record.phase(state.interview.part_name)) is not None:
+                state.panel = BoardPanel(shown.title, shown.body)
             if state.interview.finished:
                 self._end_interview("time is up")
         if self.ended_interview is not None:
@@ -408,6 +416,7 @@ class DevSession:
         if ended is None:
             return
         self.ended_interview = ended
+        self.record.phase(f"ended: {why}")
         if why != "time is up":  # the clock says "time is up" itself
             self.state.interview = None
             self.state.interview_ended = f"ended after {minutes(ended.length)} ({why})"
