@@ -92,7 +92,7 @@ def test_t_shows_the_timeline_of_a_race_and_says_when_there_is_none(
     dev.scoreboard.add(run)
     dev._refresh()
     dev.on_key("t")
-    assert dev.state.panel is not None and dev.state.panel.kind == "text"
+    assert dev.state.panel is not None and dev.state.panel.kind == "timeline"
     assert dev.state.panel.title.startswith("what happened: A · claim_next_job")
     assert dev.state.panel.body == "\n".join(timeline)
 

@@ -18,8 +18,18 @@ from rich.text import Text
 from ..tasks import LETTERS, TaskStatus, title
 from .code import CodeMarkdown, NotesCuts, whole_code, widest_line
 from .interview import PARTS, InterviewClock, SummaryLine, minutes
+from .pager import TimelineBody, body_rows, parse_timeline, render_pager
 
-__all__ = ["KEYS", "STATUSES", "BoardPanel", "BoardState", "RunLine", "TaskRow", "render_board"]
+__all__ = [
+    "KEYS",
+    "STATUSES",
+    "BoardPanel",
+    "BoardState",
+    "RunLine",
+    "TaskRow",
+    "panel_body",
+    "render_board",
+]
 
 #: What a task can be, from nothing to everything.
 STATUSES = (
@@ -94,11 +104,16 @@ class RunLine:
 
 @dataclass
 class BoardPanel:
-    """A hint or a reference solution shown under the tasks."""
+    """A hint, a reference solution or a race's timeline: the whole screen while it is open (a
+    pager, see ``pager``), under the tasks when the board is printed."""
 
     title: str
     body: str
-    kind: str = "markdown"  # markdown | python | text
+    kind: str = "markdown"  # markdown | python | text | timeline (the lines a grader drew)
+    #: The keys that work while it is open, said in its bottom edge.
+    keys: str = ""
+    #: The first row of the body on the screen.
+    offset: int = 0
 
 
 @dataclass
@@ -120,6 +135,8 @@ class BoardState:
     interview_summary: list[SummaryLine] | None = None
     interview_ended: str | None = None  # "ended after 38:00 (you quit)"
     keys: bool = True
+    #: (columns, rows) of the screen the board fills, when it is drawn live; None when printed.
+    screen: tuple[int, int] | None = None
 
     def first_failing(self) -> TaskRow | None:
         for row in self.tasks.values():
@@ -129,6 +146,17 @@ class BoardState:
 
 
 def render_board(state: BoardState) -> RenderableType:
+    if state.panel is not None and state.screen is not None:
+        width, height = state.screen
+        panel = state.panel
+        return render_pager(
+            panel.title,
+            panel_body(panel, body_rows(height)),
+            keys=panel.keys,
+            offset=panel.offset,
+            width=width,
+            height=height,
+        )
     parts: list[RenderableType] = [_header(state)]
     if state.keys:  # near the top: a long hint must never push the keys off the screen
         parts.append(_keys())
@@ -163,7 +191,7 @@ def render_board(state: BoardState) -> RenderableType:
     if state.panel is not None:
         parts.append(
             Panel(
-                _panel_body(state.panel),
+                panel_body(state.panel),
                 title=state.panel.title,
                 title_align="left",
                 border_style="cyan",
@@ -175,7 +203,11 @@ def render_board(state: BoardState) -> RenderableType:
     return Group(*parts)
 
 
-def _panel_body(panel: BoardPanel) -> RenderableType:
+def panel_body(panel: BoardPanel, rows: int | None = None) -> RenderableType:
+    """What ``panel`` shows, laid out for ``rows`` rows of screen (None: all of it, in order)."""
+    if panel.kind == "timeline":
+        events, _ = parse_timeline(panel.body.splitlines())
+        return TimelineBody(events, rows)
     if panel.kind == "text":
         return Text(panel.body)
     if panel.kind == "python":

@@ -15,7 +15,11 @@ from .session import DevSession
 
 #: The board's keys, from the board itself, so that `dev -h` lists every key the board shows.
 KEYS_HELP = (
-    "Keys: " + ", ".join(f"{key} {meaning}" for key, meaning in KEYS) + "; Esc closes a panel."
+    "Keys: "
+    + ", ".join(f"{key} {meaning}" for key, meaning in KEYS)
+    + ". A hint, a timeline or a solution takes the screen: the arrows, PgUp/PgDn and j/k "
+    "scroll it, q or Esc go back; in a race's timeline, c shows the replay command on a line of "
+    "its own (and puts it on the clipboard where the terminal allows)."
 )
 
 

@@ -12,6 +12,7 @@ lines, for benchmarks/bench_watch.py.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import json
@@ -25,18 +26,20 @@ from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from ..record.events import SessionRecorder
 from ..record.store import Store
 from ..sql.orm import utcnow
 from ..tasks import FUNCTIONS, LETTERS, TaskStatus
 from .app import App
-from .board import BoardPanel, BoardState, render_board
+from .board import BoardPanel, BoardState, panel_body, render_board
 from .forkserver import ForkServer
 from .grading_process import GradeRequest
 from .hints import LEVEL_NAMES, LEVELS, hint
 from .interview import TOTAL_MINUTES, EndedInterview, clock, end_interview, minutes, summary
-from .keys import KeyReader, cbreak
+from .keys import ESC, KeyReader, cbreak
+from .pager import body_rows, line_count, parse_timeline, scrolled
 from .pipeline import Scoreboard, grade_pipeline
 from .shards import AnyRun
 from .sources import changed_tasks, reference_section, stub_tasks, syntax_problem
@@ -47,6 +50,8 @@ __all__ = ["TRACE_ENV", "DevSession"]
 TRACE_ENV = "KATA_TRACE"
 _FRAME = 0.05  # seconds: at most this often a redraw
 _PASSING = (TaskStatus.PASSING, TaskStatus.PASSING_ON_BOTH)
+#: The scrolling keys of an open panel, as its bottom edge says them.
+_SCROLL = "↑↓ j k PgUp PgDn"
 
 
 class DevSession:
@@ -88,6 +93,9 @@ class DevSession:
         self.spawner = ForkServer()
         self._answered: AnyRun | None = None
         self._ended: AnyRun | None = None
+        self._live: Live | None = None
+        #: The replay command shown whole off the board (``c``): any key goes back.
+        self._showing_command = False
 
     # --- the loop ------------------------------------------------------------------------------
 
@@ -129,8 +137,11 @@ class DevSession:
             self._end_interview("you quit")
         self.record.close()
         self._refresh()
-        self.state.keys, self.state.watching = False, None
+        self.state.keys, self.state.watching, self.state.screen = False, None, None
         self.console.print(render_board(self.state))
+        replay = self._replay()
+        if replay is not None:  # one line of its own, folded whole by the terminal: to copy
+            self.console.print(Text(f"replay the race: {replay}", style="dim"), soft_wrap=True)
 
     @contextlib.contextmanager
     def _signals(self, loop: asyncio.AbstractEventLoop) -> Iterator[None]:
@@ -157,7 +168,11 @@ class DevSession:
             redirect_stderr=False,
         )
         with live:
-            yield live
+            self._live = live
+            try:
+                yield live
+            finally:
+                self._live = None
 
     def _key_reader(self) -> KeyReader | None:
         try:
@@ -275,7 +290,8 @@ class DevSession:
             self.dirty.clear()
             self._refresh()
             if live is not None:
-                live.update(render_board(self.state), refresh=True)
+                if not self._showing_command:  # off the board: it is drawn on the way back
+                    live.update(render_board(self.state), refresh=True)
             elif self._print_board:
                 self._print_board = False
                 self.console.print(render_board(self.state))
@@ -307,8 +323,11 @@ class DevSession:
         self._changed()
 
     def on_key(self, key: str) -> None:
-        key = key.lower()
-        if key == "q":
+        if self._showing_command:  # any key: back to the board
+            self._back_to_board()
+        elif self.state.panel is not None and self._on_panel_key(key):
+            pass
+        elif (key := key.lower()) == "q":
             self.quit.set()
         elif key == "r":
             self.commands.put_nowait("grade")
@@ -320,10 +339,65 @@ class DevSession:
             self._show_reference()
         elif key == "t":
             self._show_timeline()
-        elif key == "\x1b":
+        elif key == ESC:
             self.state.panel = self.state.info = None
         else:
             return
+        self._changed()
+
+    def _on_panel_key(self, key: str) -> bool:
+        """The keys of an open panel: scroll it, close it (q, Esc), show the replay command
+        (c, a race's timeline); whether ``key`` was one of them."""
+        panel = self.state.panel
+        assert panel is not None
+        if key in ("q", "Q", ESC):
+            self.state.panel = self.state.info = None
+        elif key in ("c", "C") and panel.kind == "timeline":
+            self._show_command()
+        else:
+            width, height = self.state.screen or self.console.size
+            rows = body_rows(height)
+            total = line_count(panel_body(panel, rows), width)
+            offset = scrolled(panel.offset, key, total=total, rows=rows)
+            if offset is None:
+                return False
+            panel.offset = offset
+        self._changed()
+        return True
+
+    def _replay(self) -> str | None:
+        """The replay command of the race on the board, if there is one."""
+        failing = self.state.first_failing()
+        return parse_timeline(failing.timeline)[1] if failing and failing.timeline else None
+
+    def _show_command(self) -> None:
+        """The replay command on one line of its own, off the board (the board's box is
+        narrower than many a test id, and a command cut in two cannot be copied); sent to the
+        clipboard too, where the terminal takes OSC 52. Any key goes back to the board."""
+        replay = self._replay()
+        if replay is None:
+            return
+        if self._live is None:  # no screen to leave: say it where the board is printed
+            self.console.print(Text(f"replay the race: {replay}"), soft_wrap=True)
+            return
+        self._live.stop()
+        self._showing_command = True
+        self.console.print(
+            Text(
+                "Replay the race with (on the clipboard too, if the terminal allows):", style="bold"
+            )
+        )
+        self.console.print(Text(replay), soft_wrap=True)
+        self.console.print(Text("any key: back to the board", style="dim"))
+        if self.console.is_terminal:
+            encoded = base64.b64encode(replay.encode()).decode()
+            self.console.file.write(f"\x1b]52;c;{encoded}\x07")
+            self.console.file.flush()
+
+    def _back_to_board(self) -> None:
+        self._showing_command = False
+        if self._live is not None:
+            self._live.start()
         self._changed()
 
     def current_task(self) -> str | None:
@@ -339,15 +413,17 @@ class DevSession:
         progress = self.app.progress
         level = min(progress.hint_level(task) + 1, LEVELS)
         progress.see_hint(task, level)
-        after = (
-            f"h again: {LEVEL_NAMES[level]}"
-            if level < LEVELS
-            else f"the last level; python -m harness hint {task} --level N for the others"
-        )
+        text = hint(task, level).text
+        if level < LEVELS:
+            after = f"h: {LEVEL_NAMES[level]}"
+        else:
+            after = "the last level"
+            text += f"\n\n*`python -m harness hint {task} --level N` prints any level.*"
         self.state.panel = BoardPanel(
-            f"hint for {task} · {FUNCTIONS[task]}() · {level} of {LEVELS}: {LEVEL_NAMES[level - 1]}"
-            f"  ({after}; Esc hides)",
-            hint(task, level).text,
+            f"hint for {task} · {FUNCTIONS[task]}() · {level} of {LEVELS}: "
+            f"{LEVEL_NAMES[level - 1]}",
+            text,
+            keys=f"{after} · {_SCROLL} · q/Esc: back",
         )
         self.state.info = None
 
@@ -359,10 +435,10 @@ class DevSession:
             return
         self.record.timeline(failing.task)
         self.state.panel = BoardPanel(
-            f"what happened: {failing.task} · {FUNCTIONS.get(failing.task, 'end to end')}  "
-            "(Esc hides)",
+            f"what happened: {failing.task} · {FUNCTIONS.get(failing.task, 'end to end')}",
             "\n".join(failing.timeline),
-            kind="text",
+            kind="timeline",
+            keys=f"c: replay command · {_SCROLL} · q/Esc: back",
         )
         self.state.info = None
 
@@ -376,10 +452,10 @@ class DevSession:
         self._reference_turn = (self._reference_turn + 1) % len(passed)
         task = passed[self._reference_turn]
         self.state.panel = BoardPanel(
-            f"reference for {task} · {FUNCTIONS[task]}()  (s again: the next passed task; "
-            "Esc hides)",
+            f"reference for {task} · {FUNCTIONS[task]}()",
             reference_section(self.app.reference_text(), task),
             kind="python",
+            keys=f"s: next passed task · {_SCROLL} · q/Esc: back",
         )
         self.state.info = None
 
@@ -389,6 +465,8 @@ class DevSession:
         now = time.monotonic()
         state = self.state
         state.tasks = self.scoreboard.rows()
+        size = self.console.size
+        state.screen = (size.width, size.height) if self._live is not None else None
         state.runs = self.scoreboard.run_lines(now)
         failed = [
             run
