@@ -9,6 +9,8 @@ module; all output goes through ``App.terminal``.
     python -m harness reset A      put claim_next_job back to its stub (a backup is kept)
     python -m harness solution A   the reference's Task A, once you have passed it
     python -m harness status       your progress
+    python -m harness sessions     the recorded sessions
+    python -m harness report       a session as one page, to read after the hour
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from .app import App
 from .dev import dev
 from .grade import grade
 from .hint import hint
+from .report import report
 from .reset import reset
+from .sessions import sessions
 from .solution import solution
 from .status import status
 
@@ -33,5 +37,5 @@ def main(ctx: click.Context) -> None:
     ctx.obj = App(command=ctx.invoked_subcommand or "")
 
 
-for command in (dev, grade, hint, reset, solution, status):
+for command in (dev, grade, hint, report, reset, sessions, solution, status):
     main.add_command(command)
