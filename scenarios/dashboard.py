@@ -8,7 +8,9 @@ number is the snapshot's, measured from the run.
 
 from __future__ import annotations
 
-from rich.console import Group, RenderableType
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -17,6 +19,8 @@ from .snapshot import RECENT, STATES, Snapshot
 
 __all__ = ["comparison_rows", "plain_summary", "render", "render_comparison", "sparkline"]
 
+#: Narrower than this, the panels say less per line, so that each fits half the width (80x24).
+NARROW = 110
 #: p99s drawn in red: a claim is one statement (milliseconds); a step makes API calls.
 _SLOW_CLAIM = 0.25
 _SLOW_STEP = 1.0
@@ -47,59 +51,74 @@ _STATUS_STYLE = {
 
 
 def render(s: Snapshot) -> RenderableType:
-    """The whole board for one snapshot."""
-    grid = Table.grid(expand=True, padding=(0, 1))
-    grid.add_column(ratio=1)
-    grid.add_column(ratio=1)
-    grid.add_row(_queue(s), _throughput(s))
-    grid.add_row(_latency(s), _pool(s))
-    grid.add_row(_workers(s), _apis(s))
-    return Group(_header(s), grid)
+    """The whole board for one snapshot, laid out for the width it is drawn at."""
+    return _Board(s)
+
+
+@dataclass(frozen=True)
+class _Board:
+    snapshot: Snapshot
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        s, narrow = self.snapshot, options.max_width < NARROW
+        grid = Table.grid(expand=True, padding=(0, 1))
+        grid.add_column(ratio=1)
+        grid.add_column(ratio=1)
+        grid.add_row(_queue(s, narrow), _throughput(s, narrow))
+        grid.add_row(_latency(s, narrow), _pool(s, narrow))
+        grid.add_row(_workers(s, narrow), _apis(s, narrow))
+        yield _header(s, narrow)
+        yield grid
 
 
 # -- panels ----------------------------------------------------------------------------------------
 
 
-def _header(s: Snapshot) -> Text:
+def _header(s: Snapshot, narrow: bool = False) -> Text:
     state = "stopped" if s.finished else "running"
     progress = min(1.0, s.elapsed / s.duration) if s.duration else 1.0
     text = Text()
     text.append(f" INCIDENT {s.scenario} ", style="bold white on red")
     text.append(f" {s.title}  ", style="bold")
     text.append(f"{s.variant}", style="bold magenta")
-    text.append(f"  ·  {s.database}  ·  ", style="dim")
+    text.append(f"\n{s.database}  ·  " if narrow else f"  ·  {s.database}  ·  ", style="dim")
     text.append(f"{min(s.elapsed, s.duration):5.1f} s / {s.duration:g} s ")
     text.append(_bar(progress, 16), style="blue")
     text.append(f"  {state}", style="green" if s.finished else "yellow")
     return text
 
 
-def _queue(s: Snapshot) -> Panel:
+def _queue(s: Snapshot, narrow: bool = False) -> Panel:
     table = Table.grid(padding=(0, 1))
-    table.add_column(min_width=10)
-    table.add_column(justify="right", min_width=7)
-    table.add_column()
+    table.add_column(min_width=10, no_wrap=True)
+    table.add_column(justify="right", min_width=7, no_wrap=True)
+    table.add_column(no_wrap=True, overflow="crop")  # a bar: drawn as wide as there is room
     for status in ("pending", "running", "completed", "failed"):
         n = s.counts.get(status, 0)
         share = n / s.jobs if s.jobs else 0.0
-        table.add_row(status, f"{n:,}", Text(_bar(share, 28), style=_STATUS_STYLE[status]))
+        bar = _bar(share, 16 if narrow else 28)
+        table.add_row(status, f"{n:,}", Text(bar, style=_STATUS_STYLE[status]))
     table.add_row(Text("total", style="dim"), Text(f"{s.jobs:,}", style="dim"), "")
-    return Panel(table, title="Queue depth (jobs in the database)", title_align="left")
+    title = "Queue (jobs in the database)" if narrow else "Queue depth (jobs in the database)"
+    return Panel(table, title=title, title_align="left")
 
 
-def _throughput(s: Snapshot) -> Panel:
+def _throughput(s: Snapshot, narrow: bool = False) -> Panel:
     table = Table.grid(padding=(0, 1))
-    table.add_column(min_width=10)
-    table.add_column(justify="right", min_width=7)
+    table.add_column(min_width=8 if narrow else 10, no_wrap=True)
+    table.add_column(justify="right", min_width=5 if narrow else 7, no_wrap=True)
     table.add_column()
     table.add_row("now", f"{s.throughput_now:,.0f}", f"jobs/min (last {RECENT:g} s)")
-    table.add_row("average", f"{s.throughput_avg:,.0f}", "jobs/min since the start")
+    since = "jobs/min overall" if narrow else "jobs/min since the start"
+    table.add_row("average", f"{s.throughput_avg:,.0f}", since)
     if s.capacity and s.api_seconds_per_job:
         share = s.throughput_avg / s.capacity
+        per_job = _seconds(s.api_seconds_per_job)
         table.add_row(
             "capacity",
             f"{s.capacity:,.0f}",
-            f"jobs/min: {s.workers} workers ÷ {_seconds(s.api_seconds_per_job)} of API time/job",
+            f"jobs/min: {s.workers} workers ÷ {per_job}"
+            + (" API/job" if narrow else " of API time/job"),
         )
         table.add_row(
             "", Text(f"{share:.0%}", style="bold red" if share < 0.25 else "green"), "of capacity"
@@ -107,52 +126,80 @@ def _throughput(s: Snapshot) -> Panel:
     else:
         table.add_row("capacity", "…", "(waiting for the first job's API calls)")
     peak = max(s.series, default=0.0)
-    table.add_row("", "", "")
+    if not narrow:
+        table.add_row("", "", "")
+    trend = sparkline(s.series[-18:] if narrow else s.series)
     table.add_row(
-        "trend",
-        "",
-        Text(sparkline(s.series), style="cyan") + Text(f" peak {peak:,.0f}/min", style="dim"),
+        "trend", "", Text(trend, style="cyan") + Text(f" peak {peak:,.0f}/min", style="dim")
     )
-    return Panel(table, title="Throughput (jobs completed or failed)", title_align="left")
+    title = (
+        "Throughput (jobs done or failed)" if narrow else "Throughput (jobs completed or failed)"
+    )
+    return Panel(table, title=title, title_align="left")
 
 
-def _latency(s: Snapshot) -> Panel:
-    table = Table(box=None, padding=(0, 1), show_edge=False, expand=True)
-    table.add_column("", min_width=11)
-    for name in ("calls", "p50", "p95", "p99"):
-        table.add_column(name, justify="right")
-    for name in ("claim", "send_email", "analyze", "take_action", "all steps"):
+#: The rows of the latency panel: a claim, then process_job's steps (each step is more than its
+#: API call: the send_email step is not SendGrid's latency, which the debrief quotes).
+_LATENCY_ROWS = {
+    "claim": "claim",
+    "send_email": "send_email step",
+    "analyze": "analyze step",
+    "take_action": "take_action step",
+    "all steps": "all steps",
+}
+
+
+def _latency(s: Snapshot, narrow: bool = False) -> Panel:
+    # Narrow: no count, units without their space, so that "389 ms" never wraps onto two lines.
+    table = Table(box=None, padding=(0, 0, 0, 1), pad_edge=False, show_edge=False, expand=True)
+    table.add_column("", no_wrap=True)
+    figures = ("p50", "p95", "p99") if narrow else ("calls", "p50", "p95", "p99")
+    for name in figures:
+        table.add_column(name, justify="right", no_wrap=True)
+
+    def seconds(value: float) -> str:
+        return _seconds(value).replace(" ", "") if narrow else _seconds(value)
+
+    for name, label in _LATENCY_ROWS.items():
         row = s.latency.get(name)
+        count = [] if narrow else ["0"]
         if row is None or not row["n"]:
-            table.add_row(name, "0", "-", "-", "-", style="dim")
+            table.add_row(label, *count, "-", "-", "-", style="dim")
             continue
         style = "bold" if name == "all steps" else None
         slow = _SLOW_CLAIM if name == "claim" else _SLOW_STEP
+        count = [] if narrow else [f"{row['n']:,.0f}"]
         table.add_row(
-            name,
-            f"{row['n']:,.0f}",
-            _seconds(row["p50"]),
-            _seconds(row["p95"]),
-            Text(_seconds(row["p99"]), style="bold red" if row["p99"] >= slow else ""),
+            label,
+            *count,
+            seconds(row["p50"]),
+            seconds(row["p95"]),
+            Text(seconds(row["p99"]), style="bold red" if row["p99"] >= slow else ""),
             style=style,
         )
-    return Panel(
-        table, title="Latency per call (claim_next_job, process_job by step)", title_align="left"
+    title = (
+        "Latency (claim; each step)"
+        if narrow
+        else "Latency per call (claim_next_job; process_job, step by step)"
     )
+    return Panel(table, title=title, title_align="left")
 
 
-def _pool(s: Snapshot) -> Panel:
+def _pool(s: Snapshot, narrow: bool = False) -> Panel:
     pool = s.pool
     table = Table.grid(padding=(0, 1))
-    table.add_column(min_width=12)
+    table.add_column(min_width=12, no_wrap=True)
     table.add_column()
     in_use = pool.in_use / pool.max_size if pool.max_size else 0.0
+    full = f"full {s.pool_saturated_share:.0%} of the time"
     table.add_row(
         "in use",
         Text(f"{pool.in_use} / {pool.max_size}  ")
-        + Text(_bar(in_use, 20), style="red" if in_use >= 1 else "green")
-        + Text(f"  full {s.pool_saturated_share:.0%} of the time", style="dim"),
+        + Text(_bar(in_use, 12 if narrow else 20), style="red" if in_use >= 1 else "green")
+        + Text("" if narrow else f"  {full}", style="dim"),
     )
+    if narrow:
+        table.add_row("", Text(full, style="dim"))
     table.add_row(
         "waiting",
         Text(f"{pool.waiting} callers now · peak {s.pool_peak_waiting} ")
@@ -176,19 +223,22 @@ def _pool(s: Snapshot) -> Panel:
     return Panel(table, title="Connection pool & transactions", title_align="left")
 
 
-def _workers(s: Snapshot) -> Panel:
+def _workers(s: Snapshot, narrow: bool = False) -> Panel:
+    # Narrow: no bar (the strip under the table draws every worker), the average whole.
     table = Table.grid(padding=(0, 1))
-    table.add_column(min_width=17)
-    table.add_column(justify="right", min_width=3)
-    table.add_column()
-    table.add_column(justify="right")
+    table.add_column(min_width=17, no_wrap=True)
+    table.add_column(justify="right", min_width=3, no_wrap=True)
+    if not narrow:
+        table.add_column(no_wrap=True, overflow="crop")
+    table.add_column(justify="right", no_wrap=True)
     for state in STATES:
         n = s.states.get(state, 0)
         symbol, style = _STATE_STYLE[state]
+        bar = [] if narrow else [Text("■" * min(n, 24), style=style)]
         table.add_row(
             Text(f"{symbol} {state}", style=style if n else "dim"),
             str(n),
-            Text("■" * min(n, 24), style=style),
+            *bar,
             Text(f"avg {s.states_avg.get(state, 0.0):.1f}", style="dim"),
         )
     strip = Text()
@@ -200,13 +250,14 @@ def _workers(s: Snapshot) -> Panel:
     lines: list[RenderableType] = [table, strip]
     if longest is not None:
         lines.append(Text(f"longest wait: {longest.name} in {longest.detail}", style="dim"))
-    title = f"Workers ({s.workers}; a statement running > 50 ms is waiting on a lock)"
+    lock = "L: SQL > 50 ms" if narrow else "a statement running > 50 ms is waiting on a lock"
+    title = f"Workers ({s.workers}; {lock})"
     return Panel(Group(*lines), title=title, title_align="left")
 
 
-def _apis(s: Snapshot) -> Panel:
+def _apis(s: Snapshot, narrow: bool = False) -> Panel:
     table = Table.grid(padding=(0, 1))
-    table.add_column(min_width=13)
+    table.add_column(min_width=8 if narrow else 13, no_wrap=True)
     table.add_column()
     calls = " · ".join(
         f"{_OPERATION_NAMES.get(op, op)} {n:,}"
