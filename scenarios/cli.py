@@ -39,7 +39,8 @@ from harness.worker.solutions import CANDIDATE_PATH, load_solution
 
 from . import INCIDENTS, store
 from .dashboard import plain_summary, render_comparison
-from .debrief import debrief, next_steps
+from .debrief import bullets, debrief, next_steps
+from .explanations import Explanation, explain, history_lines
 from .incident import (
     DEFAULT_DURATION,
     DEFAULT_JOBS,
@@ -49,10 +50,11 @@ from .incident import (
     Variant,
 )
 from .measure import run_isolated
-from .questions import Explanation, Verdict, explain, question_for, signature, symptom
+from .questions import question_for
 from .quiz import FOLLOW_UP, Grade, grade_answer, record, review_change
 from .quiz import answers_file as default_answers_file
 from .record import RunRecord, new_id
+from .signatures import Verdict, signature, symptom
 from .terminal import DrillTerminal
 from .totals import TotalsMismatch
 
@@ -582,11 +584,12 @@ class Drill:
         self.terminal.rule("Root cause")
         self.terminal.show(explanation.root_cause)
         self.terminal.rule(f"Evidence from this run ({run.id})")
-        for line in [*explanation.evidence, *explanation.fixed]:
-            self.terminal.show(f" • {line}", markup=False)
+        self.terminal.show(bullets([*explanation.evidence, *explanation.fixed]))
         if explanation.jobs:
             self.terminal.rule("The jobs that show it")
-            self.terminal.show("\n".join(explanation.jobs), markup=False, soft_wrap=True)
+            # Drawn again at the terminal's width: a line folded by the terminal breaks mid-word.
+            jobs = history_lines(run, limit=2, width=self.terminal.width)
+            self.terminal.show(Text("\n".join(jobs)))
         self.terminal.rule("The fix")
         self.terminal.show(explanation.fix, markup=False)
         self.terminal.show(f"[dim]The fixed code is at the bottom of {self.incident.path}.[/]")

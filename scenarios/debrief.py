@@ -15,12 +15,13 @@ from rich.text import Text
 
 from harness.sql.config import DatabaseConfig, resolve_database_url
 
+from .explanations import Explanation
 from .incident import DEFAULT_DURATION, DEFAULT_JOBS, DEFAULT_SEED, DEFAULT_WORKERS
-from .questions import Explanation
 from .quiz import Grade, Question, review_change
 from .record import RunRecord
+from .refutations import why_not
 
-__all__ = ["debrief", "next_steps"]
+__all__ = ["bullets", "debrief", "next_steps"]
 
 #: Evidence lines the debrief quotes; ``--explain`` shows them all.
 _EVIDENCE = 3
@@ -45,20 +46,40 @@ def debrief(
         )
     else:
         given = question.choice(graded.given)
+        answer = Table.grid(padding=(0, 1))
+        answer.add_column(no_wrap=True)
+        answer.add_column()
+        answer.add_row("  You said:", given.text)
+        refutation = why_not(record, graded.given)
+        if refutation is not None:  # why that answer does not fit this run, before the right one
+            answer.add_row(Text("  Why not:", style="bold"), refutation)
+        answer.add_row("  It is:", right.text)
         parts.append(
-            Text.assemble(
-                ("Not quite: ", "bold red"),
-                (f"you answered {graded.given}; the root cause is {graded.right}.", "bold red"),
-                f"\n  You said: {given.text}\n  It is:    {right.text}",
+            Group(
+                Text.assemble(
+                    ("Not quite: ", "bold red"),
+                    (f"you answered {graded.given}; the root cause is {graded.right}.", "bold red"),
+                ),
+                answer,
             )
         )
     parts.append(_review(question, graded.change, explanation))
     if not explained:
         evidence = Text(f"Evidence from this run ({record.id}):", style="bold")
-        lines = [Text(f" • {line}") for line in explanation.evidence[:_EVIDENCE]]
-        lines += [Text(f" • {line}") for line in explanation.fixed]
-        parts.append(Group(evidence, *lines))
+        parts.append(
+            Group(evidence, bullets([*explanation.evidence[:_EVIDENCE], *explanation.fixed]))
+        )
     return parts
+
+
+def bullets(lines: list[str]) -> Table:
+    """``lines`` as a list, each wrapped under its own first word (never back to column 1)."""
+    table = Table.grid(padding=(0, 1))
+    table.add_column(no_wrap=True)
+    table.add_column()
+    for line in lines:
+        table.add_row(" •", Text(line))
+    return table
 
 
 def _review(question: Question, change: str, explanation: Explanation) -> RenderableType:
@@ -66,10 +87,11 @@ def _review(question: Question, change: str, explanation: Explanation) -> Render
     change = change.strip()
     title = Text("Your change: ", style="bold")
     if not change:
-        return Group(
-            title + Text("(none given)", style="dim"),
-            Text(f"  The fix, in short: {explanation.fix}"),
-        )
+        fix = Table.grid(padding=(0, 1))
+        fix.add_column(no_wrap=True)
+        fix.add_column()
+        fix.add_row("  The fix, in short:", explanation.fix)
+        return Group(title + Text("(none given)", style="dim"), fix)
     rows = Table.grid(padding=(0, 1))
     rows.add_column(width=2)
     rows.add_column()

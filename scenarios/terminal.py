@@ -48,6 +48,11 @@ class DrillTerminal:
         """Whether to draw the board live (a terminal, and not in --json mode)."""
         return self.console.is_terminal and not self.as_json
 
+    @property
+    def width(self) -> int:
+        """Columns the output has (a pipe's default, 80, when it is no terminal)."""
+        return self.console.width
+
     def show(self, *renderables: RenderableType, **options: Any) -> None:
         if not self.as_json:
             self.console.print(*renderables, **options)

@@ -20,7 +20,9 @@ from harness.sql.isolation import isolated_database
 from scenarios import INCIDENTS, Load, RunResult, run_load, store
 from scenarios.cli import main
 from scenarios.dashboard import render, render_comparison
-from scenarios.questions import explain, question_for, symptom
+from scenarios.explanations import explain
+from scenarios.questions import question_for
+from scenarios.signatures import symptom
 from scenarios.snapshot import Snapshot
 
 #: Small enough for a few seconds a run, big enough for each flaw to show.

@@ -21,8 +21,10 @@ from harness.worker.solutions import REFERENCE_PATH, load_solution
 from scenarios import INCIDENTS, Load, RunResult, TotalsMismatch, run_load, verify_totals
 from scenarios.cli import main
 from scenarios.dashboard import plain_summary, render, sparkline
-from scenarios.questions import QUESTIONS, explain, signature
+from scenarios.explanations import explain
+from scenarios.questions import QUESTIONS
 from scenarios.quiz import Choice, Question, grade_answer
+from scenarios.signatures import signature
 
 #: Small enough for the whole file to take about a minute and a half on both backends, big
 #: enough for every flaw to show: 20 workers, a few hundred jobs, a few seconds.
