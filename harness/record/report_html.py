@@ -31,6 +31,7 @@ _PHASE_COLOURS = {
 }
 _MORE_STYLE = """
 .side { display: grid; grid-template-columns: 1fr 1fr; gap: 1rem; }
+.side > div { min-width: 0; } .side pre { white-space: pre-wrap; }
 .evidence li { margin: 0.2rem 0; } .over { color: #d62728; } .under { color: #2ca02c; }
 details pre { margin-top: 0.3rem; } .muted { color: #777; }
 """
@@ -178,7 +179,7 @@ def _timeline(summary: SessionSummary) -> Figure:
             layer="below",
             line_width=0,
             annotation_text=part,
-            annotation_position="top left",
+            annotation_position="bottom left",
         )
     figure.update_layout(barmode="overlay")
     figure.update_yaxes(categoryorder="array", categoryarray=rows)

@@ -3,10 +3,10 @@
 One SQLite file, ``kata.sqlite3`` in ``.kata/`` (or ``KATA_HOME``), written by every process that
 grades, hints or drills: ``dev`` (one or several windows), ``grade``, ``pytest``, ``hint``,
 ``scenarios``. Each change is one short transaction (``BEGIN IMMEDIATE``, a few statements,
-``COMMIT``) on a connection of its own: write-ahead logging lets readers go on while one process
-writes, and the busy timeout makes a second writer wait its turn instead of failing. A change is
-made in place (``hint_level = MAX(hint_level, ?)``), never by writing back an object read earlier:
-the lost update Task C teaches cannot happen here.
+``COMMIT``) on the process's own connection: write-ahead logging lets readers go on while one
+process writes, and the busy timeout makes a second writer wait its turn instead of failing. A
+change is made in place (``hint_level = MAX(hint_level, ?)``), never by writing back an object
+read earlier: the lost update Task C teaches cannot happen here.
 
 The record (``sessions`` and ``events``) is append-only, which triggers enforce. Nothing leaves
 the machine: there is no network code in this package.
@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -80,6 +82,8 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._ready = False
+        self._connected: tuple[int, sqlite3.Connection] | None = None  # (pid, connection)
+        self._lock = threading.RLock()  # a transaction at a time on the connection
 
     @classmethod
     def in_home(cls, home: Path) -> Store:
@@ -114,18 +118,17 @@ class Store:
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
-        # A connection per transaction: dev forks its grading processes, and an SQLite
-        # connection must never cross a fork. Opening one costs a fraction of a millisecond.
+        # One connection per process, opened on first use: dev forks its grading processes,
+        # and an SQLite connection must never be used across a fork, so a child opens its own.
         self._ensure()
-        connection = self._connect()
-        try:
-            yield connection
-        finally:
-            connection.close()
+        with self._lock:
+            if self._connected is None or self._connected[0] != os.getpid():
+                self._connected = (os.getpid(), self._connect())
+            yield self._connected[1]
 
     def _connect(self) -> sqlite3.Connection:
         connection = sqlite3.connect(
-            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None
+            self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
         )
         connection.row_factory = sqlite3.Row
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
