@@ -21,6 +21,7 @@ from harness.cli.interview import PARTS, clock, summary
 from harness.cli.results import GradeRun
 from harness.cli.session import TRACE_ENV, DevSession
 from harness.cli.sources import PRISTINE_PATH, function_span, reference_section
+from harness.progress import Interview
 from harness.worker.solutions import REFERENCE_PATH
 
 
@@ -164,7 +165,9 @@ def test_an_interview_starts_resumes_and_sums_up(tmp_path: Path, solution: Path)
     assert lines[1].passed_after is None
 
     # An interview that ended long ago is not resumed.
-    again.app.progress.interview.started = (utcnow() - timedelta(hours=2)).isoformat()
+    # (progress is read from the store each time: a change goes through a write, never through
+    # an object read earlier)
+    again.app.progress.interview = Interview((utcnow() - timedelta(hours=2)).isoformat())
     again._start_interview()
     assert again.state.info.startswith("interview started")
 
