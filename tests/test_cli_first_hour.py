@@ -419,6 +419,7 @@ def test_an_interview_whose_hour_is_up_ends_with_only_what_passed_within_it(
         "A": (started + timedelta(minutes=30)).isoformat(),
         "B": (started + timedelta(minutes=65)).isoformat(),
     }
+    app.progress.interview = interview  # progress lives in the store, not in the object
     dev = DevSession(app, GradeRequest(solution=stub_copy), interview=True)
     dev._refresh()
     assert app.progress.interview is None
