@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .dashboard import comparison_rows
+from .explanations import Explanation
 from .incident import Incident
-from .questions import Explanation
 from .record import RunRecord
 from .snapshot import STATES
 
@@ -110,9 +110,24 @@ def write_report(
 
 
 def _queue(run: RunRecord) -> Figure:
-    # Pending would dwarf the rest (thousands queued at once): its count is in the title.
-    colours = {s: c for s, c in _STATUS_COLOURS.items() if s != "pending"}
-    figure = _stacked(run, colours, lambda sample, status: sample.counts.get(status, 0))
+    # Pending would dwarf the rest (thousands queued at once): its count is in the title. Each
+    # status is a line of its own, not stacked: a stacked "failed" would be drawn along the top
+    # of the completed area and read as if every job had failed.
+    import plotly.graph_objects as go
+
+    t = [s.elapsed for s in run.timeline]
+    figure = go.Figure()
+    for status, colour in _STATUS_COLOURS.items():
+        if status == "pending":
+            continue
+        figure.add_trace(
+            go.Scatter(
+                x=t,
+                y=[s.counts.get(status, 0) for s in run.timeline],
+                name=status,
+                line={"color": colour},
+            )
+        )
     pending = run.snapshot.counts.get("pending", 0)
     return _layout(figure, f"Jobs done and running - {run.label} ({pending:,} pending)", "jobs")
 
@@ -174,16 +189,32 @@ def _pool(runs: list[RunRecord]) -> Figure:
 def _workers(run: RunRecord) -> Figure:
     colours = {state: _STATE_COLOURS[state] for state in STATES}
     figure = _stacked(run, colours, lambda sample, state: sample.states.get(state, 0))
+    figure.update_layout(legend_title_text=f"stacked: the top is all {run.load.workers}")
     return _layout(figure, f"What the workers were doing - {run.label}", "workers")
 
 
+_HEIGHT = 340
+#: The title's top, as a share of the chart's height from its bottom: 34 pixels from the top.
+_TITLE_TOP = 1 - 34 / _HEIGHT
+
+
 def _layout(figure: Figure, title: str, unit: str) -> Figure:
+    # The title sits below plotly's toolbar (the modebar, drawn in the top 30 pixels of the
+    # chart, on the right), so that neither covers the other however long the title.
     figure.update_layout(
-        title=title,
+        title={
+            "text": title,
+            "x": 0,
+            "xanchor": "left",
+            "xref": "paper",
+            "y": _TITLE_TOP,
+            "yanchor": "top",
+            "yref": "container",
+        },
         xaxis_title="seconds",
         yaxis_title=unit,
-        height=320,
-        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+        height=_HEIGHT,
+        margin={"l": 50, "r": 10, "t": 70, "b": 40},
         legend={"orientation": "h", "y": -0.25},
     )
     return figure

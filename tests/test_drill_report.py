@@ -1,9 +1,10 @@
 """``scenarios N --report PATH``: the recorded run (and its fixed run) as one self-contained HTML
 page whose plotly charts draw in a browser without the network; drawn in headless Chromium when
-it is installed (apt-get install chromium)."""
+it is installed (apt-get install chromium), where no chart's toolbar covers its title."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,26 @@ from scenarios.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHARTS = ("queue-flawed", "queue-fixed", "throughput", "pool", "workers-flawed", "workers-fixed")
+#: Appended to a copy of the page: once the charts are drawn, where each one's title and toolbar
+#: (plotly's modebar) are, written into the page for --dump-dom to carry out.
+PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const box = (element) => {
+    if (!element) return null;
+    const r = element.getBoundingClientRect();
+    return [r.left, r.top, r.right, r.bottom];
+  };
+  const charts = [...document.querySelectorAll(".js-plotly-plot")].map((chart) => ({
+    id: chart.id,
+    title: box(chart.querySelector(".gtitle")),
+    modebar: box(chart.querySelector(".modebar")),
+  }));
+  const out = document.createElement("pre");
+  out.id = "kata-layout";
+  out.textContent = JSON.stringify(charts);
+  document.body.appendChild(out);
+}, 1000));
+</script>"""
 
 
 def _external(page: str) -> list[str]:
@@ -35,6 +56,17 @@ def _external(page: str) -> list[str]:
     parser = Links()
     parser.feed(page)
     return parser.found
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    left, top, right, bottom = a
+    return left < b[2] and b[0] < right and top < b[3] and b[1] < bottom
+
+
+def _script_of(page: str, chart: str) -> str:
+    start = page.index(f'"chart-{chart}"', page.index("Plotly.newPlot"))
+    end = page.find("Plotly.newPlot", start)
+    return page[start : end if end > 0 else len(page)]
 
 
 def _invoke(home: Path, *args: str) -> Result:
@@ -63,21 +95,27 @@ def test_the_report_is_one_page_of_the_recorded_runs_and_draws_offline(
     flat = re.sub(r"\s+", " ", page)
     assert f"{s.duplicate_copies:,} duplicate copies went to {s.duplicated_recipients:,}" in flat
     assert "The same load and seed, measured twice" in page
+    # The job statuses are lines of their own: a stacked "failed" would trace the total.
+    for chart in ("queue-flawed", "queue-fixed"):
+        assert "stackgroup" not in _script_of(page, chart)
 
     if CHROMIUM is None:
         # No browser here: the page was read, not drawn. CI installs Debian's chromium (.ci/run),
         # so there the drawing is always checked.
         assert not os.environ.get("CI"), "CI must draw the page: install chromium (.ci/run)"
         return
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", PROBE + "</body>"))
     dom = subprocess.run(
         [
             CHROMIUM,
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            "--window-size=1280,2000",
             "--virtual-time-budget=5000",
             "--dump-dom",
-            report.as_uri(),
+            probed.as_uri(),
         ],
         capture_output=True,
         text=True,
@@ -87,3 +125,10 @@ def test_the_report_is_one_page_of_the_recorded_runs_and_draws_offline(
     drawn = re.findall(r'id="chart-([\w-]+)"[^>]*class="plotly-graph-div[^"]*js-plotly-plot', dom)
     assert sorted(drawn) == sorted(CHARTS), dom[:2000]
     assert dom.count('class="main-svg"') >= len(CHARTS)
+    layout = re.search(r'<pre id="kata-layout">([^<]*)</pre>', dom)
+    assert layout is not None, "the probe never ran"
+    charts = json.loads(layout.group(1))
+    assert sorted(chart["id"] for chart in charts) == sorted(f"chart-{c}" for c in CHARTS)
+    for chart in charts:
+        assert chart["title"] and chart["modebar"], chart
+        assert not _overlap(chart["title"], chart["modebar"]), chart
