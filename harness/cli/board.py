@@ -242,7 +242,7 @@ def _header(state: BoardState) -> Text:
 def _tasks(state: BoardState) -> Table:
     table = Table(box=box.SIMPLE_HEAD, expand=True, show_edge=False, pad_edge=False)
     table.add_column("task", no_wrap=True)
-    table.add_column("status", no_wrap=True)
+    table.add_column("status")  # the one to wrap (at a word) when 80 columns are too few
     table.add_column("tests", justify="right", no_wrap=True)
     table.add_column("tier", no_wrap=True)
     for row in state.tasks.values():
