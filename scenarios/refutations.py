@@ -109,7 +109,7 @@ def _claim_not_atomic(r: RunRecord) -> str:
         f"{'on' if s.heartbeat else 'off'}) expired while the first worker was still sending "
         f"({sends['over_lease']:,} sends outlasted it; p99 {_s(sends['p99'])}). That is why "
         f"{d['two_workers']} got their copies from two different workers: the first, and the "
-        "one it was handed to, long after a claim that was exclusive."
+        "one it was handed to, after a claim that was exclusive."
     )
 
 
