@@ -34,7 +34,7 @@ from ..paths import kata_home
 from ..progress import Progress, counts_as_progress
 from ..scope import scoped
 from ..sql.config import DatabaseConfig, resolve_database_url
-from ..sql.isolation import isolated_database
+from ..sql.reuse import ReusedSpace
 from ..tasks import LETTERS
 from ..worker.solutions import CANDIDATE_PATH, Solution, load_solution
 from ..world import World
@@ -104,6 +104,9 @@ class _Grading:
         self.solution_path = Path(config.getoption("--solution")).resolve()
         url = resolve_database_url(config.getoption("--db"))
         self.base = DatabaseConfig(url=url)
+        #: Each test's database: on PostgreSQL one schema for the whole process, emptied between
+        #: tests (made on the first test, dropped at the end of the session).
+        self.databases = ReusedSpace(self.base, purpose="grade")
         self.seed: int = config.getoption("--kata-seed")
         self.tier: str = config.getoption("--kata-tier")
         self.json_path = config.getoption("--kata-json")
@@ -389,7 +392,7 @@ async def kata(request: pytest.FixtureRequest, solution: Solution) -> AsyncItera
     # The grader's own statements (the schema, its setup and checks) skip the simulated
     # round-trip latency; the candidate's code, called as a worker, pays it (see Scope.latency).
     with scoped(latency=False):
-        async with isolated_database(grading.base, purpose="grade") as database:
+        async with grading.databases.database() as database:
             world = World(database)
             with world.active():
                 yield Kata(solution, world, seed=grading.seed, sizes=sizes, tier=grading.tier)
@@ -529,6 +532,12 @@ def _where(error: LoopBlocked, solution: Path) -> str:
             return f", at {solution.name}:{frame.f_lineno} in {frame.f_code.co_name}()"
         frame = frame.f_back
     return ""
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    grading = session.config.stash.get(_KEY, None)
+    if grading is not None:
+        grading.databases.close_now()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

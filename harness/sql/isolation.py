@@ -30,6 +30,7 @@ import tempfile
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -42,7 +43,14 @@ from .config import DatabaseConfig
 from .database import Database, open_database
 from .schema import create_schema
 
-__all__ = ["ROLE_PREFIX", "RUN_LOCK_CLASS", "isolated_config", "isolated_database"]
+__all__ = [
+    "ROLE_PREFIX",
+    "RUN_LOCK_CLASS",
+    "Space",
+    "isolated_config",
+    "isolated_database",
+    "open_space",
+]
 
 #: Every role a run creates is named ``ROLE_PREFIX`` + the random part of its schema's name.
 ROLE_PREFIX = "kata_role_"
@@ -55,6 +63,64 @@ _COMMENT_PATTERN = re.compile(r"owns schema (\w+) in database (.+); dropped with
 _warned: set[str] = set()
 
 
+@dataclass
+class Space:
+    """A database space made for one run: a config that points at it, and what removes it."""
+
+    config: DatabaseConfig
+    #: The configured database: its user made the space and removes it.
+    base: DatabaseConfig
+    #: PostgreSQL: the schema, its role (None where the run could not have one), and the
+    #: configured user's connection that holds the run's lock and drops both at the end.
+    schema: str | None = None
+    role: str | None = None
+    admin: psycopg.AsyncConnection[Any] | None = None
+    #: SQLite: the temporary directory of the database file.
+    directory: Path | None = None
+
+    async def close(self) -> None:
+        """Remove the space (exactly the schema and role it made); safe to call twice."""
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+        if self.schema is None or self.admin is None:
+            return
+        admin, self.admin = self.admin, None
+        try:
+            await _drop(admin, self.base, self.schema, self.role)
+        finally:
+            await admin.close()
+
+
+async def open_space(base: DatabaseConfig, purpose: str = "run", *, confined: bool = True) -> Space:
+    """A new, empty database space (see ``isolated_config``); ``Space.close`` removes it."""
+    if base.dialect == "sqlite":
+        directory = Path(tempfile.mkdtemp(prefix=f"kata-{purpose}-"))
+        config = base.with_options(url=f"sqlite:///{directory / 'kata.db'}")
+        return Space(config, base, directory=directory)
+    token = secrets.token_hex(5)
+    schema = f"kata_{purpose}_{token}"
+    admin = await psycopg.AsyncConnection.connect(base.url, autocommit=True)
+    try:
+        if confined:
+            role = await _create_role(admin, base, schema, ROLE_PREFIX + token)
+        else:
+            role = None
+            await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    except BaseException:
+        await admin.close()
+        raise
+    if role is None:
+        return Space(base.with_options(schema=schema), base, schema=schema, admin=admin)
+    return Space(
+        base.with_options(url=role, schema=schema),
+        base,
+        schema=schema,
+        role=ROLE_PREFIX + token,
+        admin=admin,
+    )
+
+
 @asynccontextmanager
 async def isolated_config(
     base: DatabaseConfig, purpose: str = "run", *, confined: bool = True
@@ -64,28 +130,11 @@ async def isolated_config(
     ``confined=False`` logs in as the configured user, for tools that stand in for the user
     (``setup_db.py`` drops and recreates its schema); code being graded never runs so.
     """
-    if base.dialect == "sqlite":
-        directory = Path(tempfile.mkdtemp(prefix=f"kata-{purpose}-"))
-        try:
-            yield base.with_options(url=f"sqlite:///{directory / 'kata.db'}")
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
-        return
-    token = secrets.token_hex(5)
-    schema = f"kata_{purpose}_{token}"
-    async with await psycopg.AsyncConnection.connect(base.url, autocommit=True) as admin:
-        if confined:
-            role = await _create_role(admin, base, schema, ROLE_PREFIX + token)
-        else:
-            role = None
-            await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
-        try:
-            if role is None:
-                yield base.with_options(schema=schema)
-            else:
-                yield base.with_options(url=role, schema=schema)
-        finally:
-            await _drop(admin, base, schema, ROLE_PREFIX + token if role else None)
+    space = await open_space(base, purpose, confined=confined)
+    try:
+        yield space.config
+    finally:
+        await space.close()
 
 
 async def _create_role(
