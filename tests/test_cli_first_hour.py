@@ -259,7 +259,9 @@ def test_the_grade_header_says_every_test_gets_a_fresh_database(
         assert header.startswith("backend SQLite, a fresh database file per test")
         assert "named.db" not in header
     else:
-        assert header.startswith("backend PostgreSQL 127.0.0.1:5432/test, a fresh schema per test")
+        assert header.startswith(
+            "backend PostgreSQL 127.0.0.1:5432/test, one schema, emptied for each test"
+        )
 
 
 def test_the_dev_header_says_every_test_gets_a_fresh_database(tmp_path: Path) -> None:
@@ -270,7 +272,9 @@ def test_the_dev_header_says_every_test_gets_a_fresh_database(tmp_path: Path) ->
         watching="watching",
     )
     assert state.backend.startswith("SQLite, a fresh database file per test")
-    assert state.second_backend == "PostgreSQL 127.0.0.1:5432/test, a fresh schema per test"
+    assert (
+        state.second_backend == "PostgreSQL 127.0.0.1:5432/test, one schema, emptied for each test"
+    )
 
 
 def test_a_done_run_that_found_failures_is_marked_failing_on_the_board() -> None:

@@ -85,12 +85,13 @@ class App:
 
 def graded_on(url: str) -> str:
     """What a grading run on ``url`` really uses, for the board's header: never the database
-    file or schema the URL names, but a fresh one per test (see ``harness.sql.isolation``)."""
+    file or schema the URL names, but a fresh file per test, or one schema of the grading's own
+    that each test starts from empty (see ``harness.sql.reuse``)."""
     config = DatabaseConfig(url=url)
     if config.dialect == "sqlite":
         latency = f"{config.round_trip_latency * 1000:g} ms/round trip"
         return f"SQLite, a fresh database file per test ({latency})"
-    return f"{config.describe()}, a fresh schema per test"
+    return f"{config.describe()}, one schema, emptied for each test"
 
 
 def _shown(path: Path) -> str:
