@@ -94,14 +94,14 @@ def grade(
 
 
 def verdict(run: GradeRun) -> Text:
-    """The run's outcome in one line: passing or not, with the counts."""
+    """The run's outcome in one line of at most 80 columns: passing or not, with the counts."""
     tallies = run.tallies()
     passed = sum(tally.passed for tally in tallies.values())
     total = sum(tally.passed + tally.failed for tally in tallies.values())
     where = f"{run.tier} tier on {run.backend}, {run.elapsed():.1f} s"
     if run.all_passing:
         return Text(
-            f"✔ passing: {_which(sorted(tallies))} · {_tests_passed(passed, total)} · {where}",
+            f"✔ passing: {_which(sorted(tallies))} · {_tests(passed, total)} · {where}",
             style="bold green",
         )
     by_status: dict[str, list[str]] = {}
@@ -113,18 +113,19 @@ def verdict(run: GradeRun) -> Text:
         if (those := by_status.get(status))
     )
     what = "failing" if run.state == "done" else run.state
-    tests = _tests_passed(passed, total) if total else "no test finished"
+    tests = _tests(passed, total) if total else "no test finished"
     return Text(f"✘ {what}: {counts or 'no task graded'} · {tests} · {where}", style="bold red")
 
 
 def _which(tasks: list[str]) -> str:
-    """ "every task (A, B, C, D, E)", "task A", "tasks B and C": the tasks a passing run graded."""
+    """The tasks a passing run graded: "every task (A to E)", "task A", "tasks B and C"."""
     if set(tasks) >= set(LETTERS):
-        return f"every task ({', '.join(tasks)})"
+        return f"every task ({LETTERS[0]} to {LETTERS[-1]})"
     if len(tasks) == 1:
         return f"task {tasks[0]}"
     return f"tasks {', '.join(tasks[:-1])} and {tasks[-1]}"
 
 
-def _tests_passed(passed: int, total: int) -> str:
-    return f"{passed}/{total} {'test' if total == 1 else 'tests'} passed"
+def _tests(passed: int, total: int) -> str:
+    """How many tests passed of how many: "12/12 tests", "0/1 test"."""
+    return f"{passed}/{total} {'test' if total == 1 else 'tests'}"
