@@ -38,7 +38,7 @@ from harness.sql.config import DatabaseConfig, resolve_database_url
 from harness.worker.solutions import CANDIDATE_PATH, load_solution
 
 from . import INCIDENTS, store
-from .dashboard import plain_summary, render_comparison
+from .comparison import render_comparison
 from .debrief import bullets, debrief, next_steps
 from .explanations import Explanation, explain, history_lines
 from .incident import (
@@ -55,6 +55,7 @@ from .quiz import FOLLOW_UP, Grade, grade_answer, record, review_change
 from .quiz import answers_file as default_answers_file
 from .record import RunRecord, new_id
 from .signatures import Verdict, signature, symptom
+from .summary import plain_summary
 from .terminal import DrillTerminal
 from .totals import TotalsMismatch
 

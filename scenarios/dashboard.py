@@ -1,9 +1,8 @@
-"""The on-call dashboard: pure functions from a ``Snapshot`` to something rich can draw.
+"""The on-call dashboard: a pure function from a ``Snapshot`` to something rich can draw.
 
 ``render(snapshot)`` is the live board (queue, throughput, latency, pool and transactions,
-workers, APIs and emails); ``render_comparison(before, after)`` the before/after table;
-``plain_summary(snapshot)`` the text for a pipe or a log. None of them computes a figure: every
-number is the snapshot's, measured from the run.
+workers, APIs and emails). It computes no figure: every number is the snapshot's, measured from
+the run. The before/after table is ``comparison``'s, the text for a pipe ``summary``'s.
 """
 
 from __future__ import annotations
@@ -15,9 +14,20 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .figures import (
+    API_ERROR_NAMES,
+    OPERATION_NAMES,
+    bar,
+    callers,
+    errors,
+    operation_order,
+    seconds,
+    sparkline,
+    timeouts_split,
+)
 from .snapshot import RECENT, STATES, Snapshot
 
-__all__ = ["comparison_rows", "plain_summary", "render", "render_comparison", "sparkline"]
+__all__ = ["NARROW", "render"]
 
 #: Narrower than this, the panels say less per line, so that each fits half the width (80x24).
 NARROW = 110
@@ -25,7 +35,6 @@ NARROW = 110
 _SLOW_CLAIM = 0.25
 _SLOW_STEP = 1.0
 
-_BLOCKS = "▁▂▃▄▅▆▇█"
 _STATE_STYLE = {
     "waiting on a lock": ("L", "bold red"),
     "in an API call": ("A", "yellow"),
@@ -34,14 +43,6 @@ _STATE_STYLE = {
     "idle": ("·", "dim"),
     "stopped": ("x", "dim red"),
 }
-_OPERATION_NAMES = {
-    "send_email": "send",
-    "get_reply": "reply",
-    "analyze_sentiment": "sentiment",
-    "route_customer": "crm",
-}
-#: A call the stop cut short is not the API's error: say what happened to it.
-_API_ERROR_NAMES = {"CancelledError": "cut short by the stop"}
 _STATUS_STYLE = {
     "pending": "yellow",
     "running": "cyan",
@@ -83,7 +84,7 @@ def _header(s: Snapshot, narrow: bool = False) -> Text:
     text.append(f"{s.variant}", style="bold magenta")
     text.append(f"\n{s.database}  ·  " if narrow else f"  ·  {s.database}  ·  ", style="dim")
     text.append(f"{min(s.elapsed, s.duration):5.1f} s / {s.duration:g} s ")
-    text.append(_bar(progress, 16), style="blue")
+    text.append(bar(progress, 16), style="blue")
     text.append(f"  {state}", style="green" if s.finished else "yellow")
     return text
 
@@ -96,8 +97,8 @@ def _queue(s: Snapshot, narrow: bool = False) -> Panel:
     for status in ("pending", "running", "completed", "failed"):
         n = s.counts.get(status, 0)
         share = n / s.jobs if s.jobs else 0.0
-        bar = _bar(share, 16 if narrow else 28)
-        table.add_row(status, f"{n:,}", Text(bar, style=_STATUS_STYLE[status]))
+        drawn = bar(share, 16 if narrow else 28)
+        table.add_row(status, f"{n:,}", Text(drawn, style=_STATUS_STYLE[status]))
     table.add_row(Text("total", style="dim"), Text(f"{s.jobs:,}", style="dim"), "")
     title = "Queue (jobs in the database)" if narrow else "Queue depth (jobs in the database)"
     return Panel(table, title=title, title_align="left")
@@ -113,7 +114,7 @@ def _throughput(s: Snapshot, narrow: bool = False) -> Panel:
     table.add_row("average", f"{s.throughput_avg:,.0f}", since)
     if s.capacity and s.api_seconds_per_job:
         share = s.throughput_avg / s.capacity
-        per_job = _seconds(s.api_seconds_per_job)
+        per_job = seconds(s.api_seconds_per_job)
         table.add_row(
             "capacity",
             f"{s.capacity:,.0f}",
@@ -157,8 +158,8 @@ def _latency(s: Snapshot, narrow: bool = False) -> Panel:
     for name in figures:
         table.add_column(name, justify="right", no_wrap=True)
 
-    def seconds(value: float) -> str:
-        return _seconds(value).replace(" ", "") if narrow else _seconds(value)
+    def figure(value: float) -> str:
+        return seconds(value).replace(" ", "") if narrow else seconds(value)
 
     for name, label in _LATENCY_ROWS.items():
         row = s.latency.get(name)
@@ -172,9 +173,9 @@ def _latency(s: Snapshot, narrow: bool = False) -> Panel:
         table.add_row(
             label,
             *count,
-            seconds(row["p50"]),
-            seconds(row["p95"]),
-            Text(seconds(row["p99"]), style="bold red" if row["p99"] >= slow else ""),
+            figure(row["p50"]),
+            figure(row["p95"]),
+            Text(figure(row["p99"]), style="bold red" if row["p99"] >= slow else ""),
             style=style,
         )
     title = (
@@ -195,7 +196,7 @@ def _pool(s: Snapshot, narrow: bool = False) -> Panel:
     table.add_row(
         "in use",
         Text(f"{pool.in_use} / {pool.max_size}  ")
-        + Text(_bar(in_use, 12 if narrow else 20), style="red" if in_use >= 1 else "green")
+        + Text(bar(in_use, 12 if narrow else 20), style="red" if in_use >= 1 else "green")
         + Text("" if narrow else f"  {full}", style="dim"),
     )
     if narrow:
@@ -203,19 +204,19 @@ def _pool(s: Snapshot, narrow: bool = False) -> Panel:
     table.add_row(
         "waiting",
         Text(f"{pool.waiting} callers now · peak {s.pool_peak_waiting} ")
-        + Text(f"(of at most {s.callers_bound}: {_callers(s)})", style="dim"),
+        + Text(f"(of at most {s.callers_bound}: {callers(s)})", style="dim"),
     )
-    table.add_row("wait time", f"mean {_seconds(pool.mean_wait)} · max {_seconds(pool.max_wait)}")
+    table.add_row("wait time", f"mean {seconds(pool.mean_wait)} · max {seconds(pool.max_wait)}")
     table.add_row(
         "timeouts",
         Text(f"{pool.timeouts:,} PoolTimeout", style="bold red" if pool.timeouts else "green")
-        + Text(_timeouts_split(s), style="dim"),
+        + Text(timeouts_split(s), style="dim"),
     )
     table.add_row(
         "transactions",
-        Text(f"{s.transactions_open} open · oldest {_seconds(s.oldest_transaction)}")
+        Text(f"{s.transactions_open} open · oldest {seconds(s.oldest_transaction)}")
         + Text(
-            f" (max {_seconds(s.oldest_transaction_max)})",
+            f" (max {seconds(s.oldest_transaction_max)})",
             style="bold red" if s.oldest_transaction_max >= 0.05 else "dim",
         ),
     )
@@ -260,15 +261,15 @@ def _apis(s: Snapshot, narrow: bool = False) -> Panel:
     table.add_column(min_width=8 if narrow else 13, no_wrap=True)
     table.add_column()
     calls = " · ".join(
-        f"{_OPERATION_NAMES.get(op, op)} {n:,}"
-        for op, n in sorted(s.api_calls.items(), key=lambda item: _operation_order(item[0]))
+        f"{OPERATION_NAMES.get(op, op)} {n:,}"
+        for op, n in sorted(s.api_calls.items(), key=lambda item: operation_order(item[0]))
     )
     table.add_row("calls", calls or "none yet")
     table.add_row("in flight", f"{s.api_in_flight} calls under way")
-    errors = " · ".join(
-        f"{_API_ERROR_NAMES.get(name, name)} {n:,}" for name, n in sorted(s.api_errors.items())
+    failed = " · ".join(
+        f"{API_ERROR_NAMES.get(name, name)} {n:,}" for name, n in sorted(s.api_errors.items())
     )
-    table.add_row("API errors", Text(errors or "none", style="red" if errors else "green"))
+    table.add_row("API errors", Text(failed or "none", style="red" if failed else "green"))
     table.add_row(
         "in a txn",
         Text(
@@ -289,217 +290,14 @@ def _apis(s: Snapshot, narrow: bool = False) -> Panel:
         "lease expired",
         f"{s.recoveries:,} running jobs handed to a second worker",
     )
-    errors = _errors(s.worker_errors)
-    table.add_row("worker errors", Text(errors or "none", style="bold red" if errors else "green"))
+    raised = errors(s.worker_errors)
+    table.add_row("worker errors", Text(raised or "none", style="bold red" if raised else "green"))
     if s.harness_errors:
         table.add_row(
             "retried",
             Text(
-                f"{_errors(s.harness_errors)} in heartbeats and job re-reads",
+                f"{errors(s.harness_errors)} in heartbeats and job re-reads",
                 style="yellow",
             ),
         )
     return Panel(table, title="External APIs (ledger) & emails", title_align="left")
-
-
-# -- before / after --------------------------------------------------------------------------------
-
-
-def comparison_rows(before: Snapshot, after: Snapshot) -> list[tuple[str, str, str]]:
-    """(what, before, after) for the figures that tell the incidents apart."""
-
-    def p99(s: Snapshot, name: str) -> str:
-        row = s.latency.get(name)
-        return _seconds(row["p99"]) if row and row["n"] else "-"
-
-    def capacity(s: Snapshot) -> str:
-        return f"{s.capacity:,.0f}" if s.capacity else "-"
-
-    return [
-        ("jobs/min (average)", f"{before.throughput_avg:,.0f}", f"{after.throughput_avg:,.0f}"),
-        ("capacity, jobs/min", capacity(before), capacity(after)),
-        *(
-            (f"jobs {status}", f"{before.counts[status]:,}", f"{after.counts[status]:,}")
-            for status in ("completed", "failed", "pending", "running")
-        ),
-        ("p99 claim", p99(before, "claim"), p99(after, "claim")),
-        ("p99 send_email step", p99(before, "send_email"), p99(after, "send_email")),
-        ("p99 any step", p99(before, "all steps"), p99(after, "all steps")),
-        (
-            "workers waiting on a lock (avg)",
-            f"{before.states_avg['waiting on a lock']:.1f}",
-            f"{after.states_avg['waiting on a lock']:.1f}",
-        ),
-        (
-            "oldest transaction (max)",
-            _seconds(before.oldest_transaction_max),
-            _seconds(after.oldest_transaction_max),
-        ),
-        ("PoolTimeouts", f"{before.pool.timeouts:,}", f"{after.pool.timeouts:,}"),
-        ("pool wait (max)", _seconds(before.pool.max_wait), _seconds(after.pool.max_wait)),
-        (
-            "pool callers waiting (peak)",
-            f"{before.pool_peak_waiting:,}",
-            f"{after.pool_peak_waiting:,}",
-        ),
-        (
-            "worker errors",
-            _errors(before.worker_errors) or "none",
-            _errors(after.worker_errors) or "none",
-        ),
-        (
-            "API calls inside a transaction",
-            f"{before.calls_in_transaction:,}",
-            f"{after.calls_in_transaction:,}",
-        ),
-        ("emails delivered", f"{before.delivered:,}", f"{after.delivered:,}"),
-        ("duplicate copies", f"{before.duplicate_copies:,}", f"{after.duplicate_copies:,}"),
-        ("lease, heartbeat", _lease(before), _lease(after)),
-        ("jobs re-run after lease expiry", f"{before.recoveries:,}", f"{after.recoveries:,}"),
-    ]
-
-
-def render_comparison(
-    before: Snapshot, after: Snapshot, *, labels: tuple[str, str] | None = None
-) -> Table:
-    """The before/after table; ``labels`` name the two columns (default: the variants)."""
-    left, right = labels or (before.variant, after.variant)
-    table = Table(
-        title=f"Incident {before.scenario}: the same load and seed, measured twice",
-        title_justify="left",
-        expand=False,
-    )
-    table.add_column("")
-    table.add_column(left, justify="right", style="red")
-    table.add_column(right, justify="right", style="green")
-    for what, left, right in comparison_rows(before, after):
-        table.add_row(what, left, right)
-    return table
-
-
-# -- text ------------------------------------------------------------------------------------------
-
-
-def plain_summary(s: Snapshot) -> str:
-    """The board as plain lines, for output that is not a terminal."""
-    c = s.counts
-    lines = [
-        f"Incident {s.scenario}: {s.title} - {s.variant}, {s.database}",
-        f"  {s.workers} workers on {s.jobs:,} jobs for {_ran(s)}",
-        f"  jobs (database): {c['pending']:,} pending, {c['running']:,} running, "
-        f"{c['completed']:,} completed, {c['failed']:,} failed",
-        f"  throughput: {s.throughput_avg:,.0f} jobs/min on average"
-        + (
-            f"; capacity {s.capacity:,.0f} jobs/min ({s.workers} workers, "
-            f"{_seconds(s.api_seconds_per_job)} of API time per job)"
-            if s.capacity and s.api_seconds_per_job
-            else ""
-        ),
-        "  latency p50/p95/p99: "
-        + "; ".join(
-            f"{name} {_seconds(row['p50'])}/{_seconds(row['p95'])}/{_seconds(row['p99'])}"
-            for name, row in s.latency.items()
-            if row["n"]
-        ),
-        "  workers (average over the run): "
-        + ", ".join(f"{s.states_avg.get(state, 0.0):.1f} {state}" for state in STATES),
-        f"  pool: {s.pool.max_size} connections, full {s.pool_saturated_share:.0%} of the time, "
-        f"peak {s.pool_peak_waiting} callers waiting (of at most {s.callers_bound}), max wait "
-        f"{_seconds(s.pool.max_wait)}, {s.pool.timeouts:,} PoolTimeout{_timeouts_split(s)}",
-        f"  transactions: oldest reached {_seconds(s.oldest_transaction_max)}; "
-        f"{s.calls_in_transaction:,} API calls made inside one",
-        "  API calls: "
-        + (", ".join(f"{op} {n:,}" for op, n in sorted(s.api_calls.items())) or "none")
-        + "; errors: "
-        + (
-            ", ".join(
-                f"{_API_ERROR_NAMES.get(name, name)} {n:,}"
-                for name, n in sorted(s.api_errors.items())
-            )
-            or "none"
-        ),
-        f"  emails: {s.delivered:,} delivered, {s.duplicate_copies:,} duplicate copies to "
-        f"{s.duplicated_recipients:,} customers",
-        f"  leases: {s.lease:g} s, heartbeat {'on' if s.heartbeat else 'off'}; "
-        f"{s.recoveries:,} jobs handed to another worker after their lease expired",
-        "  worker errors: "
-        + (", ".join(f"{name} {n:,}" for name, n in sorted(s.worker_errors.items())) or "none")
-        + (
-            f"; retried in heartbeats and job re-reads: {_errors(s.harness_errors)}"
-            if s.harness_errors
-            else ""
-        ),
-    ]
-    return "\n".join(lines)
-
-
-# -- small pieces ----------------------------------------------------------------------------------
-
-
-def _errors(by_type: dict[str, int]) -> str:
-    return " · ".join(f"{name} {n:,}" for name, n in sorted(by_type.items()))
-
-
-def _callers(s: Snapshot) -> str:
-    return f"{s.workers} workers + their heartbeats" if s.heartbeat else f"{s.workers} workers"
-
-
-def _timeouts_split(s: Snapshot) -> str:
-    """Whose the pool's PoolTimeouts were: the parts add up to the pool's count."""
-    total = s.pool.timeouts
-    raised = s.worker_errors.get("PoolTimeout", 0)
-    retried = s.harness_errors.get("PoolTimeout", 0)
-    if not total or raised == total:
-        return ""
-    parts = [f"{raised:,} raised to the workers", f"{retried:,} retried"]
-    if total - raised - retried > 0:
-        parts.append(f"{total - raised - retried:,} caught in the code")
-    return " (" + " + ".join(parts) + ")"
-
-
-def _lease(s: Snapshot) -> str:
-    return f"{s.lease:g} s, {'on' if s.heartbeat else 'off'}"
-
-
-def sparkline(values: list[float]) -> str:
-    """``▁▃▇`` for a series (empty for none); all zeros draw as the lowest block."""
-    if not values:
-        return ""
-    top = max(values)
-    if top <= 0:
-        return _BLOCKS[0] * len(values)
-    return "".join(
-        _BLOCKS[min(len(_BLOCKS) - 1, int(v / top * (len(_BLOCKS) - 1) + 0.5))] for v in values
-    )
-
-
-def _bar(share: float, width: int) -> str:
-    filled = max(0.0, min(1.0, share)) * width
-    full = int(filled)
-    return (
-        "█" * full
-        + ("▌" if filled - full >= 0.5 else "")
-        + "·" * (width - full - (filled - full >= 0.5))
-    )
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value < 1.0:
-        return f"{value * 1000:.0f} ms"
-    return f"{value:.2f} s"
-
-
-def _operation_order(operation: str) -> int:
-    names = list(_OPERATION_NAMES)
-    return names.index(operation) if operation in names else len(names)
-
-
-def _ran(s: Snapshot) -> str:
-    if s.elapsed <= s.duration:
-        return f"{s.elapsed:.1f} s (the queue drained)" if s.finished else f"{s.elapsed:.1f} s"
-    return (
-        f"{s.duration:g} s, then {s.elapsed - s.duration:.1f} s for the workers to finish the "
-        "calls they were in"
-    )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .dashboard import comparison_rows
+from .comparison import comparison_rows
 from .explanations import Explanation
 from .incident import Incident
 from .record import RunRecord

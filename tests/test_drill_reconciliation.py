@@ -19,7 +19,8 @@ from harness.sql.database import Database
 from harness.sql.isolation import isolated_database
 from scenarios import INCIDENTS, Load, RunResult, run_load, store
 from scenarios.cli import main
-from scenarios.dashboard import render, render_comparison
+from scenarios.comparison import render_comparison
+from scenarios.dashboard import render
 from scenarios.explanations import explain
 from scenarios.questions import question_for
 from scenarios.signatures import symptom

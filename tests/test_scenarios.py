@@ -20,11 +20,13 @@ from harness.sql.isolation import isolated_database
 from harness.worker.solutions import REFERENCE_PATH, load_solution
 from scenarios import INCIDENTS, Load, RunResult, TotalsMismatch, run_load, verify_totals
 from scenarios.cli import main
-from scenarios.dashboard import plain_summary, render, sparkline
+from scenarios.dashboard import render
 from scenarios.explanations import explain
+from scenarios.figures import sparkline
 from scenarios.questions import QUESTIONS
 from scenarios.quiz import Choice, Question, grade_answer
 from scenarios.signatures import signature
+from scenarios.summary import plain_summary
 
 #: Small enough for the whole file to take about a minute and a half on both backends, big
 #: enough for every flaw to show: 20 workers, a few hundred jobs, a few seconds.
