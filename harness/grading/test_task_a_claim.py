@@ -555,7 +555,8 @@ def _judge(
         who = " and ".join(sorted(set(names))[:3]) + (
             f" (+{len(set(names)) - 3} more)" if len(set(names)) > 3 else ""
         )
-        claimed = f"job {job} was claimed by {who} ({len(doubles)} jobs claimed more than once)"
+        many = f"{len(doubles)} jobs" if len(doubles) > 1 else "1 job"
+        claimed = f"job {job} was claimed by {who} ({many} claimed more than once)"
         if one_statement is not None:
             fail(
                 f"{claimed}, though each claim was one statement (`{_short_sql(one_statement)}`)"
@@ -573,13 +574,15 @@ def _judge(
     if early:
         name, left = max(early, key=lambda g: g[1])
         fail(
-            f"{name} got None while {left} jobs were still pending ({len(early)} workers gave up "
-            "early) — a claim that loses a race must try again, not report an empty queue"
+            f"{name} got None while {left} jobs were still pending ({len(early)} "
+            f"{'workers' if len(early) > 1 else 'worker'} gave up early) — a claim that loses a "
+            "race must try again, not report an empty queue"
         )
     missing = total - len(claimed_by)
     if missing:
         fail(
-            f"{missing} of {total} jobs were never claimed although every worker stopped — "
+            f"{missing} of {total} jobs {'were' if missing > 1 else 'was'} never claimed although "
+            "every worker stopped — "
             "claim_next_job answered None while claimable jobs remained"
         )
 
