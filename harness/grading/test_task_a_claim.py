@@ -105,12 +105,17 @@ async def test_lone_worker_claims_in_id_order(kata: Kata) -> None:
     await unordered_selects_do_not_follow_ids(kata.database)
     unordered = _UnorderedLimit(kata)
     claimed: list[int] = []
+    blind: list[int] = []  # jobs a call claimed without reading the queue
     with unordered.watching():
         for _ in range(len(_INSERTED) + 1):
-            job = await kata.call("claim_next_job", "worker-1", worker="worker-1")
+            reads = _ClaimReads(kata.database, "worker-1")
+            with reads.watching():
+                job = await kata.call("claim_next_job", "worker-1", worker="worker-1")
             if job is None:
                 break
             claimed.append(job.id)
+            if reads.count == 0:
+                blind.append(job.id)
             running = await Job.filter(status=JobStatus.RUNNING).count()
             if running > len(claimed):
                 fail(
@@ -122,6 +127,16 @@ async def test_lone_worker_claims_in_id_order(kata: Kata) -> None:
     if claimed == expected:
         return
     shown = f"claimed jobs {claimed} in that order; expected {expected} (id order)"
+    wrong = next((got for got, want in zip(claimed, expected, strict=False) if got != want), None)
+    if wrong is not None and wrong in blind:
+        # The call that went out of order read nothing: it took an id it had kept.
+        fail(
+            f"a lone worker {shown}: the call that claimed job {wrong} read nothing from the "
+            "jobs table before claiming, so it claimed one of the ids it had kept from an "
+            "earlier call — a claim that remembers candidate ids between calls (a cache in the "
+            "process) passes over every job that became claimable since: read the queue in "
+            "every call"
+        )
     # An unordered LIMIT comes back in the plan's order, which this test makes the insertion
     # order (PostgreSQL) or the ids reversed (SQLite): only then is it named as the cause.
     plan_orders = ("the order the rows were inserted in", "id, newest first")
