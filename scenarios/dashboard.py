@@ -14,9 +14,11 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from .compact import SQUEEZES, render_compact
 from .figures import (
     API_ERROR_NAMES,
     OPERATION_NAMES,
+    Packed,
     bar,
     callers,
     errors,
@@ -51,42 +53,75 @@ _STATUS_STYLE = {
 }
 
 
-def render(s: Snapshot) -> RenderableType:
-    """The whole board for one snapshot, laid out for the width it is drawn at."""
-    return _Board(s)
+def render(s: Snapshot, *, width: int | None = None, height: int | None = None) -> RenderableType:
+    """The board for one snapshot, laid out for a screen ``width`` by ``height`` (default: the
+    width it is drawn at, any height). The whole board when it fits the height; else the compact
+    one (``compact``), which shows the same figures in about 23 lines at 80 columns."""
+    return _Board(s, width, height)
 
 
 @dataclass(frozen=True)
 class _Board:
     snapshot: Snapshot
+    width: int | None
+    height: int | None
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        s, narrow = self.snapshot, options.max_width < NARROW
+        width = min(self.width or options.max_width, options.max_width)
+        options = options.update_width(width)
+        options = options.update(height=None)
+        board: RenderableType = self._full(width)
+        if self.height is not None and _height(console, options, board) > self.height:
+            for squeeze in SQUEEZES:  # beyond 0, for a run with many kinds of error at once
+                board = render_compact(self.snapshot, squeeze=squeeze)
+                if _height(console, options, board) <= self.height:
+                    break
+        yield board
+
+    def _full(self, width: int) -> Group:
+        s, narrow = self.snapshot, width < NARROW
         grid = Table.grid(expand=True, padding=(0, 1))
         grid.add_column(ratio=1)
         grid.add_column(ratio=1)
         grid.add_row(_queue(s, narrow), _throughput(s, narrow))
         grid.add_row(_latency(s, narrow), _pool(s, narrow))
         grid.add_row(_workers(s, narrow), _apis(s, narrow))
-        yield _header(s, narrow)
-        yield grid
+        return Group(_header(s, width), grid)
+
+
+def _height(console: Console, options: ConsoleOptions, renderable: RenderableType) -> int:
+    return len(console.render_lines(renderable, options, pad=False))
 
 
 # -- panels ----------------------------------------------------------------------------------------
 
 
-def _header(s: Snapshot, narrow: bool = False) -> Text:
+def _header(s: Snapshot, width: int) -> Text:
+    """The incident, the code that runs, the database and the progress: as many to a line as
+    fit the width, a line breaking between two of them, never inside one."""
     state = "stopped" if s.finished else "running"
     progress = min(1.0, s.elapsed / s.duration) if s.duration else 1.0
-    text = Text()
-    text.append(f" INCIDENT {s.scenario} ", style="bold white on red")
-    text.append(f" {s.title}  ", style="bold")
-    text.append(f"{s.variant}", style="bold magenta")
-    text.append(f"\n{s.database}  ·  " if narrow else f"  ·  {s.database}  ·  ", style="dim")
-    text.append(f"{min(s.elapsed, s.duration):5.1f} s / {s.duration:g} s ")
-    text.append(bar(progress, 16), style="blue")
-    text.append(f"  {state}", style="green" if s.finished else "yellow")
-    return text
+    title = Text()
+    title.append(f" INCIDENT {s.scenario} ", style="bold white on red")
+    title.append(f" {s.title}", style="bold")
+    where = Text(s.database, style="dim")
+    clock = Text(f"{min(s.elapsed, s.duration):5.1f} s / {s.duration:g} s ")
+    clock.append(bar(progress, 16), style="blue")
+    clock.append(f"  {state}", style="green" if s.finished else "yellow")
+    header = title
+    line = title.cell_len
+    for part, gap in (
+        (Text(s.variant, style="bold magenta"), "  "),
+        (where, "  ·  "),
+        (clock, "  ·  "),
+    ):
+        if line + len(gap) + part.cell_len <= width:
+            header = Text.assemble(header, Text(gap, style="dim"), part)
+            line += len(gap) + part.cell_len
+        else:
+            header = Text.assemble(header, "\n", part)
+            line = part.cell_len
+    return header
 
 
 def _queue(s: Snapshot, narrow: bool = False) -> Panel:
@@ -266,10 +301,11 @@ def _apis(s: Snapshot, narrow: bool = False) -> Panel:
     )
     table.add_row("calls", calls or "none yet")
     table.add_row("in flight", f"{s.api_in_flight} calls under way")
-    failed = " · ".join(
+    # Each error whole on its line: "stopped mid-call 1" never leaves its count on the next one.
+    failed = [
         f"{API_ERROR_NAMES.get(name, name)} {n:,}" for name, n in sorted(s.api_errors.items())
-    )
-    table.add_row("API errors", Text(failed or "none", style="red" if failed else "green"))
+    ]
+    table.add_row("API errors", Packed(failed, "red") if failed else Text("none", style="green"))
     table.add_row(
         "in a txn",
         Text(
@@ -290,8 +326,10 @@ def _apis(s: Snapshot, narrow: bool = False) -> Panel:
         "lease expired",
         f"{s.recoveries:,} running jobs handed to a second worker",
     )
-    raised = errors(s.worker_errors)
-    table.add_row("worker errors", Text(raised or "none", style="bold red" if raised else "green"))
+    raised = [f"{name} {n:,}" for name, n in sorted(s.worker_errors.items())]
+    table.add_row(
+        "worker errors", Packed(raised, "bold red") if raised else Text("none", style="green")
+    )
     if s.harness_errors:
         table.add_row(
             "retried",

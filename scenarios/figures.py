@@ -5,11 +5,17 @@ that a figure reads the same on each.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.text import Text
+
 from .snapshot import Snapshot
 
 __all__ = [
     "API_ERROR_NAMES",
     "OPERATION_NAMES",
+    "Packed",
     "bar",
     "callers",
     "errors",
@@ -29,8 +35,27 @@ OPERATION_NAMES = {
     "analyze_sentiment": "sentiment",
     "route_customer": "crm",
 }
-#: A call the stop cut short is not the API's error: say what happened to it.
-API_ERROR_NAMES = {"CancelledError": "cut short by the stop"}
+#: A call the stop cut short is not the API's error: say what happened to it (in few enough
+#: words that it fits a narrow panel's line with its count).
+API_ERROR_NAMES = {"CancelledError": "stopped mid-call"}
+
+
+@dataclass(frozen=True)
+class Packed:
+    """Items (``PoolTimeout 13``) joined by `` · ``, as many to a line as fit the width they are
+    drawn at: a line breaks between two items, never inside one (a name and its count)."""
+
+    items: list[str]
+    style: str = ""
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines: list[str] = []
+        for item in self.items:
+            if lines and len(lines[-1]) + 3 + len(item) <= options.max_width:
+                lines[-1] += " · " + item
+            else:
+                lines.append(item)
+        yield Text("\n".join(lines), style=self.style)
 
 
 def errors(by_type: dict[str, int]) -> str:

@@ -76,7 +76,10 @@ class DrillTerminal:
         with Live(console=self.console, auto_refresh=False, transient=False) as live:
 
             def draw(snapshot: Snapshot) -> None:
-                live.update(render(snapshot), refresh=True)
+                # At the terminal's size, read at each frame: a board taller than the screen
+                # would be cropped at its bottom, so a short terminal gets the compact one.
+                width, height = self.console.size
+                live.update(render(snapshot, width=width, height=height), refresh=True)
 
             yield draw
 

@@ -91,9 +91,10 @@ def assert_whole(text: str, *, commands: tuple[str, ...] = ()) -> None:
         assert len(line) <= WIDTH, f"folded by the terminal ({len(line)} columns):\n{line}"
         # Every box on the line (a board has two side by side) is closed on it.
         assert line.count("╭") == line.count("╮"), f"a box's top edge cut:\n{line}"
+        assert line.count("├") == line.count("┤"), f"a section's title line cut:\n{line}"
         assert line.count("╰") == line.count("╯"), f"a box's bottom edge cut:\n{line}"
-        if line.lstrip().startswith(("│", "╰")):
-            assert line.endswith(("│", "╯")), f"a panel's line overflows:\n{line}"
+        if line.lstrip().startswith(("│", "╰", "├")):
+            assert line.endswith(("│", "╯", "┤")), f"a panel's line overflows:\n{line}"
             assert line.count("│") % 2 == 0, f"a panel's line overflows:\n{line}"
 
 
@@ -176,14 +177,30 @@ DRILLS = (
     (2, "C", "Why not:"),  # a wrong answer: why it does not fit this run
     (3, "C", "Right: C."),
 )
+#: The live board at 80x24 is the compact one (the whole board is about 40 lines): its sections'
+#: titles, each whole between its frame's dashes.
 BOARD_TITLES = (
-    "Queue (jobs in the database)",
-    "Throughput (jobs done or failed)",
-    "Latency (claim; each step)",
-    "Connection pool & transactions",
-    "Workers (20; L: SQL > 50 ms)",
-    "External APIs (ledger) & emails",
+    re.compile(r"╭─ Queue \(200 jobs in the db\) ─"),
+    re.compile(r"╭─ Throughput \(jobs done or failed\) ─"),
+    re.compile(r"├─ Latency (\(claim; each step\)|: p50 p95 p99) ─"),
+    re.compile(r"├─ Pool & txns: [\d,]+ round trips ─"),
+    re.compile(r"├─ Workers \(20\): now \(avg\) ─"),
+    re.compile(r"├─ External APIs \(ledger\) & emails ─"),
 )
+
+
+def assert_board_whole(screen: str) -> None:
+    """The live board on the screen from its header to its boxes' bottom edge, every section
+    there with its title whole: nothing cropped at the screen's bottom by rich's Live."""
+    lines = screen.splitlines()
+    assert len(lines) <= HEIGHT
+    top = next(i for i, line in enumerate(lines) if line.startswith(" INCIDENT "))
+    board = "\n".join(lines[top:])
+    assert board.count("╭") == 2 and board.count("╰") == 2, board  # both columns, closed
+    assert "..." not in board, board  # Live's mark of a board cut at the screen's bottom
+    for title in BOARD_TITLES:
+        assert title.search(board), f"{title.pattern!r} missing:\n{board}"
+    assert_whole(board)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -201,15 +218,27 @@ def test_each_drill_board_debrief_and_explanation_at_80x24(
             f"--change 'a heartbeat, send outside the transaction'; {drill} --explain",
             env,
         )
+    # Mid-run, the three at once (a run lasts 2 s): the board whole at the screen's size.
+    live: dict[int, str] = {}
+    deadline = time.monotonic() + 90
+    while len(live) < len(DRILLS) and time.monotonic() < deadline:
+        for number, _, _ in DRILLS:
+            screen = tmux.screen(f"drill{number}")
+            if number not in live and re.search(r"/2 s \S+ running", screen) and "╰" in screen:
+                live[number] = screen
+            assert number in live or "Totals re-counted" not in screen, "missed the live board"
+        time.sleep(0.05)
+    assert sorted(live) == [1, 2, 3], f"no live board seen for {set(range(1, 4)) - set(live)}"
+    for screen in live.values():
+        assert_board_whole(screen)
     for number, _, said in DRILLS:
         tmux.wait_for(f"drill{number}", lambda s: "EXITED" in s, f"drill {number} ending", 120)
         text = tmux.history(f"drill{number}")
         assert "EXITED 0" in text, text
         assert_whole(text)
-        board = text.split("Totals re-counted")[0]
-        for title in BOARD_TITLES:
-            assert title in board, f"{title!r} missing:\n{board}"
-        assert re.search(r"avg \d+\.\d", board)  # the Workers' average, whole
+        board = text.split("Totals re-counted")[0]  # the last frame stays: whole too
+        assert_board_whole(board[board.rindex(" INCIDENT ") :])
+        assert re.search(r"L lock +\d+ \(\d+\.\d\)", board)  # the Workers' average, whole
         # Each latency on the line of its step, with its unit.
         step = re.search(r"send_email step +(\S+) +(\S+) +(\S+)", board)
         assert step and all(re.fullmatch(r"[\d.]+m?s|-", v) for v in step.groups()), board
