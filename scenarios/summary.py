@@ -1,14 +1,16 @@
-"""The board as plain lines, for output that is not a terminal (a pipe, a log, ``CliRunner``).
+"""The board as plain lines, for output that is not a terminal (a pipe, a log, ``CliRunner``),
+and the line that says a run's totals were re-counted from the database and the ledger.
 
-Every figure is the snapshot's, worded as the board words it.
+Every figure is the snapshot's (or the record's), worded as the board words it.
 """
 
 from __future__ import annotations
 
 from .figures import API_ERROR_NAMES, errors, ran, seconds, timeouts_split
+from .record import RunRecord
 from .snapshot import STATES, Snapshot
 
-__all__ = ["plain_summary"]
+__all__ = ["plain_summary", "verified_line"]
 
 
 def plain_summary(s: Snapshot) -> str:
@@ -62,3 +64,17 @@ def plain_summary(s: Snapshot) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+def verified_line(run: RunRecord, *, recorded: bool = False) -> str:
+    """Markup: the totals re-counted after the run (or ``recorded`` with it), which match the
+    board's."""
+    t = run.totals
+    when = "when it ran" if recorded else "after the workers stopped"
+    return (
+        f"[dim]Totals re-counted from the database and the ledger {when}: "
+        f"{t['pending']:,} pending, {t['running']:,} running, "
+        f"{t['completed']:,} completed, {t['failed']:,} failed; {t['delivered']:,} emails "
+        f"delivered, {t['duplicate_copies']:,} duplicate copies - they match the board. "
+        f"Recorded as {run.id}.[/]\n"
+    )
