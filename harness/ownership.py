@@ -6,8 +6,9 @@ catalogue entry, the reference file it borrows functions from): whatever else sh
 (the harness and pytest, when a candidate saves ``attempt2.py`` in the project root) is not.
 
 The files are registered by ``load_solution`` and the guard, once per process: a grading process
-grades one solution, and a process that loads none (a drill running production's own code) falls
-back on "not the harness's, not the standard library's, not an installed package's".
+grades one solution. Only they are the candidate's to the guard. A line is named from them first;
+where none is on the stack (a drill running production's own code, the harness's own tests), from
+code that is not the harness's, the standard library's nor an installed package's.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import sys
 import sysconfig
 from pathlib import Path
+from types import FrameType
 
 from .paths import HARNESS_DIR
 
@@ -62,11 +64,9 @@ _programs: dict[str, bool] = {}
 
 
 def is_program_code(filename: str) -> bool:
-    """Code of the program the harness runs: the registered solution where one is loaded, else
-    any code that is neither the harness's, the standard library's nor an installed package's (a
-    drill's production code)."""
-    if _solutions:
-        return is_solution_file(filename)
+    """Code of a program the harness runs, where no solution is on the stack: neither the
+    harness's, the standard library's nor an installed package's (a drill's production code, the
+    harness's own tests, a helper module the solution imports)."""
     known = _programs.get(filename)
     if known is None:
         if filename.startswith("<"):
@@ -79,12 +79,16 @@ def is_program_code(filename: str) -> bool:
 
 
 def code_site(skip: int = 1) -> str | None:
-    """ "solution.py:34 in send_email_step()": the innermost frame on the stack of the program's
-    own code, for the timelines, the ledger and the refusals that name the candidate's line."""
-    frame = sys._getframe(skip)
-    while frame is not None:
-        code = frame.f_code
-        if is_program_code(code.co_filename):
-            return f"{Path(code.co_filename).name}:{frame.f_lineno} in {code.co_name}()"
-        frame = frame.f_back  # type: ignore[assignment]
+    """ "solution.py:34 in send_email_step()": the innermost frame on the stack of the solution's
+    own file, else of other program code (``is_program_code``), for the timelines, the ledger and
+    the refusals that name the caller's line; None when only the harness and libraries are on
+    the stack (the grader's own statements)."""
+    first = sys._getframe(skip)
+    for mine in (is_solution_file, is_program_code):
+        frame: FrameType | None = first
+        while frame is not None:
+            code = frame.f_code
+            if mine(code.co_filename):
+                return f"{Path(code.co_filename).name}:{frame.f_lineno} in {code.co_name}()"
+            frame = frame.f_back
     return None

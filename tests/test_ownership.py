@@ -28,7 +28,6 @@ def test_a_solution_in_the_project_root_owns_only_its_file(registry: None) -> No
         PROJECT_ROOT / "candidate" / "solution.py",
     ):
         assert not ownership.is_solution_file(str(other)), other
-        assert not ownership.is_program_code(str(other)), other
 
 
 def test_a_symlinked_solution_is_its_target_too(registry: None, tmp_path: Path) -> None:
@@ -43,11 +42,30 @@ def test_a_symlinked_solution_is_its_target_too(registry: None, tmp_path: Path) 
     assert not ownership.is_solution_file(str(tmp_path / "helper.py"))
 
 
-def test_without_a_solution_the_programs_own_code_is_what_is_not_the_harness(
+def test_where_no_solution_is_on_the_stack_the_programs_own_code_is_what_is_not_the_harness(
     registry: None,
 ) -> None:
-    """A drill runs production's code and loads no solution: its frames are the program's."""
+    """A drill runs production's code: its frames are the program's, solution loaded or not."""
+    ownership.register_solution(PROJECT_ROOT / "attempt2.py")
     assert ownership.is_program_code(str(PROJECT_ROOT / "scenarios" / "workflow.py"))
     assert not ownership.is_program_code(str(HARNESS_DIR / "sql" / "database.py"))
     assert not ownership.is_program_code(str(Path(pytest.__file__)))
     assert not ownership.is_program_code("<string>")
+
+
+def test_a_line_is_named_from_the_solution_first_then_from_other_program_code(
+    registry: None, tmp_path: Path
+) -> None:
+    solution = tmp_path / "solution.py"
+    solution.write_text("def call(f):\n    return f()\n")
+    namespace: dict[str, object] = {}
+    exec(compile(solution.read_text(), str(solution), "exec"), namespace)
+    call = namespace["call"]
+    assert callable(call)
+    # No solution registered: this test's own line is the program's.
+    assert (ownership.code_site(1) or "").startswith("test_ownership.py:")
+    ownership.register_solution(solution)
+    # The solution's frame wins over the test that called it.
+    assert (call(lambda: ownership.code_site(2)) or "").startswith("solution.py:2 in call()")
+    # With no solution frame on the stack, the program's own code is named again.
+    assert (ownership.code_site(1) or "").startswith("test_ownership.py:")
