@@ -109,13 +109,20 @@ def test_tasks_are_collected_in_order_a_to_e(tmp_path: Path) -> None:
     result = grade("--collect-only", "-q", home=tmp_path)
     files = [line.split("::")[0] for line in result.stdout.splitlines() if "::" in line]
     order = list(dict.fromkeys(Path(f).name for f in files))
+    # The write-path matrix holds tests of C and of D: its C cells follow C's own tests, and its
+    # D cells D's (files listed here by their first test).
     assert order == [
         "test_task_a_claim.py",
         "test_task_b_bulk.py",
         "test_task_c_retries.py",
+        "test_write_paths.py",
         "test_task_d_idempotency.py",
         "test_end_to_end.py",
     ]
+    tasks = [line.split("::")[-1] for line in result.stdout.splitlines() if "::" in line]
+    c_cells = [n for n, t in enumerate(tasks) if t.startswith("test_send_email_step_never")]
+    d_first = next(n for n, f in enumerate(files) if f.endswith("test_task_d_idempotency.py"))
+    assert c_cells and max(c_cells) < d_first
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
