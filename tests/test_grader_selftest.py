@@ -36,7 +36,7 @@ CI_SEEDS = (2, 3, 4)
 
 #: Gradings at once: they wait far more than they compute (a catalogue entry's grading uses
 #: about a second of CPU), and the correct solutions' limits are generous.
-GRADINGS_AT_ONCE = 3
+GRADINGS_AT_ONCE = 4
 
 
 def _grading_of(item: pytest.Item) -> tuple[Any, ...] | None:
