@@ -51,11 +51,10 @@ class LockReliance:
 
     @contextmanager
     def installed(self) -> Iterator[LockReliance]:
-        self.database.after_statement.append(self._after_statement)
         try:
-            yield self
+            with self.database.watching(self._after_statement):
+                yield self
         finally:
-            self.database.after_statement.remove(self._after_statement)
             self._unlocked_reads.clear()
 
     async def _after_statement(self, sql: str, result: Result) -> None:

@@ -112,11 +112,8 @@ class ClaimRace:
 
     @contextmanager
     def installed(self) -> Iterator[ClaimRace]:
-        self.database.after_statement.append(self._after_statement)
-        try:
+        with self.database.watching(self._after_statement):
             yield self
-        finally:
-            self.database.after_statement.remove(self._after_statement)
 
     async def _after_statement(self, sql: str, result: Result) -> None:
         if current().worker_id != self.worker or not _is_job_read(sql, result):

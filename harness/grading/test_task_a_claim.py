@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 
 import pytest
@@ -172,13 +171,8 @@ class _UnorderedLimit:
         self.database = kata.database
         self.sql: str | None = None
 
-    @contextmanager
-    def watching(self) -> Iterator[None]:
-        self.database.after_statement.append(self._check)
-        try:
-            yield
-        finally:
-            self.database.after_statement.remove(self._check)
+    def watching(self) -> AbstractContextManager[None]:
+        return self.database.watching(self._check)
 
     async def _check(self, sql: str, result: object) -> None:
         if self.sql is not None or current().worker_id != "worker-1":
@@ -378,13 +372,8 @@ class _ClaimReads:
         self.worker = worker
         self.count = 0
 
-    @contextmanager
-    def watching(self) -> Iterator[None]:
-        self.database.after_statement.append(self._seen)
-        try:
-            yield
-        finally:
-            self.database.after_statement.remove(self._seen)
+    def watching(self) -> AbstractContextManager[None]:
+        return self.database.watching(self._seen)
 
     async def _seen(self, sql: str, result: object) -> None:
         if current().worker_id != self.worker:
@@ -530,13 +519,8 @@ class _ClaimShapes:
         self.picking_write: str | None = None
         self.reads = 0
 
-    @contextmanager
-    def watching(self) -> Iterator[None]:
-        self.database.after_statement.append(self._seen)
-        try:
-            yield
-        finally:
-            self.database.after_statement.remove(self._seen)
+    def watching(self) -> AbstractContextManager[None]:
+        return self.database.watching(self._seen)
 
     async def _seen(self, sql: str, result: object) -> None:
         if current().worker_id is None:

@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import reprlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -142,6 +142,15 @@ class Database:
 
     def pop_pool_stats(self) -> PoolStats:
         return self.backend.pop_stats()
+
+    @contextmanager
+    def watching(self, after: Callable[[str, Result], Awaitable[None]]) -> Iterator[None]:
+        """Await ``after`` after every statement for the block (see ``after_statement``)."""
+        self.after_statement.append(after)
+        try:
+            yield
+        finally:
+            self.after_statement.remove(after)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[Any]:
