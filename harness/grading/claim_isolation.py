@@ -25,7 +25,7 @@ from itertools import pairwise
 from ..scope import current
 from ..sql.backends import Result
 from ..sql.database import Database
-from ..sql.sqlparams import Kind, is_write, tokenize
+from ..sql.sqlparams import is_write, live_words, outer_where
 from ..sql.transactions import Transaction, current_transaction
 
 __all__ = ["LockReliance", "UnlockedReadThenWrite"]
@@ -64,7 +64,7 @@ class LockReliance:
         if tx is None:
             return
         read = self._unlocked_reads.get(tx)
-        words = _live_words(sql)
+        words = live_words(sql)
         if read is None:
             if not is_write(sql) and _reads_job_rows(words, result) and not _locks_rows(words):
                 self._unlocked_reads[tx] = sql
@@ -87,15 +87,6 @@ class LockReliance:
         )
 
 
-def _live_words(sql: str) -> list[str]:
-    """Keywords, names and brackets, upper-cased and unquoted: what the checks below read."""
-    return [
-        t.text.strip('"').upper()
-        for t in tokenize(sql)
-        if t.kind in (Kind.WORD, Kind.IDENTIFIER) or t.text in ("(", ")")
-    ]
-
-
 def _reads_job_rows(words: list[str], result: Result) -> bool:
     return "JOBS" in words and any(isinstance(row.get("id"), int) for row in result.rows)
 
@@ -109,25 +100,8 @@ def _locks_rows(words: list[str]) -> bool:
 
 
 def _rechecks_status(words: list[str]) -> bool:
-    """Whether the UPDATE's own WHERE names ``status`` (a subquery's WHERE does not count: under
-    READ COMMITTED it is not evaluated again when the row turns out to have changed)."""
-    subquery: list[bool] = []  # one entry per open bracket: does it hold a SELECT?
-    in_where = False
-    for index, word in enumerate(words):
-        if word == "(":
-            subquery.append(index + 1 < len(words) and words[index + 1] == "SELECT")
-        elif word == ")":
-            if subquery:
-                subquery.pop()
-        elif any(subquery):
-            continue
-        elif word == "WHERE":
-            in_where = True
-        elif word == "RETURNING":
-            in_where = False
-        elif in_where and word == "STATUS":
-            return True
-    return False
+    """Whether the UPDATE's own WHERE names ``status`` (a subquery's WHERE does not count)."""
+    return "STATUS" in outer_where(words)
 
 
 def _short(sql: str, limit: int = 90) -> str:

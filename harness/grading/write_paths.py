@@ -29,7 +29,7 @@ from enum import StrEnum
 
 from ..sql.models import MAX_ATTEMPTS, Job, JobStatus, Step
 from ..sql.orm import utcnow
-from ..sql.sqlparams import Kind, tokenize
+from ..sql.sqlparams import live_words, outer_where
 from ..world.faults import RateLimit, ScriptedOutcome, Succeed
 from ..world.services import classify_sentiment, reply_for
 from .kit import Kata
@@ -272,7 +272,7 @@ class JobWrites:
 
     def observe(self, sent: float, caller: str, sql: str, params: object, *rest: object) -> None:
         rowcount = rest[1] if len(rest) > 1 else None
-        words = _words(sql)
+        words = live_words(sql)
         if caller == self.worker and words[:2] == ["UPDATE", "JOBS"] and rowcount:
             self.statements.append(" ".join(sql.split()))
 
@@ -281,8 +281,8 @@ class JobWrites:
         diagnosis the behaviour already gave, never a verdict."""
         if not self.statements:
             return "its write"
-        words = _words(self.statements[-1])
-        where = _outer_where(words)
+        words = live_words(self.statements[-1])
+        where = outer_where(words)
         sets = words[words.index("SET") + 1 : words.index("WHERE")] if "WHERE" in words else []
         if {"EMAIL", "CAMPAIGN_ID", "CREATED_AT"} <= set(sets):
             return "saving the whole job object (job.save()), which writes every field back,"
@@ -294,31 +294,6 @@ class JobWrites:
         if not checks_step and not checks_status:
             return "a write that checks neither the step nor the status"
         return "its write"
-
-
-def _words(sql: str) -> list[str]:
-    return [
-        t.text.strip('"').upper()
-        for t in tokenize(sql)
-        if t.kind in (Kind.WORD, Kind.IDENTIFIER) or t.text in ("(", ")")
-    ]
-
-
-def _outer_where(words: list[str]) -> list[str]:
-    """The words of the statement's own WHERE (not a subquery's)."""
-    depth, inside, found = 0, False, []
-    for word in words:
-        if word == "(":
-            depth += 1
-        elif word == ")":
-            depth -= 1
-        elif depth == 0 and word == "WHERE":
-            inside = True
-        elif depth == 0 and word == "RETURNING":
-            inside = False
-        elif inside and depth == 0:
-            found.append(word)
-    return found
 
 
 @contextmanager

@@ -26,7 +26,16 @@ from enum import Enum
 from functools import lru_cache
 from typing import NamedTuple
 
-__all__ = ["Kind", "Token", "count_placeholders", "is_write", "to_pyformat", "tokenize"]
+__all__ = [
+    "Kind",
+    "Token",
+    "count_placeholders",
+    "is_write",
+    "live_words",
+    "outer_where",
+    "to_pyformat",
+    "tokenize",
+]
 
 
 class Kind(Enum):
@@ -192,3 +201,36 @@ def is_write(sql: str) -> bool:
         if following != "(" and previous not in ("FOR", "KEY"):
             return True
     return False
+
+
+def live_words(sql: str) -> list[str]:
+    """Keywords, names and brackets, upper-cased and unquoted (strings, comments and
+    placeholders left out): what the grader reads of a statement to word a diagnosis."""
+    return [
+        t.text.strip('"').upper()
+        for t in tokenize(sql)
+        if t.kind in (Kind.WORD, Kind.IDENTIFIER) or t.text in ("(", ")")
+    ]
+
+
+def outer_where(words: list[str]) -> list[str]:
+    """The words of a statement's own WHERE (``live_words``), without those of a subquery's: a
+    sub-select's WHERE is not evaluated again when the row turns out to have changed."""
+    subquery: list[bool] = []  # one entry per open bracket: does it hold a SELECT?
+    in_where = False
+    found = []
+    for index, word in enumerate(words):
+        if word == "(":
+            subquery.append(index + 1 < len(words) and words[index + 1] == "SELECT")
+        elif word == ")":
+            if subquery:
+                subquery.pop()
+        elif any(subquery):
+            continue
+        elif word == "WHERE":
+            in_where = True
+        elif word == "RETURNING":
+            in_where = False
+        elif in_where:
+            found.append(word)
+    return found
