@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..grading.precedence import UNRANKED
 from ..tasks import TaskStatus, task_status
 
 if TYPE_CHECKING:
@@ -66,8 +67,8 @@ class TaskTally:
         return self.diagnoses[0] if self.diagnoses else None
 
 
-#: A test the stream did not rank comes after every ranked one (a task's place is at most 5).
-_UNRANKED = (99,)
+#: A test the stream did not rank comes after every ranked one.
+_UNRANKED = tuple(UNRANKED)
 
 
 def tally(
