@@ -10,14 +10,19 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 __all__ = [
+    "CORE",
     "FUNCTIONS",
     "LETTERS",
+    "REQUIRED",
+    "STRETCH",
     "TASKS",
     "WRITTEN",
     "Task",
     "TaskStatus",
     "is_not_started",
+    "not_defined",
     "not_started",
+    "settled",
     "task_status",
     "title",
 ]
@@ -29,6 +34,9 @@ class Task:
     #: The function of ``candidate/solution.py`` the task grades; None for the end-to-end run,
     #: which grades ``claim_next_job`` and ``process_job`` together.
     function: str | None
+    #: An optional task for those who finish early: shown as stretch, never needed for "every
+    #: task passes", and a solution that leaves it out (or leaves the stub) is not failing it.
+    stretch: bool = False
 
     @property
     def title(self) -> str:
@@ -42,14 +50,24 @@ TASKS: tuple[Task, ...] = (
     Task("C", "send_email_step"),
     Task("D", "process_job"),
     Task("E", None),
+    Task("F", "recover_stalled_jobs", stretch=True),
+    Task("G", "reserve_send_slot", stretch=True),
 )
 #: Every task's letter, in order.
 LETTERS = "".join(task.letter for task in TASKS)
+#: The tasks "every task passes" is about (A to E).
+CORE = "".join(task.letter for task in TASKS if not task.stretch)
+#: The optional tasks (F, G).
+STRETCH = "".join(task.letter for task in TASKS if task.stretch)
 #: The tasks the candidate writes a function for (they have hints and a reference section).
 WRITTEN = "".join(task.letter for task in TASKS if task.function)
-#: Letter -> the function the task is about, for the tasks the candidate writes: the functions a
-#: solution file must define, in the contract's order.
+#: Letter -> the function the task is about, for the tasks the candidate writes, in the
+#: contract's order.
 FUNCTIONS: dict[str, str] = {task.letter: task.function for task in TASKS if task.function}
+#: The functions every solution file must define (the stretch tasks' are optional).
+REQUIRED: tuple[str, ...] = tuple(
+    task.function for task in TASKS if task.function and not task.stretch
+)
 
 
 def title(letter: str) -> str:
@@ -74,6 +92,11 @@ def not_started(function: str) -> str:
     return f"{TaskStatus.NOT_STARTED}: {function}() still raises NotImplementedError"
 
 
+def not_defined(function: str) -> str:
+    """The diagnosis of an optional function the solution does not define."""
+    return f"{TaskStatus.NOT_STARTED}: the solution defines no {function}() (a stretch task)"
+
+
 def is_not_started(diagnosis: str) -> bool:
     return diagnosis.startswith(TaskStatus.NOT_STARTED)
 
@@ -86,3 +109,15 @@ def task_status(passed: int, failed: int, diagnoses: Iterable[str]) -> TaskStatu
     if diagnoses and all(is_not_started(d) for d in diagnoses):
         return TaskStatus.NOT_STARTED
     return TaskStatus.FAILING
+
+
+def settled(letter: str, status: TaskStatus | str) -> bool:
+    """Whether ``letter``'s verdict lets the whole run pass: a task of A to E must pass; a
+    stretch task must pass or not be started (a stretch task tried and failing fails the run)."""
+    if status in (TaskStatus.PASSING, TaskStatus.PASSING_ON_BOTH):
+        return True
+    return letter in STRETCH and status in (
+        TaskStatus.NOT_STARTED,
+        TaskStatus.NOT_GRADED,
+        TaskStatus.NO_TESTS,
+    )

@@ -15,7 +15,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from ..tasks import LETTERS, TaskStatus, title
+from ..tasks import LETTERS, STRETCH, TaskStatus, title
 from .code import CodeMarkdown, NotesCuts, whole_code, widest_line
 from .interview import PARTS, InterviewClock, SummaryLine, minutes
 from .pager import TimelineBody, body_rows, parse_timeline, render_pager
@@ -140,6 +140,8 @@ class BoardState:
 
     def first_failing(self) -> TaskRow | None:
         for row in self.tasks.values():
+            if row.task in STRETCH and row.status != TaskStatus.FAILING:
+                continue  # an optional task not started is nothing to fix
             if row.status in (TaskStatus.FAILING, TaskStatus.NOT_STARTED) and row.diagnosis:
                 return row
         return None
@@ -245,7 +247,12 @@ def _tasks(state: BoardState) -> Table:
     table.add_column("status")  # the one to wrap (at a word) when 80 columns are too few
     table.add_column("tests", justify="right", no_wrap=True)
     table.add_column("tier", no_wrap=True)
-    for row in state.tasks.values():
+    rows = list(state.tasks.values())
+    idle = [row for row in rows if row.task in STRETCH and _untouched(row)]
+    if len(idle) > 1:
+        # Optional tasks nobody started: one dim line, so that A to E keep the screen.
+        rows = [row for row in rows if row not in idle]
+    for row in rows:
         status = Text(f"{_MARK[row.status]} {row.status}", style=_STYLE[row.status])
         if row.stale:
             status.stylize("dim")
@@ -253,8 +260,23 @@ def _tasks(state: BoardState) -> Table:
         if row.grading:
             status.append("  grading…", style="cyan")
         tests = f"{row.passed}/{row.total}" if row.total else ""
-        table.add_row(f"{row.task}  {title(row.task)}", status, tests, row.tier or "")
+        name = f"{row.task}  {title(row.task)}"
+        if row.task in STRETCH:
+            status.append(" (stretch)", style="dim")
+        table.add_row(name, status, tests, row.tier or "")
+    if len(idle) > 1:
+        table.add_row(
+            Text(" ".join(row.task for row in idle) + "  stretch tasks", style="dim"),
+            Text("optional, not started", style="dim"),
+            "",
+            "",
+        )
     return table
+
+
+def _untouched(row: TaskRow) -> bool:
+    """A stretch task the solution has not started (or that no run has graded yet)."""
+    return row.status in (TaskStatus.NOT_STARTED, TaskStatus.NOT_GRADED, TaskStatus.NO_TESTS)
 
 
 def _runs(runs: list[RunLine]) -> Text:

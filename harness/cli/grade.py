@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
-from ..tasks import LETTERS, TaskStatus
+from ..tasks import CORE, STRETCH, TaskStatus
 from .app import App
 from .board import render_board
 from .grading_process import GradeRequest, run_grading
@@ -95,7 +95,12 @@ def grade(
 
 def verdict(run: GradeRun) -> Text:
     """The run's outcome in one line of at most 80 columns: passing or not, with the counts."""
-    tallies = run.tallies()
+    tallies = {
+        task: tally
+        for task, tally in run.tallies().items()
+        # A stretch task left as the stub is not part of the verdict, nor of its counts.
+        if task not in STRETCH or tally.status != TaskStatus.NOT_STARTED
+    }
     passed = sum(tally.passed for tally in tallies.values())
     total = sum(tally.passed + tally.failed for tally in tallies.values())
     where = f"{run.tier} tier on {run.backend}, {run.elapsed():.1f} s"
@@ -119,8 +124,10 @@ def verdict(run: GradeRun) -> Text:
 
 def _which(tasks: list[str]) -> str:
     """The tasks a passing run graded: "every task (A to E)", "task A", "tasks B and C"."""
-    if set(tasks) >= set(LETTERS):
-        return f"every task ({LETTERS[0]} to {LETTERS[-1]})"
+    if set(tasks) >= set(CORE):
+        stretch = [task for task in tasks if task in STRETCH]
+        also = f", and stretch {' and '.join(stretch)}" if stretch else ""
+        return f"every task ({CORE[0]} to {CORE[-1]}{also})"
     if len(tasks) == 1:
         return f"task {tasks[0]}"
     return f"tasks {', '.join(tasks[:-1])} and {tasks[-1]}"

@@ -114,3 +114,26 @@ async def process_job(job: Job) -> None:
     and one CRM action.
     """
     raise NotImplementedError("Task D: process_job")
+
+
+# --- Stretch tasks: optional, for when A to D pass early. Leave them as they are if you like:
+# --- a stub here is "not started", and "every task passes" means A to E.
+
+
+async def recover_stalled_jobs(lease_seconds: float) -> int:
+    """Task F (stretch) — return dead workers' jobs to the queue; return how many.
+
+    A `running` job whose `claimed_at` is older than `lease_seconds` belonged to a worker that
+    died: put it back to `pending` (and count it), unless it has already crashed its workers
+    `MAX_ATTEMPTS` times: then fail it with `last_error` (a poison job). See CONTRACT.md.
+    """
+    raise NotImplementedError("Task F: recover_stalled_jobs")
+
+
+async def reserve_send_slot(worker_id: str) -> None:
+    """Task G (stretch) — return when this worker may send one email.
+
+    The account allows `SEND_RATE_PER_SECOND` sends a second across every worker of every
+    process: coordinate through the database. See CONTRACT.md.
+    """
+    raise NotImplementedError("Task G: reserve_send_slot")

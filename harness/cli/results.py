@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..grading.precedence import UNRANKED
-from ..tasks import TaskStatus, task_status
+from ..tasks import TaskStatus, settled, task_status
 
 if TYPE_CHECKING:
     from .grading_process import GradeRequest
@@ -102,11 +102,12 @@ def tally(
 
 
 def all_passing(state: str, tallies: dict[str, TaskTally]) -> bool:
-    """A run that finished and found every task it graded passing."""
+    """A run that finished and found every task it graded passing (a stretch task not started
+    is not in the way: ``harness.tasks.settled``)."""
     return (
         state == "done"
         and bool(tallies)
-        and all(t.status == TaskStatus.PASSING for t in tallies.values())
+        and all(settled(task, t.status) for task, t in tallies.items())
     )
 
 

@@ -401,7 +401,8 @@ class DevSession:
         self._changed()
 
     def current_task(self) -> str | None:
-        """The first task of A-D that does not pass yet."""
+        """The first task of A-D that does not pass yet; once they all pass, the first stretch
+        task (F, G) that does not."""
         rows = self.scoreboard.rows()
         return next((task for task in FUNCTIONS if rows[task].status not in _PASSING), None)
 

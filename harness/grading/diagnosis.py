@@ -15,6 +15,7 @@ from typing import NoReturn
 import pytest
 
 from ..tasks import not_started
+from ..worker.solutions import NotDefined
 from ..world.ledger import Violation, ViolationKind
 
 __all__ = ["candidate_frames", "describe_exception", "describe_violation", "fail", "not_started"]
@@ -34,6 +35,8 @@ def candidate_frames(error: BaseException, solution: Path) -> list[traceback.Fra
 
 def describe_exception(error: BaseException, solution: Path, function: str | None = None) -> str:
     """ "claim_next_job raised KeyError: 'id' at solution.py:42 (`return rows[0]['id']`)"."""
+    if isinstance(error, NotDefined):
+        return str(error)
     if isinstance(error, NotImplementedError) and function:
         own = candidate_frames(error, solution)
         if own and own[-1].name == function:

@@ -15,7 +15,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from ..tasks import LETTERS, WRITTEN, TaskStatus, task_status, title
+from ..tasks import LETTERS, STRETCH, WRITTEN, TaskStatus, settled, task_status, title
 from .precedence import UNRANKED
 
 __all__ = ["Outcome", "Scorecard", "TaskResult"]
@@ -107,11 +107,16 @@ class Scorecard:
 
     @property
     def status(self) -> str:
+        """``pass`` when every graded task of A to E passes and no stretch task was tried and
+        failed (a stretch task left as the stub, or left out, is "not started": see
+        ``harness.tasks.settled``)."""
         if any(o.status == "error" for o in self.outcomes):
             return "error"
-        return (
-            "pass" if self.outcomes and all(o.status == "pass" for o in self.outcomes) else "fail"
-        )
+        if not self.outcomes:
+            return "fail"
+        graded = {o.task for o in self.outcomes}
+        tasks = self.tasks()
+        return "pass" if all(settled(t, tasks[t].status) for t in graded) else "fail"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -185,12 +190,12 @@ class Scorecard:
                 diagnosis = diagnosis.removeprefix(f"{TaskStatus.NOT_STARTED}: ")
                 if diagnosis.startswith(f"{title(task)}() "):
                     diagnosis = ""
-            if result.status != TaskStatus.PASSING and task in WRITTEN:
+            if result.status != TaskStatus.PASSING and task in WRITTEN and task not in STRETCH:
                 stuck.append(task)
             hint = "".join(f"\n[dim]advice: {_escape(a)}[/dim]" for a in result.advice)
             hint += "".join(f"\n[yellow]warning: {_escape(w)}[/yellow]" for w in result.warnings)
             table.add_row(
-                f"{task}  {title(task)}",
+                f"{task}  {title(task)}" + (" (stretch)" if task in STRETCH else ""),
                 Text(f"{marks[result.status]} {result.status}", style=styles[result.status]),
                 f"{result.passed}/{result.passed + result.failed}",
                 Text.from_markup(_escape(diagnosis) + hint),

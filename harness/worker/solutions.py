@@ -18,9 +18,16 @@ from typing import Any
 
 from ..ownership import register_solution
 from ..paths import PROJECT_ROOT
-from ..tasks import FUNCTIONS
+from ..tasks import FUNCTIONS, REQUIRED, not_defined
 
-__all__ = ["CANDIDATE_PATH", "REFERENCE_PATH", "Solution", "load_solution", "reference_functions"]
+__all__ = [
+    "CANDIDATE_PATH",
+    "REFERENCE_PATH",
+    "NotDefined",
+    "Solution",
+    "load_solution",
+    "reference_functions",
+]
 
 CANDIDATE_PATH = PROJECT_ROOT / "candidate" / "solution.py"
 REFERENCE_PATH = PROJECT_ROOT / "fixtures" / "solutions" / "reference.py"
@@ -40,7 +47,8 @@ class _FromSource(importlib.machinery.SourceFileLoader):
 
 @dataclass(frozen=True)
 class Solution:
-    """The four functions of the contract, from one file."""
+    """The functions of the contract, from one file: the four of A to D, and those of the
+    stretch tasks (F, G), which a file may leave out."""
 
     path: Path
     module: ModuleType
@@ -48,6 +56,8 @@ class Solution:
     create_campaign_jobs: Callable[[int, list[str]], Awaitable[int]]
     send_email_step: Callable[[Any], Awaitable[None]]
     process_job: Callable[[Any], Awaitable[None]]
+    recover_stalled_jobs: Callable[[float], Awaitable[int]]
+    reserve_send_slot: Callable[[str], Awaitable[None]]
 
     @property
     def name(self) -> str:
@@ -71,21 +81,39 @@ def load_solution(path: str | Path = CANDIDATE_PATH) -> Solution:
         raise
     functions = {}
     for fn in FUNCTIONS.values():
-        if not callable(getattr(module, fn, None)):
+        found = getattr(module, fn, None)
+        if callable(found):
+            functions[fn] = found
+        elif fn in REQUIRED:
             raise AttributeError(f"{path.name} defines no function {fn}()")
-        functions[fn] = getattr(module, fn)
+        else:
+            functions[fn] = _undefined(fn)
     return Solution(path=path, module=module, **functions)
 
 
+class NotDefined(NotImplementedError):
+    """Raised by a stretch task's function that the solution does not define: the grader says
+    "not started", as it does of the stub."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__(not_defined(function))
+        self.function = function
+
+
+def _undefined(function: str) -> Callable[..., Awaitable[Any]]:
+    async def undefined(*args: Any, **kwargs: Any) -> Any:
+        raise NotDefined(function)
+
+    undefined.__name__ = function
+    return undefined
+
+
 def reference_functions() -> dict[str, Any]:
-    """The reference's four functions by name. A catalogue entry starts from them and replaces
+    """The reference's functions by name. A catalogue entry starts from them and replaces
     the one function whose classic mistake it demonstrates:
 
         globals().update(reference_functions())
         async def claim_next_job(worker_id): ...   # the mistake
     """
     reference = load_solution(REFERENCE_PATH)
-    return {
-        name: getattr(reference, name)
-        for name in ("claim_next_job", "create_campaign_jobs", "send_email_step", "process_job")
-    }
+    return {name: getattr(reference, name) for name in FUNCTIONS.values()}
