@@ -11,7 +11,7 @@ import importlib.util
 import itertools
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -56,8 +56,12 @@ class Solution:
     create_campaign_jobs: Callable[[int, list[str]], Awaitable[int]]
     send_email_step: Callable[[Any], Awaitable[None]]
     process_job: Callable[[Any], Awaitable[None]]
-    recover_stalled_jobs: Callable[[float], Awaitable[int]]
-    reserve_send_slot: Callable[[str], Awaitable[None]]
+    recover_stalled_jobs: Callable[[float], Awaitable[int]] = field(
+        default_factory=lambda: _undefined("recover_stalled_jobs")
+    )
+    reserve_send_slot: Callable[[str], Awaitable[None]] = field(
+        default_factory=lambda: _undefined("reserve_send_slot")
+    )
 
     @property
     def name(self) -> str:
