@@ -120,6 +120,6 @@ def test_the_task_letters_are_spelled_out_only_in_the_registry() -> None:
         for name, path in MODULES.items()
         if name.startswith("harness") and name != "harness.tasks"
         for node in ast.walk(ast.parse(path.read_text()))
-        if isinstance(node, ast.Constant) and node.value in ("ABCDE", "ABCD")
+        if isinstance(node, ast.Constant) and node.value in ("ABCDEFG", "ABCDE", "ABCD", "FG")
     ]
     assert spelled == []

@@ -57,14 +57,14 @@ def solved_a(source: str = STUB) -> str:
 
 def test_stub_tasks_names_the_untouched_functions_in_the_graders_words() -> None:
     stubs = stub_tasks(STUB)
-    assert set(stubs) == set("ABCDE")
+    assert set(stubs) == set("ABCDEFG")
     assert stubs["B"] == not_started("create_campaign_jobs")
     assert stubs["E"] == not_started("claim_next_job")
     after_a = stub_tasks(solved_a())
-    assert set(after_a) == set("BCDE") and after_a["E"] == not_started("process_job")
+    assert set(after_a) == set("BCDEFG") and after_a["E"] == not_started("process_job")
     # C alone does not stop the end-to-end run from being graded: process_job may not use it.
     only_c = with_function(solved_a(), "process_job", "async def process_job(job):\n    pass\n")
-    assert set(stub_tasks(only_c)) == {"B", "C"}
+    assert set(stub_tasks(only_c)) == {"B", "C", "F", "G"}
     assert stub_tasks("def broken(:\n") == {}
 
 
