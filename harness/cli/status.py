@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..sql.orm import utcnow
-from ..tasks import WRITTEN, TaskStatus, title
+from ..tasks import STRETCH, WRITTEN, TaskStatus, title
 from .app import App
 from .hints import LEVELS
 from .interview import EndedInterview, clock, last_interview, minutes, summary
@@ -43,7 +43,7 @@ def status(app: App) -> None:
         style = _STYLES.get(last, "dim")
         hints = f"{info.hint_level}/{LEVELS}" if task in WRITTEN else ""
         table.add_row(
-            f"{task}  {title(task)}",
+            f"{task}  {title(task)}" + (" (stretch)" if task in STRETCH else ""),
             Text(last, style=style),
             _when(info.first_passed),
             ", ".join(info.backends),
