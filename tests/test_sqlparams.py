@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from harness.sql.sqlparams import count_placeholders, is_write, to_pyformat, tokenize
+from harness.sql.sqlparams import count_placeholders, is_write, to_numbered, to_pyformat, tokenize
 
 # --- to_pyformat / count_placeholders: examples -------------------------------------------
 
@@ -218,6 +219,28 @@ def test_translation_round_trips_when_original_has_no_percent_s(parts: list[Frag
     sql = _join(parts).sql
     assume("%s" not in sql)
     assert to_pyformat(sql).replace("%%", "%").replace("%s", "?") == sql
+
+
+def test_placeholders_are_numbered_and_percent_is_left_alone() -> None:
+    sql = "SELECT '?%' , ? WHERE a LIKE 'x%' AND b = ? -- ?"
+    assert to_numbered(sql) == ("SELECT '?%' , $1 WHERE a LIKE 'x%' AND b = $2 -- ?", 2)
+
+
+@given(fragments)
+def test_numbering_sends_what_psycopg_made_of_the_pyformat_text(parts: list[Fragment]) -> None:
+    # The PostgreSQL backend sends ``to_numbered`` through a raw cursor: the server must get the
+    # very text psycopg sent when the backend gave it ``to_pyformat``'s (``%%`` is a ``%``, and
+    # each ``%s`` the next ``$n``).
+    built = _join(parts)
+    numbers = iter(range(1, built.placeholders + 1))
+    psycopg_made = re.sub(
+        "%%|%s",
+        lambda found: "%" if found.group() == "%%" else f"${next(numbers)}",
+        to_pyformat(built.sql),
+    )
+    assert to_numbered(built.sql) == (psycopg_made, built.placeholders)
+    long = " ".join([built.sql] * (5000 // max(len(built.sql), 1) + 1))
+    assert to_numbered(long)[1] == built.placeholders * (5000 // max(len(built.sql), 1) + 1)
 
 
 @given(st.text())

@@ -1,4 +1,4 @@
-"""Translate SQLite-style ``?`` placeholders to psycopg's ``%s``, and classify statements.
+"""Translate SQLite-style ``?`` placeholders for PostgreSQL, and classify statements.
 
 The harness lets candidates write one dialect of SQL with ``?`` placeholders and runs it on
 both SQLite and PostgreSQL. psycopg 3 wants ``%s`` and parses ``%`` in the *whole* query
@@ -10,6 +10,9 @@ Everything here is built on one hand-written scanner, :func:`tokenize`, which ma
 single pass over the text. The three public helpers only look at its tokens:
 
 * :func:`to_pyformat` rewrites placeholders and doubles every literal ``%``;
+* :func:`to_numbered` rewrites them as PostgreSQL's own ``$1``, ``$2``... for a raw cursor,
+  which sends the text as it is (psycopg parses nothing: a 10,000-row ``INSERT`` is not
+  scanned a second time);
 * :func:`count_placeholders` lets callers check the parameter count with a clear error;
 * :func:`is_write` tells the fault injector whether a statement writes, so it can crash a
   worker "before the Nth database write".
@@ -33,6 +36,7 @@ __all__ = [
     "is_write",
     "live_words",
     "outer_where",
+    "to_numbered",
     "to_pyformat",
     "tokenize",
 ]
@@ -170,6 +174,38 @@ def to_pyformat(sql: str) -> str:
         "%s" if token.kind is Kind.PLACEHOLDER else token.text.replace("%", "%%")
         for token in tokenize(sql)
     )
+
+
+#: Statements longer than this (a batch's ``INSERT`` of thousands of rows) have a small cache of
+#: their own: a bulk load sends one text many times (each full batch) and one last one, while a
+#: thousand texts of that size would hold hundreds of megabytes.
+_LONG = 4096
+
+
+def to_numbered(sql: str) -> tuple[str, int]:
+    """Rewrite ``?`` placeholders as ``$1``, ``$2``...; return the statement and how many.
+
+    Nothing else changes: a ``%`` is PostgreSQL's, as the server reads it.
+    """
+    if len(sql) > _LONG:
+        return _to_numbered_long(sql)
+    return _to_numbered_short(sql)
+
+
+def _to_numbered(sql: str) -> tuple[str, int]:
+    parts: list[str] = []
+    count = 0
+    for token in tokenize(sql):
+        if token.kind is Kind.PLACEHOLDER:
+            count += 1
+            parts.append(f"${count}")
+        else:
+            parts.append(token.text)
+    return "".join(parts), count
+
+
+_to_numbered_short = lru_cache(maxsize=1024)(_to_numbered)
+_to_numbered_long = lru_cache(maxsize=8)(_to_numbered)
 
 
 @lru_cache(maxsize=1024)

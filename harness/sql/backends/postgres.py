@@ -17,11 +17,12 @@ from typing import Any
 
 import psycopg
 import psycopg_pool
+from psycopg.pq import ExecStatus
 from psycopg.rows import dict_row
 
 from ..config import DatabaseConfig
 from ..pool import PoolMeter, PoolStats
-from ..sqlparams import to_pyformat
+from ..sqlparams import to_numbered
 from .base import Result, plain_value
 
 __all__ = ["PostgresBackend", "connection_options"]
@@ -36,6 +37,9 @@ _REFUSALS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"permission denied for schema (\w+)"), r"reach schema \1, outside its own"),
     (re.compile(r"permission denied for database (\w+)"), r"create schemas in database \1"),
 )
+
+
+_TUPLES_OK = ExecStatus.TUPLES_OK
 
 
 def connection_options(config: DatabaseConfig) -> str:
@@ -102,10 +106,21 @@ class PostgresBackend:
     async def execute(
         self, conn: psycopg.AsyncConnection[Any], sql: str, params: list[Any]
     ) -> Result:
-        # Always pass a parameter list, so psycopg reads the %% that to_pyformat wrote as %.
-        async with conn.cursor() as cursor:
-            await cursor.execute(to_pyformat(sql), [plain_value(value) for value in params])
-            rows = await cursor.fetchall() if cursor.description is not None else []
+        # A raw cursor sends the statement numbered ($1, $2...) as it is: psycopg would scan
+        # ``%s`` placeholders again, in Python, and a bulk INSERT of thousands of rows is long.
+        # Always a parameter list, as before: no parameters is the simple query protocol.
+        statement, placeholders = to_numbered(sql)
+        if placeholders != len(params):  # psycopg's own check and words, before anything is sent
+            raise psycopg.ProgrammingError(
+                f"the query has {placeholders} placeholders but {len(params)} parameters were "
+                "passed"
+            )
+        async with psycopg.AsyncRawCursor(conn, row_factory=dict_row) as cursor:
+            await cursor.execute(statement, [plain_value(value) for value in params])
+            answer = cursor.pgresult
+            # Whether it returned rows, as ``description`` tells, without building the columns.
+            returned = answer is not None and (answer.nfields or answer.status == _TUPLES_OK)
+            rows = await cursor.fetchall() if returned else []
             result = Result(list(rows), cursor.rowcount)
         if self.config.schema and "search_path" in sql.lower():
             await self._keep_search_path(conn, self.config.schema)
