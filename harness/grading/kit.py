@@ -41,8 +41,8 @@ from ..world.ledger import Ledger, Violation
 from ..world.services import Services
 from . import tamper
 from .afterlife import kept_going
+from .confinement import OUTPUT_LIMIT
 from .diagnosis import describe_exception, describe_violation, fail
-from .supervisor import OUTPUT_LIMIT
 
 __all__ = ["FAST", "FULL", "Kata", "LoopBlocked", "Sizes", "graded"]
 

@@ -43,6 +43,7 @@ from . import kit, tamper
 from .blocking import SleepGuard
 from .channel import report_of
 from .clock import use_grading_time_zone
+from .confinement import OUTPUT_LIMIT
 from .diagnosis import describe_exception, fail
 from .kit import (
     FAST,
@@ -56,7 +57,7 @@ from .kit import (
 from .precedence import rank
 from .scorecard import Outcome, Scorecard
 from .shares import share
-from .supervisor import OUTPUT_LIMIT, supervise, wants_supervision
+from .supervisor import supervise, wants_supervision
 from .tamper import Snapshot
 from .verdicts import is_skip, skip_diagnosis, status_of
 

@@ -11,7 +11,7 @@ ended the grading process with os._exit(0) ... during test_x of Task B"), fails 
 was running and every test that never ran, and exits non-zero. The scorecard and ``--kata-json``
 are written here, from the child's results, so that they always agree with that verdict; so is
 the watch mode's event stream (``KATA_EVENTS``, whose name the child is not given), from the
-same results (``_Stream``).
+same results (``EventStream``).
 
 The parent also keeps time, on its own clock: a test still running its limit plus ``_MARGIN``
 after its start event, an import, a gap between tests or an exit that takes too long, or a run
@@ -40,13 +40,12 @@ import pytest
 
 from ..paths import PROJECT_ROOT
 from . import channel, tamper
+from .confinement import become_subreaper, die_with, kill_leftovers, limit_output
+from .event_stream import EventStream
 from .scorecard import Outcome, Scorecard
 
-__all__ = ["OUTPUT_LIMIT", "ChildRun", "supervise", "wants_supervision"]
+__all__ = ["ChildRun", "supervise", "wants_supervision"]
 
-#: The largest file the child may write (the captured output of a test is one): a solution that
-#: prints in a loop is stopped there instead of filling the disk.
-OUTPUT_LIMIT = 128 * 1024 * 1024
 #: Seconds the parent waits, beyond a test's own limit, before it calls the child unresponsive:
 #: the alarm fires 10 s after the limit, then the test's teardown needs a few seconds.
 _MARGIN = 40.0
@@ -95,7 +94,7 @@ def supervise(config: pytest.Config, scorecard: Scorecard, json_path: str | None
     in the child, returns None (the session then runs as usual) and never comes back here."""
     global _in_child
     read_fd, write_fd = os.pipe()
-    _become_subreaper()
+    become_subreaper()
     sys.stdout.flush()
     sys.stderr.flush()
     parent = os.getpid()
@@ -103,7 +102,7 @@ def supervise(config: pytest.Config, scorecard: Scorecard, json_path: str | None
     if pid == 0:
         os.close(read_fd)
         _in_child = True
-        # The parent writes the watch mode's event stream (see _Stream): not the solution's.
+        # The parent writes the watch mode's event stream (see EventStream): not the solution's.
         os.environ.pop(_EVENTS_ENV, None)
         channel.attach(config, channel.open_channel(write_fd))
         _run_child(config, parent)  # never returns
@@ -111,20 +110,20 @@ def supervise(config: pytest.Config, scorecard: Scorecard, json_path: str | None
     # A debugger session in the child may sit at its prompt for as long as it likes.
     run = ChildRun(pid, patient=bool(config.option.usepdb or getattr(config.option, "trace", 0)))
     events = os.environ.get(_EVENTS_ENV)
-    run.stream = _Stream(events) if events else None
+    run.stream = EventStream(events) if events else None
     try:
         _follow(run, read_fd)
     finally:
         os.close(read_fd)
-        _kill_leftovers()
+        kill_leftovers()
     return _conclude(run, scorecard, json_path)
 
 
 def _run_child(config: pytest.Config, parent: int) -> None:
     code: int = pytest.ExitCode.INTERNAL_ERROR
     try:
-        _die_with(parent)
-        _limit_output()
+        die_with(parent)
+        limit_output()
         tamper.watch_sigint()
         code = int(config.hook.pytest_cmdline_main(config=config))
     except BaseException:  # the session's own errors are reported by pytest; this is the rest
@@ -135,38 +134,6 @@ def _run_child(config: pytest.Config, parent: int) -> None:
             sys.stderr.flush()
         # At once: no atexit handler, no wait for threads the solution may have left running.
         tamper.exit_now(code)
-
-
-def _limit_output() -> None:
-    try:
-        import resource
-
-        soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-        if soft == resource.RLIM_INFINITY or soft > OUTPUT_LIMIT:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (OUTPUT_LIMIT, hard))
-        # A write past the limit fails with EFBIG (reported), instead of killing the process.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    except (ImportError, OSError, ValueError, AttributeError):
-        pass
-
-
-def _prctl(option: int, value: int) -> None:
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
-
-
-def _become_subreaper() -> None:
-    _prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: the child's orphans become ours, to be killed
-
-
-def _die_with(parent: int) -> None:
-    _prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: a killed parent takes the child with it
-    if os.getppid() != parent:
-        tamper.exit_now(1)
 
 
 # --- the parent's side ---------------------------------------------------------------------------
@@ -213,7 +180,7 @@ class ChildRun:
     killed: str | None = None  # why the parent killed it
     user_interrupt: bool = False
     patient: bool = False  # never called unresponsive
-    stream: _Stream | None = None  # the watch mode's event stream, written from here
+    stream: EventStream | None = None  # the watch mode's event stream, written from here
     began: float = field(default_factory=time.monotonic)
     phase_began: float = field(default_factory=time.monotonic)
     started: dict[str, float] = field(default_factory=dict)  # test id -> when it started
@@ -436,30 +403,6 @@ def _drain(run: ChildRun, fd: int, partial: bytes) -> None:
     _apply(run, partial.split(b"\n"))
 
 
-def _kill_leftovers() -> None:
-    """Kill what the child left running (processes it started, which are ours now)."""
-    if not sys.platform.startswith("linux"):
-        return
-    me = os.getpid()
-    for _ in range(5):
-        children = []
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == me:
-                    children.append(int(entry))
-        if not children:
-            return
-        for pid in children:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        for pid in children:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, 0)
-
-
 def _conclude(run: ChildRun, scorecard: Scorecard, json_path: str | None) -> int:
     problem = run.problem()
     added: list[Outcome] = []
@@ -505,50 +448,3 @@ def _print_problem(problem: str) -> None:
     from rich.text import Text
 
     Console(stderr=False).print(Text(f"\n✘ {problem}", style="bold red"))
-
-
-#: Characters of a diagnosis in the event stream (a graded test's diagnosis is one sentence).
-_DIAGNOSIS_CHARS = 2000
-
-
-class _Stream:
-    """The watch mode's event stream (``KATA_EVENTS``, read by ``python -m harness grade`` and
-    ``dev``), written here from what the parent accepted of the child's report: the same
-    results as the scorecard's, and nothing the child writes past the parent's checks.
-    The format is ``harness.cli.pytest_events``'s."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def _write(self, event: dict[str, Any]) -> None:
-        with contextlib.suppress(OSError), open(self.path, "a", encoding="utf-8") as events:
-            events.write(json.dumps(event) + "\n")
-
-    def collected(self, tests: list[_Test]) -> None:
-        self._write(
-            {
-                "event": "collected",
-                "tests": [{"id": t.id, "task": t.task, "rank": t.rank} for t in tests],
-            }
-        )
-
-    def start(self, test_id: str) -> None:
-        self._write({"event": "start", "id": test_id})
-
-    def output(self, test_id: str, text: str) -> None:
-        self._write({"event": "output", "id": test_id, "text": text})
-
-    def result(self, outcome: Outcome) -> None:
-        self._write(
-            {
-                "event": "result",
-                "id": outcome.id,
-                "task": outcome.task,
-                "outcome": outcome.status,
-                "diagnosis": (outcome.message or "")[:_DIAGNOSIS_CHARS] or None,
-                "duration": outcome.duration,
-                "advice": outcome.advice,
-                "timeline": outcome.told(),
-                "rank": outcome.rank,
-            }
-        )
