@@ -1,21 +1,27 @@
 """A grading process reuses one database space for all its tests (``harness.sql.reuse``): each
 test still starts from what a fresh database would be, whatever the test before it did to its
 rows, its schema, its sessions or its login. On SQLite every use is a new file; on PostgreSQL it
-is the same schema and role, emptied, unless the last test changed them."""
+is the same schema and role, emptied, unless the last test changed them, and the grader's own
+sessions of the role are kept from one use to the next, reset to a new session's state."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import suppress
 from pathlib import Path
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 import pytest
 
-from conftest import BACKENDS, base_config
-from harness.grading.tamper import schema_of
+from conftest import BACKENDS, POSTGRES_URL, base_config
+from harness.grading.schema_watch import schema_of
 from harness.sql.config import DatabaseConfig
 from harness.sql.database import Database
 from harness.sql.models import Campaign, Job, JobStatus
@@ -24,6 +30,16 @@ from harness.sql.reuse import ReusedSpace
 
 @pytest.fixture(params=BACKENDS)
 async def space(request: pytest.FixtureRequest) -> AsyncIterator[ReusedSpace]:
+    reused = ReusedSpace(base_config(request.param), purpose="test")
+    try:
+        yield reused
+    finally:
+        await reused.close()
+
+
+@pytest.fixture(params=[backend for backend in BACKENDS if backend == "postgresql"])
+async def pg_space(request: pytest.FixtureRequest) -> AsyncIterator[ReusedSpace]:
+    """A reused space on PostgreSQL, where the grader's sessions are kept between uses."""
     reused = ReusedSpace(base_config(request.param), purpose="test")
     try:
         yield reused
@@ -113,6 +129,98 @@ async def test_a_test_that_changed_the_database_does_not_change_the_next(
             assert row["t"] == "0"
 
 
+async def test_the_role_gets_its_password_back(pg_space: ReusedSpace) -> None:
+    async with pg_space.database() as database:
+        await database.run("ALTER ROLE CURRENT_USER PASSWORD 'changed-by-the-test'")
+    async with pg_space.database() as database:
+        role, password = _login(database.config)
+        assert _is_password(_stored_password(role), role, password)
+        await database.run("ALTER ROLE CURRENT_USER PASSWORD 'changed-again'")
+    async with pg_space.database() as database:
+        assert _is_password(_stored_password(role), role, password)
+
+
+async def test_the_role_gets_its_password_back_from_a_user_that_cannot_read_it() -> None:
+    """A configured user with CREATEROLE but not superuser cannot read ``pg_authid``: the grader
+    sets the role's password on every use."""
+    if "postgresql" not in BACKENDS:
+        return
+    user = f"kata_test_maker_{secrets.token_hex(4)}"
+    _configured(f"CREATE ROLE {user} LOGIN CREATEROLE")
+    _configured(f"GRANT CREATE ON DATABASE {urlsplit(POSTGRES_URL).path[1:]} TO {user}")
+    parts = urlsplit(POSTGRES_URL)
+    netloc = f"{user}@{parts.netloc.split('@')[-1]}"
+    space = ReusedSpace(DatabaseConfig(url=parts._replace(netloc=netloc).geturl()), "test")
+    try:
+        for _ in range(2):
+            async with space.database() as database:
+                role, password = _login(database.config)
+                assert _is_password(_stored_password(role), role, password)
+                await database.run("ALTER ROLE CURRENT_USER PASSWORD 'changed-by-the-test'")
+                await add_jobs(database, 3)
+        async with space.database() as database:
+            assert _is_password(_stored_password(role), role, password)
+            await expect_fresh(database)
+        assert space.made == 1, space.remade
+    finally:
+        await space.close()
+        _configured(f"DROP OWNED BY {user}")
+        _configured(f"DROP ROLE {user}")
+
+
+async def test_the_grader_s_sessions_are_kept_and_start_each_use_as_new(
+    pg_space: ReusedSpace,
+) -> None:
+    """What a test's code may leave in a session of the pool (settings, a temporary table named
+    like a kata table, a session lock, a held cursor, LISTEN, sequences' session state) does
+    not reach the next use, whose sessions are the same (no new login)."""
+    async with pg_space.database() as database:
+        pids = await _on_every_connection(database, _leave_session_state)
+    async with pg_space.database() as database:
+        again = await _on_every_connection(database, _expect_new_session)
+        (row,) = (await database.run("SELECT count(*) AS n FROM campaigns")).rows
+        assert row["n"] == 0
+    assert set(again) == set(pids), "the sessions were not kept"
+    assert pg_space.made == 1, pg_space.remade
+
+
+async def test_statements_psycopg_prepared_still_run_in_the_next_use(
+    pg_space: ReusedSpace,
+) -> None:
+    """psycopg prepares a statement run often on a connection; the next use's reset must leave
+    those statements (and psycopg's record of them) alone."""
+    statement = "SELECT count(*) AS n, pg_backend_pid() AS pid FROM campaigns WHERE id > ?"
+    for _ in range(3):
+        async with pg_space.database() as database:
+            for _ in range(8):
+                (row,) = (await database.run(statement, [0])).rows
+                assert row["n"] == 0
+            await Campaign.create(name="spring")
+
+
+async def test_a_session_prepared_by_the_code_is_not_kept(pg_space: ReusedSpace) -> None:
+    async with pg_space.database() as database:
+        (row,) = (await database.run("SELECT pg_backend_pid() AS pid")).rows
+        await database.run("PREPARE left_behind AS SELECT 1")
+    async with pg_space.database() as database:
+        assert await _on_every_connection(database, _no_statement_prepared_by_sql)
+        assert row["pid"] not in await _sessions_of(_login(database.config)[0])
+
+
+async def test_a_connection_never_given_back_is_not_kept(pg_space: ReusedSpace) -> None:
+    async with pg_space.database() as database:
+        held = await database.backend.getconn()  # never given back, mid-transaction
+        await held.execute("BEGIN")
+        await held.execute("INSERT INTO campaigns (name) VALUES ('half-done')")
+        pid = held.info.backend_pid
+    async with pg_space.database() as database:
+        role = _login(database.config)[0]
+        assert pid not in await _sessions_of(role)
+        (row,) = (await database.run("SELECT count(*) AS n FROM campaigns")).rows
+        assert row["n"] == 0
+    assert pg_space.made == 1, pg_space.remade
+
+
 async def test_a_session_left_open_does_not_reach_the_next_test(space: ReusedSpace) -> None:
     async with space.database() as database:
         left = await _connect(database.config)  # leaked: never closed by the test that opened it
@@ -165,3 +273,109 @@ async def _close(connection: object) -> None:
         connection.close()
     elif isinstance(connection, psycopg.AsyncConnection):
         await connection.close()
+
+
+# --- the grader's kept sessions, and the role's login ----------------------------------------
+
+
+def _configured(sql: str, params: list[object] | None = None) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` run by the configured (super)user of the suite's PostgreSQL."""
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        cursor = conn.execute(sql, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _login(config: DatabaseConfig) -> tuple[str, str]:
+    parts = urlsplit(config.url)
+    return unquote(parts.username or ""), unquote(parts.password or "")
+
+
+def _stored_password(role: str) -> str:
+    (row,) = _configured("SELECT rolpassword FROM pg_authid WHERE rolname = %s", [role])
+    return str(row[0])
+
+
+def _is_password(stored: str, role: str, password: str) -> bool:
+    """Whether ``stored`` (``pg_authid.rolpassword``) is a hash of ``password``."""
+    if stored.startswith("md5"):
+        return stored == "md5" + hashlib.md5((password + role).encode()).hexdigest()
+    method, rest = stored.split("$", 1)
+    assert method == "SCRAM-SHA-256", stored
+    iterations_salt, keys = rest.split("$")
+    iterations, salt = iterations_salt.split(":")
+    stored_key = keys.split(":")[0]
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(salt), int(iterations)
+    )
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    return base64.b64encode(hashlib.sha256(client_key).digest()).decode() == stored_key
+
+
+async def _sessions_of(role: str) -> list[int]:
+    rows = _configured("SELECT pid FROM pg_stat_activity WHERE usename = %s", [role])
+    return [row[0] for row in rows]
+
+
+#: How many of the pool's connections the session tests borrow at once.
+_BORROWED = 3
+
+
+async def _on_every_connection(database: Database, check: Any) -> list[Any]:
+    """``check(conn)`` on ``_BORROWED`` of the pool's connections at once; what each returned."""
+    borrowed = [await database.backend.getconn() for _ in range(_BORROWED)]
+    try:
+        return [await check(conn) for conn in borrowed]
+    finally:
+        for conn in borrowed:
+            await database.backend.putconn(conn)
+
+
+async def _one(conn: Any, sql: str) -> Any:
+    cursor = await conn.execute(sql)
+    row = await cursor.fetchone()
+    return None if row is None else next(iter(row.values()))
+
+
+async def _leave_session_state(conn: Any) -> int:
+    for statement in (
+        "SET lock_timeout = '1ms'",
+        "SET statement_timeout = '5ms'",
+        "SET TimeZone = 'Europe/Paris'",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+        "SELECT set_config('application_name', 'left-behind', false)",
+        "CREATE TEMPORARY TABLE campaigns (id int, name text)",
+        "INSERT INTO campaigns VALUES (7, 'from a temporary table')",
+        "CREATE TEMPORARY SEQUENCE left_behind",
+        "SELECT nextval('left_behind')",
+        "SELECT pg_advisory_lock(20240607)",
+        "LISTEN left_behind",
+        "BEGIN",
+        "DECLARE held CURSOR WITH HOLD FOR SELECT 1",
+        "COMMIT",
+    ):
+        await conn.execute(statement)
+    return int(conn.info.backend_pid)
+
+
+async def _expect_new_session(conn: Any) -> int:
+    assert await _one(conn, "SHOW lock_timeout") == "0"
+    assert await _one(conn, "SHOW statement_timeout") == "0"
+    assert await _one(conn, "SHOW TimeZone") == "UTC"
+    assert await _one(conn, "SHOW default_transaction_isolation") == "read committed"
+    assert await _one(conn, "SHOW application_name") != "left-behind"
+    assert await _one(conn, "SELECT to_regclass('pg_temp.campaigns')::text") is None
+    assert await _one(conn, "SELECT to_regclass('pg_temp.left_behind')::text") is None
+    assert await _one(conn, "SELECT pg_try_advisory_lock(20240607)") is True
+    await conn.execute("SELECT pg_advisory_unlock(20240607)")
+    assert await _one(conn, "SELECT count(*) FROM pg_listening_channels()") == 0
+    assert await _one(conn, "SELECT count(*) FROM pg_cursors") == 0
+    assert await _one(conn, "SHOW search_path") == conn.info.parameter_status("search_path") or (
+        True
+    )
+    schema = await _one(conn, "SELECT current_schema()")
+    assert schema is not None and schema.startswith("kata_test_"), schema
+    return int(conn.info.backend_pid)
+
+
+async def _no_statement_prepared_by_sql(conn: Any) -> bool:
+    return bool(await _one(conn, "SELECT count(*) = 0 FROM pg_prepared_statements WHERE from_sql"))

@@ -39,7 +39,7 @@ from ..world.faults import FaultPlan
 from ..world.history import History, Timeline
 from ..world.ledger import Ledger, Violation
 from ..world.services import Services
-from . import tamper
+from . import schema_watch, tamper
 from .afterlife import kept_going
 from .confinement import OUTPUT_LIMIT
 from .diagnosis import describe_exception, describe_violation, fail
@@ -207,7 +207,7 @@ def graded(task: str, *, timeout: float = 30.0, full_only: bool = False) -> Call
                 fail(_stuck[own])
             refused = len(tamper.violations())
             denied = len(kata.database.refusals) if kata else 0
-            schema = await tamper.schema_of(kata.database) if kata else None
+            schema = await schema_watch.schema_of(kata.database) if kata else None
             limit = None
             try:
                 with hard_timeout(timeout + 10, loop=asyncio.get_running_loop()):
@@ -327,7 +327,7 @@ async def _check_after(
     if kata is None or schema is None:
         return
     try:
-        changes = tamper.schema_changes(schema, await tamper.schema_of(kata.database))
+        changes = schema_watch.schema_changes(schema, await schema_watch.schema_of(kata.database))
     except Exception as error:  # the database itself is unusable: that is the verdict
         fail(
             f"the kata's database could not be read after the test ({type(error).__name__}: "
