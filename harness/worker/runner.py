@@ -5,11 +5,12 @@
         await process_job(job)
 
 N workers run as asyncio tasks on one event loop. A monitor task samples the system, returns
-jobs whose claim is older than the lease to the queue (a crashed worker's job), and detects the
-drain (every job completed or failed). A live worker renews its claim with a heartbeat while it
-processes, as real queues do, so that only dead workers' jobs are taken over; turning the
-heartbeat off lets a lease shorter than the slowest job hand live jobs to a second worker (the
-flaw of scenario 2).
+jobs whose claim is older than the lease to the queue (a crashed worker's job; with
+``count_recoveries``, counting each return and failing a job whose workers died ``MAX_ATTEMPTS``
+times), and detects the drain (every job completed or failed). A live worker renews its claim
+with a heartbeat while it processes, as real queues do, so that only dead workers' jobs are
+taken over; turning the heartbeat off lets a lease shorter than the slowest job hand live jobs
+to a second worker (the flaw of scenario 2).
 
 The runner never hangs on a candidate's mistake: a ``process_job`` that leaves the job unchanged
 ``stall_limit`` times in a row stops its worker with a diagnosis, a job that keeps raising stops
@@ -33,7 +34,12 @@ from ..scope import acting_as, caller_name, scoped
 from ..sql.database import Database, current_database
 from ..sql.models import Job, JobStatus, Step
 from ..sql.orm import utcnow
-from ..sql.queue import RECOVER_EXPIRED, count_by_status
+from ..sql.queue import (
+    RECOVER_COUNTING,
+    RECOVER_EXPIRED,
+    count_by_status,
+    recover_counting_params,
+)
 from ..world import World
 from ..world.crashes import CrashPlan
 from ..world.metrics import RunMetrics, Sample
@@ -69,6 +75,10 @@ class RunnerConfig:
     stall_limit: int = 5
     errors_per_job_limit: int = 3
     deadline: float = 120.0
+    #: Whether the monitor counts each recovery in ``attempts`` and fails a job whose claim
+    #: expired ``MAX_ATTEMPTS`` times (``RECOVER_COUNTING``), instead of returning it to the
+    #: queue however often its workers die (``RECOVER_EXPIRED``).
+    count_recoveries: bool = False
 
     def __post_init__(self) -> None:
         if self.workers < 1:
@@ -117,6 +127,8 @@ class RunReport:
     candidate_errors: list[CandidateError] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
     recovered: list[tuple[int, str | None]] = field(default_factory=list)
+    #: Jobs the counting recovery failed instead of returning them (id, last holder).
+    given_up: list[tuple[int, str | None]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -148,6 +160,7 @@ class Runner:
         self.errors: list[CandidateError] = []
         self.stalls: list[Stall] = []
         self.recovered: list[tuple[int, str | None]] = []
+        self.given_up: list[tuple[int, str | None]] = []
         self._errors_by_job: Counter[int] = Counter()
         self._drained = asyncio.Event()
         self._stop = asyncio.Event()
@@ -203,6 +216,7 @@ class Runner:
             candidate_errors=list(self.errors),
             stalls=list(self.stalls),
             recovered=list(self.recovered),
+            given_up=list(self.given_up),
         )
 
     # --- workers ----------------------------------------------------------------------------
@@ -378,11 +392,19 @@ class Runner:
     async def _recover_expired(self) -> None:
         cutoff = utcnow() - timedelta(seconds=self.config.lease)
         sent = asyncio.get_running_loop().time()
-        rows = await self.world.monitor_database.run(RECOVER_EXPIRED, [cutoff])
+        if self.config.count_recoveries:
+            sql, params = RECOVER_COUNTING, recover_counting_params(cutoff)
+        else:
+            sql, params = RECOVER_EXPIRED, [cutoff]
+        rows = await self.world.monitor_database.run(sql, params)
         for row in rows.rows:
-            self.recovered.append((int(row["id"]), row["worker_id"]))
-            self.services.ledger.record_recovery(int(row["id"]), row["worker_id"], at=sent)
-        self.metrics.recoveries += len(rows.rows)
+            job = (int(row["id"]), row["worker_id"])
+            if row.get("status") == "failed":
+                self.given_up.append(job)
+                continue
+            self.recovered.append(job)
+            self.services.ledger.record_recovery(*job, at=sent)
+            self.metrics.recoveries += 1
 
     async def _sample(self) -> None:
         self._counts = await count_by_status(self.world.monitor_database)
