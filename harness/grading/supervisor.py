@@ -440,6 +440,9 @@ def _conclude(run: ChildRun, scorecard: Scorecard, json_path: str | None) -> int
     code = run.complete if run.complete is not None else pytest.ExitCode.INTERNAL_ERROR
     if scorecard.outcomes and scorecard.status != "pass" and code == pytest.ExitCode.OK:
         return pytest.ExitCode.TESTS_FAILED
+    if scorecard.outcomes and scorecard.status == "pass" and code == pytest.ExitCode.TESTS_FAILED:
+        # Only stretch tasks nobody started failed (their stubs raise): the run passes.
+        return pytest.ExitCode.OK
     return int(code)
 
 
