@@ -121,11 +121,28 @@ async def process_job(job: Job) -> None:
 
 
 async def recover_stalled_jobs(lease_seconds: float) -> int:
-    """Task F (stretch) — return dead workers' jobs to the queue; return how many.
+    """Task F (stretch) — return dead workers' jobs to the queue; return how many it took back.
 
-    A `running` job whose `claimed_at` is older than `lease_seconds` belonged to a worker that
-    died: put it back to `pending` (and count it), unless it has already crashed its workers
-    `MAX_ATTEMPTS` times: then fail it with `last_error` (a poison job). See CONTRACT.md.
+    A live worker renews its claim (`claimed_at`) while it works, so a `running` job whose
+    `claimed_at` is older than `lease_seconds` (`utcnow() - timedelta(seconds=lease_seconds)`)
+    belonged to a worker that died. Return it to `pending`, counting the crash (`attempts` + 1)
+    and keeping its step and results; the recovery that brings `attempts` to `MAX_ATTEMPTS`
+    fails the job with `last_error` instead (a poison job). Return how many jobs this call
+    changed.
+
+    The challenge: the worker may be slow, not dead. Between your read and your write it can
+    renew its claim or finish the job, and another reaper can run at the same moment as yours.
+    And a job that kills every worker that takes it must not go round the queue forever.
+
+    The grader checks: only running jobs with a claim older than the lease change (by
+    `claimed_at`, not `updated_at`; the lease you are given, in seconds), in every campaign;
+    pending, completed and failed jobs and live claims stay as they are; a recovered job keeps
+    its progress and is claimable at once; the poison job is failed at its MAX_ATTEMPTS-th
+    crash, not before and not after; the count is what changed, not what you read; the write
+    re-checks the claim it read (the grader renews the claim, completes the job or has it taken
+    over between your read and your write, and holds a renewal's row lock while your write
+    waits); two reapers at once recover and count each job once; 5,000 stalled jobs within 50
+    round trips.
     """
     raise NotImplementedError("Task F: recover_stalled_jobs")
 

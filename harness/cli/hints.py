@@ -1,4 +1,5 @@
-"""Hints for the four tasks, three levels each: a nudge, the concept, the shape of the code.
+"""Hints for the tasks the candidate writes, three levels each: a nudge, the concept, the shape
+of the code.
 
 A candidate reads these mid-interview, stuck and short of time. Each level gives away a little
 more than the one before: the nudge points at the question to ask, the concept names the
@@ -258,6 +259,58 @@ async def advance(job: Job, to: Step, **fields) -> bool:
     return changed == 1                           # 0: someone else advanced it first
 ```""",
     ),
+    "F": (
+        # --- nudge ---
+        """\
+Your reaper reads a stalled job, then writes it back to the queue. The job's worker is slow,
+not dead: what if it renews its claim (`claimed_at`), or finishes the job, between your read and
+your write? And what if another reaper, in another process, runs at the same moment as yours?
+
+Then think of the job that crashes *every* worker that takes it: how many workers does it kill
+before your reaper stops handing it out?""",
+        # --- concept ---
+        """\
+A job is **stalled** when it is `running` and its claim is older than the lease:
+`status = 'running' AND claimed_at < now - lease` (the claim is `claimed_at`, which a live
+worker renews, not `updated_at`; and `timedelta(seconds=lease_seconds)`, not
+`timedelta(lease_seconds)`, which is days).
+
+- **No gap**: decide and write in **one statement**, `UPDATE jobs SET ... WHERE status =
+  'running' AND claimed_at < ? RETURNING id`. A job renewed a moment earlier no longer matches;
+  of two reapers, the second finds the job `pending` and leaves it alone. If you read first,
+  the write must re-check what you read (`AND status = 'running' AND claimed_at = ?`, or the
+  cutoff again) and change nothing when the row moved on. On PostgreSQL an UPDATE that waited
+  for a row's lock re-checks its own WHERE, not a sub-select's: with `WHERE id IN (SELECT ...)`
+  repeat the condition outside, or lock the sub-select's rows with `FOR UPDATE SKIP LOCKED`.
+- **Count the crash**: a worker that died spent one try of the step, so `attempts + 1`. The
+  recovery that brings `attempts` to `MAX_ATTEMPTS` fails the job (with a `last_error`) instead
+  of returning it: that is the poison job. `CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE
+  'pending' END` decides it in the same statement.
+- **Keep the progress**: step, `message_id`, `sentiment`, `action_id` stay; the next worker
+  continues where the dead one stopped.
+- **Count what you changed**: `len(rows)` of the `RETURNING`, not the rows you read.
+- **Thousands at once**: one statement for all of them (or batches of hundreds, looping until
+  none is left), never one per job.""",
+        # --- shape ---
+        """\
+```python
+_RECOVER = \"\"\"
+UPDATE jobs
+   SET status = CASE WHEN attempts + 1 >= ? THEN 'failed' ELSE 'pending' END,
+       last_error = CASE WHEN attempts + 1 >= ? THEN ? ELSE last_error END,
+       attempts = attempts + 1,
+       updated_at = ?
+ WHERE status = 'running' AND claimed_at < ?
+RETURNING id
+\"\"\"
+
+async def recover_stalled_jobs(lease_seconds: float) -> int:
+    now = utcnow()
+    cutoff = now - timedelta(seconds=lease_seconds)
+    rows = await execute_sql(_RECOVER, [...])   # MAX_ATTEMPTS twice, the error, now, cutoff
+    return len(rows)
+```""",
+    ),
 }
 
 _HINTS: dict[str, tuple[Hint, ...]] = {
@@ -266,11 +319,15 @@ _HINTS: dict[str, tuple[Hint, ...]] = {
 }
 
 
+#: The tasks with hints, as a sentence ("A, B, C, D and F").
+_HAVE_HINTS = ", ".join(sorted(_HINTS)[:-1]) + " and " + sorted(_HINTS)[-1]
+
+
 def hint(task: str, level: int) -> Hint:
     """The hint for ``task`` (A-D) at ``level`` (1 to ``LEVELS``)."""
     task = task.upper()
     if task not in _HINTS:
-        raise KeyError(f"no hints for task {task!r}: tasks A, B, C and D have hints")
+        raise KeyError(f"no hints for task {task!r}: tasks {_HAVE_HINTS} have hints")
     if not 1 <= level <= LEVELS:
         raise ValueError(f"hint levels go from 1 to {LEVELS}, not {level}")
     return _HINTS[task][level - 1]
