@@ -27,10 +27,12 @@ from .sql.database import Database, current_database, db, execute_sql, open_data
 from .sql.models import MAX_ATTEMPTS, Campaign, Job, JobStatus, Step
 from .sql.orm import utcnow
 from .sql.transactions import current_transaction, transaction
+from .world.account import SEND_RATE_PER_SECOND
 from .world.services import analyze_sentiment, get_reply, route_customer, send_email
 
 __all__ = [
     "MAX_ATTEMPTS",
+    "SEND_RATE_PER_SECOND",
     "Campaign",
     "Database",
     "DatabaseConfig",

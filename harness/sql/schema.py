@@ -7,6 +7,11 @@
 * A CHECK on ``email`` rejects what cannot be an address at all (no ``@``, over 254 characters):
   a bulk insert containing one such row must fail as a whole.
 * A trigger records every change of a job's status or step in ``job_transitions``.
+* ``send_rate`` (one row) and ``send_slots``: where Task G's limiter keeps the account's send
+  rate, shared by every process. The harness only writes the row when a test sets the account
+  up (and ``paused_until`` when SendGrid answers 429); what the columns mean is the contract's.
+  Times are UNIX seconds (``time.time()``, as a 429's ``reset_at``): a rate is arithmetic on
+  seconds, the same SQL on both backends.
 """
 
 from __future__ import annotations
@@ -15,7 +20,15 @@ from .database import Database
 
 __all__ = ["TABLES", "create_schema", "drop_tables"]
 
-TABLES = ("job_transitions", "jobs", "customers", "campaigns", "kata_meta")
+TABLES = (
+    "job_transitions",
+    "jobs",
+    "customers",
+    "campaigns",
+    "send_slots",
+    "send_rate",
+    "kata_meta",
+)
 
 _SQLITE_NOW = "(strftime('%Y-%m-%d %H:%M:%f000+00:00', 'now'))"
 
@@ -68,6 +81,19 @@ CREATE TABLE IF NOT EXISTS job_transitions (
     at TIMESTAMPTZ NOT NULL DEFAULT {now}
 );
 CREATE INDEX IF NOT EXISTS job_transitions_by_job ON job_transitions (job_id, id);
+CREATE TABLE IF NOT EXISTS send_rate (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    tokens DOUBLE PRECISION NOT NULL DEFAULT 1,
+    refilled_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+    next_send_at DOUBLE PRECISION NOT NULL DEFAULT 0,
+    paused_until DOUBLE PRECISION NOT NULL DEFAULT 0,
+    version BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS send_slots (
+    id {serial},
+    slot BIGINT NOT NULL UNIQUE,
+    worker_id TEXT
+);
 """
 
 _SQLITE_TRIGGER = """

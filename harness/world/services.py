@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from dataclasses import replace
 from typing import Any
 
 from ..exceptions import (
@@ -38,9 +39,10 @@ from ..ownership import code_site
 from ..scope import caller_name, current, scoped
 from ..sql.transactions import current_transaction
 from . import crashes
+from .account import SendAccount
 from .attempts import Attempt
 from .differences import how_it_differs
-from .faults import FaultPlan, stable_digest
+from .faults import Fault, FaultPlan, stable_digest
 from .ledger import CrmAction, Delivery, Ledger
 from .referee import Referee
 from .replies import (
@@ -86,9 +88,18 @@ def _token(*parts: object, size: int = 16) -> str:
 class Services:
     """One set of fake APIs with its own state, fault plan and ledger (one per run)."""
 
-    def __init__(self, plan: FaultPlan | None = None, *, ledger: Ledger | None = None) -> None:
+    def __init__(
+        self,
+        plan: FaultPlan | None = None,
+        *,
+        ledger: Ledger | None = None,
+        account: SendAccount | None = None,
+    ) -> None:
         self.plan = plan if plan is not None else FaultPlan.none()
         self.ledger = ledger if ledger is not None else Ledger()
+        #: SendGrid's rate limit for the whole account (Task G's tests only): a send that finds
+        #: its bucket empty is answered 429, whatever the plan says.
+        self.account = account
         self.referee = Referee(self.ledger)
         #: caller -> operation, for every API call under way.
         self.in_flight: dict[str, str] = {}
@@ -266,18 +277,24 @@ class Services:
         loop = asyncio.get_running_loop()
         self._calls_per_subject[(service, subject)] += 1
         nth = self._calls_per_subject[(service, subject)]
+        wall = time.time()
+        decision = self.plan.decide(service, subject, nth)
+        if self.account is not None and operation == "send_email":
+            retry_after = self.account.take(wall)
+            if retry_after is not None:
+                decision = replace(decision, outcome=Fault.RATE_LIMIT, retry_after=retry_after)
         attempt = Attempt(
             service=service,
             operation=operation,
             subject=subject,
             key=key,
             args=args,
-            decision=self.plan.decide(service, subject, nth),
+            decision=decision,
             caller=caller_name(),
             job_id=current().job_id,
             in_transaction=current_transaction() is not None,
             at=loop.time(),
-            wall=time.time(),
+            wall=wall,
         )
         self.referee.check(attempt)
         # What each caller is waiting on right now, for dashboards ("worker-3: in send_email").
