@@ -102,9 +102,13 @@ class Database:
     #: its SQL; may raise. Where crash injection registers itself (``harness.world.crashes``).
     before_write: ClassVar[list[Callable[[str], None]]] = []
 
-    def __init__(self, config: DatabaseConfig | None = None) -> None:
+    def __init__(
+        self, config: DatabaseConfig | None = None, backend: Backend | None = None
+    ) -> None:
         self.config = config or DatabaseConfig()
-        self.backend: Backend = create_backend(self.config)
+        #: ``backend``: one made for ``config`` by its owner (the grader's reused space gives its
+        #: PostgreSQL backend the role's sessions kept from the last test); else a new one.
+        self.backend: Backend = backend or create_backend(self.config)
         self.round_trips = RoundTrips()
         #: Seconds of simulated network added to each statement (see ``Scope.latency``).
         self.latency = self.config.round_trip_latency

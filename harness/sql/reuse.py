@@ -8,12 +8,24 @@ the same space emptied, which is what a fresh one would be:
 
 * every session of the space's role that is still alive is ended first (a claiming process
   killed at a time limit, a connection the solution leaked), so nothing of one test writes into
-  the next, and the role gets back the password the grader logs in with;
+  the next; all but the grader's own pool's, which are kept from one test to the next (a new
+  login and cold server caches for every test and every connection cost more than a short
+  test). The grader's sessions are known by their server process ids, taken when their pool
+  closed: a session the graded code opened is never one of them, whatever it calls itself;
+* each kept session is reset to a new login's state (what ``DISCARD ALL`` resets: settings,
+  cursors, temporary tables, ``LISTEN``, session advisory locks, sequences' session state), and
+  closed if it cannot be or holds a statement the graded code prepared; one that was still lent
+  out, in a transaction or busy when its test ended is closed, never kept (see
+  ``KeptSessions`` in ``backends.postgres``);
+* the role gets back the password the grader logs in with (the role may change its own): where
+  the configured user may read ``pg_authid`` (a superuser), only when the stored password
+  changed; otherwise on every test, as setting it costs the server a few milliseconds;
 * the space's fingerprint (tables, columns, defaults, constraints, indexes, triggers and whether
   they fire, functions, sequences, grants, policies, the role's own settings) must be the one it
   had when it was made: a test that changed the schema (the grader fails it, see
-  ``tamper.schema_of``), or anything the grader does not look at, gets a new space, made as
-  the first one was;
+  ``schema_watch.schema_of``), or anything the grader does not look at, gets a new space, made as
+  the first one was (the fingerprint is read while the rows are deleted, on the configured
+  user's connection, and the emptied space is thrown away if it differs);
 * the kata's tables (``job_transitions`` too) are emptied, and their ids start at 1 again:
   ``DELETE`` and ``setval`` when they hold a few rows, ``TRUNCATE ... RESTART IDENTITY`` when
   one holds many (it makes new files, which costs more than deleting a few rows).
@@ -22,8 +34,9 @@ SQLite keeps a new file per test: it costs a few milliseconds and leaves nothing
 whose user may not make roles (``LeastPrivilegeWarning``) keeps a new schema per test too: its
 code runs as the configured user, whose other sessions cannot be told from the grader's.
 
-The space lives as long as the process: ``close`` drops it at the end of the session. A process
-that is killed leaves it behind, and the next run on the database sweeps it (see ``isolation``).
+The space lives as long as the process: ``close`` ends its kept sessions and drops it at the end
+of the session. A process that is killed leaves it behind, and the next run on the database
+sweeps it (see ``isolation``).
 """
 
 from __future__ import annotations
@@ -38,6 +51,8 @@ from urllib.parse import unquote, urlsplit
 import psycopg
 from psycopg import sql
 
+from ..scope import scoped
+from .backends.postgres import KeptSessions, PostgresBackend
 from .config import DatabaseConfig
 from .database import Database, open_database
 from .isolation import Space, isolated_database, open_space
@@ -50,10 +65,15 @@ __all__ = ["ReusedSpace"]
 _END_SESSIONS_MS = 5000
 
 #: Everything in a schema a test could change and the next test would inherit, one row each.
+#: The schema's and the role's oids are looked up once (``ids``): a lookup by name in each
+#: catalog's scan cost more than the rest of the query.
 _FINGERPRINT = """
-WITH rel AS MATERIALIZED (
+WITH ids AS MATERIALIZED (
+    SELECT %(schema)s::text::regnamespace::oid AS namespace,
+           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %(role)s::text) AS role
+), rel AS MATERIALIZED (
     SELECT oid, relname, relkind, relpersistence, relrowsecurity, reloptions, relacl, relowner
-      FROM pg_catalog.pg_class WHERE relnamespace = %(schema)s::text::regnamespace
+      FROM pg_catalog.pg_class WHERE relnamespace = (SELECT namespace FROM ids)
 )
 SELECT 'relation', relname::text, relkind::text || ' ' || relpersistence::text || ' '
        || relrowsecurity::text || ' ' || coalesce(reloptions::text, '') || ' '
@@ -87,14 +107,14 @@ UNION ALL
 SELECT 'function', p.oid::regprocedure::text,
        pg_catalog.md5(p.prosrc) || ' ' || coalesce(p.proconfig::text, '') || ' '
        || p.prosecdef::text || ' ' || coalesce(p.proacl::text, '')
-  FROM pg_catalog.pg_proc p WHERE p.pronamespace = %(schema)s::text::regnamespace
+  FROM pg_catalog.pg_proc p WHERE p.pronamespace = (SELECT namespace FROM ids)
 UNION ALL
 SELECT 'constraint', c.conname::text, pg_catalog.pg_get_constraintdef(c.oid)
   FROM pg_catalog.pg_constraint c
- WHERE c.connamespace = %(schema)s::text::regnamespace AND c.conrelid = 0
+ WHERE c.connamespace = (SELECT namespace FROM ids) AND c.conrelid = 0
 UNION ALL
 SELECT 'type', t.typname::text, t.typtype::text
-  FROM pg_catalog.pg_type t WHERE t.typnamespace = %(schema)s::text::regnamespace
+  FROM pg_catalog.pg_type t WHERE t.typnamespace = (SELECT namespace FROM ids)
    AND t.typrelid = 0 AND t.typelem = 0
 UNION ALL
 SELECT 'schema', n.nspname::text, coalesce(n.nspacl::text, '') || ' '
@@ -103,11 +123,11 @@ SELECT 'schema', n.nspname::text, coalesce(n.nspacl::text, '') || ' '
 UNION ALL
 SELECT 'role settings', %(role)s::text, coalesce(s.setconfig::text, '')
   FROM pg_catalog.pg_db_role_setting s
- WHERE s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %(role)s::text)
+ WHERE s.setrole = (SELECT role FROM ids)
 UNION ALL
 SELECT 'large objects', %(role)s::text, count(*)::text
   FROM pg_catalog.pg_largeobject_metadata
- WHERE lomowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %(role)s::text)
+ WHERE lomowner = (SELECT role FROM ids)
 ORDER BY 1, 2, 3
 """
 
@@ -140,6 +160,12 @@ class ReusedSpace:
         self.purpose = purpose
         self._space: Space | None = None
         self._fingerprint: list[tuple[Any, ...]] | None = None
+        #: The role's sessions that the last test's pool left, for the next test's.
+        self._kept = KeptSessions(base.pool_size)
+        #: Whether the configured user may read the role's stored password (``pg_authid``), and
+        #: the password as stored when the grader last set it (``None``: to be set).
+        self._reads_passwords: bool | None = None
+        self._stored_password: str | None = None
         #: How many spaces this process has made: 1 unless a test changed one.
         self.made = 0
         #: Why each space after the first was made ("the schema changed: ..."), for diagnosis.
@@ -164,48 +190,123 @@ class ReusedSpace:
                 self._space = None
                 await space.close()
             return
-        async with open_database(space.config) as database:
-            if made:
-                await create_schema(database)
-                self._fingerprint = await _fingerprint(space)
-            else:
-                await _empty(database)
-            database.round_trips.reset()
-            yield database
+        database = await self._emptied(space, made)
+        try:
+            with scoped(database=database):
+                yield database
+        finally:
+            await database.close()
+
+    async def _emptied(self, space: Space, made: bool) -> Database:
+        """The space's database, open on the role's kept sessions, checked and emptied (or, if
+        the last test changed the space, a new space's)."""
+        while True:
+            database = Database(space.config, PostgresBackend(space.config, self._kept))
+            await database.open()
+            try:
+                with scoped(database=database):
+                    if made:
+                        await create_schema(database)
+                        self._fingerprint = await _fingerprint(space)
+                        why = None
+                    else:
+                        why = await self._check_and_empty(space, database)
+            except BaseException:
+                await database.close()
+                raise
+            if why is None:
+                database.round_trips.reset()
+                return database
+            await database.close()
+            self.remade.append(why)
+            await self._discard()
+            space, made = await self._ready()
+
+    async def _check_and_empty(self, space: Space, database: Database) -> str | None:
+        """Empty the space while its fingerprint is read; why it must be made anew, if it must."""
+        now, emptied = await asyncio.gather(
+            _fingerprint(space), _empty(database), return_exceptions=True
+        )
+        if isinstance(emptied, BaseException):
+            raise emptied
+        if isinstance(now, psycopg.Error):  # the admin's connection broke
+            return f"{type(now).__name__}: {now}"
+        if isinstance(now, BaseException):
+            raise now
+        if now != self._fingerprint:
+            changed = sorted(set(now) ^ set(self._fingerprint or []))
+            return f"the last test changed the space: {changed[0]}"
+        return None
 
     async def _ready(self) -> tuple[Space, bool]:
-        """The space to use, emptied of sessions and checked; whether it was just made."""
+        """The space to use, with no session but the grader's kept ones (reset), and the role's
+        password the grader's; whether it was just made."""
         space = self._space
         if space is not None:
-            try:
-                if not await _end_sessions(space):
-                    why = "a session of the last test did not end"
-                elif (now := await _fingerprint(space)) != self._fingerprint:
-                    changed = sorted(set(now) ^ set(self._fingerprint or []))
-                    why = f"the last test changed the space: {changed[0]}"
-                else:
-                    return space, False
-            except psycopg.Error as error:  # the admin's connection broke
-                why = f"{type(error).__name__}: {error}"
+            # The kept sessions' ids are taken before any of them is reset (and maybe closed).
+            kept = self._kept.pids
+            ended, _ = await asyncio.gather(
+                self._end_sessions(space, kept), self._kept.reset(), return_exceptions=True
+            )
+            if ended is True:
+                return space, False
+            if isinstance(ended, BaseException) and not isinstance(ended, psycopg.Error):
+                raise ended
+            why = (
+                f"{type(ended).__name__}: {ended}"  # the admin's connection broke
+                if isinstance(ended, psycopg.Error)
+                else "a session of the last test did not end"
+            )
             self.remade.append(why)
             await self._discard()
         self._space = await open_space(self.base, self.purpose)
         self.made += 1
         return self._space, True
 
+    async def _end_sessions(self, space: Space, kept: list[int]) -> bool:
+        """End every session of the space's role but the grader's kept ones (none is left unless
+        a test left one), and give the role back the password the grader logs in with, where
+        it may have changed; whether every session ended."""
+        admin = space.admin
+        assert admin is not None and space.role is not None
+        if self._reads_passwords is None:
+            cursor = await admin.execute(
+                "SELECT pg_catalog.has_table_privilege('pg_catalog.pg_authid', 'SELECT')"
+            )
+            self._reads_passwords = bool((await cursor.fetchone() or [False])[0])
+        stored = (
+            "(SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = %(role)s)"
+            if self._reads_passwords
+            else "NULL::text"
+        )
+        cursor = await admin.execute(
+            "SELECT (SELECT coalesce(bool_and(pg_catalog.pg_terminate_backend(pid, %(wait)s)), "
+            "true) FROM pg_catalog.pg_stat_activity WHERE usename = %(role)s "
+            "AND pid <> pg_catalog.pg_backend_pid() AND pid <> ALL(%(kept)s)), " + stored,
+            {"wait": _END_SESSIONS_MS, "role": space.role, "kept": kept},
+        )
+        ended, password = await cursor.fetchone() or (False, None)
+        if password is None or password != self._stored_password:
+            self._stored_password = await _restore_password(space, self._reads_passwords)
+        return bool(ended)
+
     async def _discard(self) -> None:
         space, self._space, self._fingerprint = self._space, None, None
+        self._stored_password = self._reads_passwords = None
+        # The sessions go before their role does.
+        await self._kept.close()
         if space is not None:
             with contextlib.suppress(psycopg.Error, OSError):
                 await space.close()
 
     async def close(self) -> None:
-        """Drop the space (its schema and its role); the next ``database()`` makes a new one."""
+        """End the kept sessions and drop the space (its schema and its role); the next
+        ``database()`` makes a new one."""
         await self._discard()
 
     def close_now(self) -> None:
         """``close``, from code that runs no event loop (the end of a pytest session)."""
-        if self._space is not None:
+        if self._space is not None or len(self._kept):
             asyncio.run(self.close())
 
 
@@ -221,24 +322,23 @@ async def _empty(database: Database) -> None:
         await database.run(_RESTART)
 
 
-async def _end_sessions(space: Space) -> bool:
-    """End every session of the space's role (none is left unless a test left one), and give
-    the role back the password the grader logs in with (the role may change its own); whether
-    every session ended."""
+async def _restore_password(space: Space, reads_passwords: bool) -> str | None:
+    """Give the role the password the grader logs in with; return it as stored, where the
+    configured user may read it."""
     assert space.admin is not None and space.role is not None
-    cursor = await space.admin.execute(
-        "SELECT coalesce(bool_and(pg_catalog.pg_terminate_backend(pid, %s)), true) "
-        "FROM pg_catalog.pg_stat_activity WHERE usename = %s AND pid <> pg_backend_pid()",
-        [_END_SESSIONS_MS, space.role],
-    )
-    row = await cursor.fetchone()
     password = unquote(urlsplit(space.config.url).password or "")
     await space.admin.execute(
         sql.SQL("ALTER ROLE {} PASSWORD {}").format(
             sql.Identifier(space.role), sql.Literal(password)
         )
     )
-    return bool(row and row[0])
+    if not reads_passwords:
+        return None
+    cursor = await space.admin.execute(
+        "SELECT rolpassword FROM pg_catalog.pg_authid WHERE rolname = %s", [space.role]
+    )
+    row = await cursor.fetchone()
+    return None if row is None else row[0]
 
 
 async def _fingerprint(space: Space) -> list[tuple[Any, ...]]:
