@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from harness import (  # noqa: F401 - all here so that you don't have to look them up
     MAX_ATTEMPTS,
+    SEND_RATE_PER_SECOND,
     InvalidEmailError,
     Job,
     JobStatus,
@@ -150,7 +151,26 @@ async def recover_stalled_jobs(lease_seconds: float) -> int:
 async def reserve_send_slot(worker_id: str) -> None:
     """Task G (stretch) — return when this worker may send one email.
 
-    The account allows `SEND_RATE_PER_SECOND` sends a second across every worker of every
-    process: coordinate through the database. See CONTRACT.md.
+    SendGrid allows `SEND_RATE_PER_SECOND` sends a second for the whole account, and answers
+    429 beyond it. Every worker calls this before each send; the harness sends as soon as it
+    returns. Keep the account's state in the database, in the tables the harness provides:
+    `send_rate` (one row: `tokens` at `refilled_at`, `next_send_at`, `paused_until`, `version`)
+    or `send_slots` (one row per send, `slot` unique); times are UNIX seconds (`time.time()`).
+    Give each send its own moment, `1 / SEND_RATE_PER_SECOND` after the one before (at most 2
+    at once), and wait for it outside any transaction.
+
+    The challenge: twenty workers in several processes share the one rate. A count kept in
+    the process is one per process; two workers that read the same state must not both take
+    the same moment; and a worker whose moment is far off must neither poll nor hold a lock
+    while it waits.
+
+    The grader checks: at most 2 sends at once and the rate after that, counted from moments
+    it knows; no more than 2 429s in a drain; one rate for two loads of your file (each with
+    its own globals) and, in the full tier, four OS processes; an account another process
+    already booked taken as it is (never reset); eight workers paused after reading the same
+    state still get a moment each; a lone waiting worker makes at most 6 statements (no
+    polling); a 429 recorded in `paused_until` pauses every worker until then; no transaction
+    or lock held across the wait or the send; no reservation waits over 2 s; a drain reaches
+    90% of the rate.
     """
     raise NotImplementedError("Task G: reserve_send_slot")

@@ -311,6 +311,61 @@ async def recover_stalled_jobs(lease_seconds: float) -> int:
     return len(rows)
 ```""",
     ),
+    "G": (
+        # --- nudge ---
+        """\
+SendGrid counts the sends of the whole *account*. Your twenty workers run in four processes:
+if each process keeps its own count, how fast does the account send? Where can four processes
+see one count?
+
+Then picture two workers reading that count at the same moment. And a worker whose moment is
+half a second away: what does it do meanwhile, and what does it hold while it waits?""",
+        # --- concept ---
+        """\
+Keep the limiter's state **in the database**, the one thing every process shares: `send_rate`
+(one row) or `send_slots` (one row per send). Then give each send **its own moment**, one interval
+(`1 / SEND_RATE_PER_SECOND`) after the one before, and wait for it.
+
+- **Book, then wait**: the simplest limiter is a schedule. One statement moves `next_send_at`
+  on by one interval from the latest of the moment already booked, now, and `paused_until`, and
+  returns it: `UPDATE send_rate SET next_send_at = MAX(next_send_at, paused_until, ?) + ?
+  ... RETURNING next_send_at` (`GREATEST` on PostgreSQL). The worker's moment is the returned
+  value minus one interval; it sleeps until then. One round trip per send, and no race: the
+  statement reads and writes the row in one step.
+- **Or a token bucket**: refill `tokens` for the time since `refilled_at`, at most 2 tokens
+  (a bucket of a second's sends lets twenty workers go at once after a quiet second), take one,
+  and let the count go below zero: the worker has booked a token that is not there yet and
+  waits `-tokens / SEND_RATE_PER_SECOND`. If you read the row first, write it back only if
+  nobody wrote since (`... WHERE id = 1 AND version = ?`) and read again when no row changed.
+- **Never wait inside `transaction()`**: commit the booking, then `await asyncio.sleep(...)`.
+  A transaction held across the wait holds the row (on SQLite the whole database) and every
+  other worker queues behind it.
+- **Don't poll**: a worker that asks "is it my turn yet?" every few milliseconds sends the
+  database hundreds of statements per email. Work out the moment once, then sleep.
+- **A 429 pauses everyone**: the harness writes SendGrid's reset into `paused_until`; no
+  moment may come before it.
+- **Take the account as you find it**: another process may have booked moments already; never
+  reset the row when your process starts.""",
+        # --- shape ---
+        """\
+```python
+_INTERVAL = 1 / SEND_RATE_PER_SECOND
+
+_BOOK = \"\"\"
+UPDATE send_rate
+   SET next_send_at = {greatest}(next_send_at, paused_until, ?) + ?,
+       version = version + 1
+ WHERE id = 1
+RETURNING next_send_at
+\"\"\"
+
+async def reserve_send_slot(worker_id: str) -> None:
+    greatest = ...                    # "GREATEST" on PostgreSQL, "MAX" on SQLite
+    rows = await execute_sql(_BOOK.format(greatest=greatest), [time.time(), _INTERVAL])
+    moment = rows[0]["next_send_at"] - _INTERVAL
+    await asyncio.sleep(max(0.0, moment - time.time()))   # outside any transaction
+```""",
+    ),
 }
 
 _HINTS: dict[str, tuple[Hint, ...]] = {
