@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from conftest import BACKENDS, POSTGRES_URL
 from harness.cli.hints import LEVELS, hint
 from harness.cli.sources import PRISTINE_PATH, reference_section
 from harness.devtools.selftest import catalogue
+from harness.grading.stalled import ROUND_TRIPS, STALLED_AT_ONCE
 from harness.paths import PROJECT_ROOT
 from harness.tasks import not_defined, not_started
 from harness.worker.solutions import REFERENCE_PATH
@@ -108,3 +110,14 @@ def test_the_reapers_grading_never_runs_the_harness_lease_recovery() -> None:
         assert not names & {"Runner", "RECOVER_EXPIRED", "RECOVER_COUNTING"}, path.name
         assert not any(module.endswith(("runner", "queue")) for module in modules), path.name
         assert "expire_claim" not in path.read_text(), path.name
+
+
+def test_the_reapers_budget_is_the_documents_budget() -> None:
+    said = f"{STALLED_AT_ONCE['full']:,} stalled jobs within {ROUND_TRIPS} round trips"
+    documents = {
+        "README.md": (PROJECT_ROOT / "README.md").read_text(),
+        "CONTRACT.md": (PROJECT_ROOT / "CONTRACT.md").read_text(),
+        "the stub": PRISTINE_PATH.read_text(),
+    }
+    for name, text in documents.items():
+        assert said in re.sub(r"\s+", " ", re.sub(r"[*`]", "", text)), name

@@ -25,7 +25,9 @@ from .kit import Kata
 __all__ = [
     "BACKOFF_LIMIT",
     "LEASE",
+    "ROUND_TRIPS",
     "STALE",
+    "STALLED_AT_ONCE",
     "age",
     "as_count",
     "is_poison",
@@ -43,6 +45,11 @@ STALE = timedelta(minutes=10)
 #: The furthest a recovered job's ``run_after`` may be moved ahead (Task C's requeue allows as
 #: much).
 BACKOFF_LIMIT = timedelta(seconds=30)
+#: Stalled jobs of the round-trip test, by tier, and the statements they may take (every
+#: statement is one round trip, BEGIN and COMMIT too): at least a hundred jobs per statement. The
+#: fast tier's smaller load still takes a statement per job, or one batch of a thousand, over it.
+STALLED_AT_ONCE = {"full": 5_000, "fast": 2_000}
+ROUND_TRIPS = 50
 #: Python's clock and the database's are read at slightly different moments.
 _SLACK = timedelta(seconds=2)
 

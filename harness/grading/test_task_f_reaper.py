@@ -3,9 +3,9 @@
 A running job whose claim (``claimed_at``) is older than the lease belonged to a worker that
 died: the reaper returns it to the queue and counts the crash, or fails it once it has killed
 ``MAX_ATTEMPTS`` workers. The tests go from the plain rule to the races: what is stalled and
-what is not, the count, the poison job, then a live worker renewing its claim inside the
-reaper's gap and two reapers at once (both choreographed, ``reaper_race``), and last thousands
-of stalled jobs within a round-trip budget.
+what is not, the poison job, the count, then a live worker renewing its claim inside the
+reaper's gap (or while its write waits for the row) and two reapers at once (choreographed,
+``reaper_race``), and last thousands of stalled jobs within a round-trip budget.
 
 The harness's own lease recovery (the runner's monitor) never runs here: no test starts a
 runner, so every recovery these tests see is the candidate's.
@@ -35,7 +35,9 @@ from .reaper_race import (
 )
 from .stalled import (
     LEASE,
+    ROUND_TRIPS,
     STALE,
+    STALLED_AT_ONCE,
     age,
     as_count,
     is_poison,
@@ -45,11 +47,6 @@ from .stalled import (
     story,
     untouched_problem,
 )
-
-#: Stalled jobs of the round-trip test, and the statements they may take (every statement is one
-#: round trip, BEGIN and COMMIT too): at least a hundred jobs per statement.
-STALLED_AT_ONCE = 5_000
-ROUND_TRIPS = 50
 
 
 def emails(n: int, prefix: str) -> list[str]:
@@ -404,12 +401,13 @@ async def test_two_reapers_at_once_recover_each_job_once(kata: Kata) -> None:
 
 @graded("F", timeout=60)
 async def test_thousands_of_stalled_jobs_in_a_few_round_trips(kata: Kata) -> None:
+    total = STALLED_AT_ONCE[kata.tier]
     campaign = await kata.campaign()
-    poison = STALLED_AT_ONCE // 10
+    poison = total // 10
     await stalled_jobs(
         kata, campaign.id, emails(poison, "poison"), attempts=MAX_ATTEMPTS - 1, as_jobs=False
     )
-    await stalled_jobs(kata, campaign.id, emails(STALLED_AT_ONCE - poison, "dead"), as_jobs=False)
+    await stalled_jobs(kata, campaign.id, emails(total - poison, "dead"), as_jobs=False)
     trips = kata.database.round_trips
     trips.reset()
     trips.limit = ROUND_TRIPS
@@ -423,9 +421,9 @@ async def test_thousands_of_stalled_jobs_in_a_few_round_trips(kata: Kata) -> Non
         trips.limit = None
     running = await Job.filter(status=JobStatus.RUNNING).count()
     if trips.exceeded is not None:
-        done = STALLED_AT_ONCE - running
+        done = total - running
         fail(
-            f"recovering {STALLED_AT_ONCE:,} stalled jobs went over the budget of {ROUND_TRIPS} "
+            f"recovering {total:,} stalled jobs went over the budget of {ROUND_TRIPS} "
             f"round trips: stopped at statement {ROUND_TRIPS + 1} after {trips.exceeded.writes} "
             f"writes, {done:,} jobs recovered — "
             + (
@@ -438,20 +436,20 @@ async def test_thousands_of_stalled_jobs_in_a_few_round_trips(kata: Kata) -> Non
         )
     if running:
         fail(
-            f"one call of recover_stalled_jobs left {running:,} of {STALLED_AT_ONCE:,} stalled "
+            f"one call of recover_stalled_jobs left {running:,} of {total:,} stalled "
             f"jobs running — recover every stalled job in one call: a batch with a LIMIT must "
             "go on until no stalled job is left"
         )
     failed = await Job.filter(status=JobStatus.FAILED).count()
     if failed != poison:
         fail(
-            f"of {STALLED_AT_ONCE:,} stalled jobs, {poison:,} had attempts {MAX_ATTEMPTS - 1} "
+            f"of {total:,} stalled jobs, {poison:,} had attempts {MAX_ATTEMPTS - 1} "
             f"(this crash makes MAX_ATTEMPTS) and {failed:,} were failed — fail exactly those "
             "whose recovery brings attempts to MAX_ATTEMPTS"
         )
-    if count != STALLED_AT_ONCE:
+    if count != total:
         fail(
-            f"recover_stalled_jobs returned {count} after taking back {STALLED_AT_ONCE:,} "
+            f"recover_stalled_jobs returned {count} after taking back {total:,} "
             "stalled jobs — return how many jobs this call changed"
         )
 
