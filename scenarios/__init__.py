@@ -8,16 +8,15 @@ Each drill runs real worker code (the incident module: production's code, with i
 bottom) against a real database and the fake APIs, shows what it measures, and asks for a
 diagnosis. Each run is recorded (``record``, kept by ``store`` under ``.kata/drills/``) so that
 the debrief, ``--explain``, ``--fixed``, ``--replay`` and ``--report`` quote the run that was
-watched. ``INCIDENTS`` maps each number to its ``Incident``.
+watched. The drills are declared once, in ``catalog``: each incident with its diagnosis
+(``diagnoses/``); ``INCIDENTS`` maps each number to its ``Incident``.
 """
 
 from __future__ import annotations
 
-from .duplicate_emails import INCIDENT as DUPLICATE_EMAILS
+from .catalog import INCIDENTS
 from .incident import Deployment, Incident, Load, Variant
 from .measure import RunResult, run_isolated, run_load
-from .pool_exhaustion import INCIDENT as POOL_EXHAUSTION
-from .slow_throughput import INCIDENT as SLOW_THROUGHPUT
 from .snapshot import Snapshot
 from .totals import Totals, TotalsMismatch, verify_totals
 
@@ -35,7 +34,3 @@ __all__ = [
     "run_load",
     "verify_totals",
 ]
-
-INCIDENTS: dict[int, Incident] = {
-    incident.number: incident for incident in (SLOW_THROUGHPUT, DUPLICATE_EMAILS, POOL_EXHAUSTION)
-}

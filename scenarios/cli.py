@@ -40,6 +40,14 @@ __all__ = ["main"]
 _LOAD_OPTIONS = ("jobs", "workers", "duration", "seed")
 
 
+def _reapers() -> str:
+    """Which drills run the solution's reaper too (``Incident.solution_reaps``)."""
+    numbers = [str(number) for number, incident in INCIDENTS.items() if incident.solution_reaps]
+    if not numbers:
+        return ""
+    return f" (in drill {' and '.join(numbers)}, its recover_stalled_jobs too: Task F)"
+
+
 @click.command(
     name="scenarios",
     help=__doc__.split("\n\n")[0],
@@ -119,7 +127,9 @@ _LOAD_OPTIONS = ("jobs", "workers", "duration", "seed")
     "--solution",
     "use_solution",
     is_flag=True,
-    help="Run your candidate/solution.py under the load instead of production's code.",
+    help="Run your candidate/solution.py under the load instead of production's code"
+    + _reapers()
+    + ".",
 )
 @click.option(
     "--solution-path",

@@ -224,6 +224,13 @@ def _workers(s: Snapshot, *, strip: bool = True) -> Group:
             style="bold red" if s.recoveries else "green",
         )
     )
+    top = s.most_crashed
+    if top is not None:  # only a run whose workers died: the others keep their 24 lines
+        who = "all" if top.crashes == s.crashes else f"{top.crashes:,}"
+        failed = " (failed)" if top.given_up else ""
+        lines.append(
+            _line(f"{s.crashes:,} died, {who} running job {top.job_id}{failed}", style="bold red")
+        )
     return Group(*lines)
 
 

@@ -65,6 +65,27 @@ def comparison_rows(before: Snapshot, after: Snapshot) -> list[tuple[str, str, s
         ("duplicate copies", f"{before.duplicate_copies:,}", f"{after.duplicate_copies:,}"),
         ("lease, heartbeat", lease(before), lease(after)),
         ("jobs re-run after lease expiry", f"{before.recoveries:,}", f"{after.recoveries:,}"),
+        *(_crash_rows(before, after) if before.crashes or after.crashes else []),
+    ]
+
+
+def _crash_rows(before: Snapshot, after: Snapshot) -> list[tuple[str, str, str]]:
+    """The workers that died, and the job that killed the most, when either run had any."""
+
+    def deadliest(s: Snapshot) -> str:
+        top = s.most_crashed
+        if top is None:
+            return "-"
+        return f"job {top.job_id}: {top.crashes:,}" + (", failed" if top.given_up else "")
+
+    return [
+        ("workers died mid-job", f"{before.crashes:,}", f"{after.crashes:,}"),
+        ("most by one job", deadliest(before), deadliest(after)),
+        (
+            "workers down (avg)",
+            f"{before.states_avg['stopped']:.1f}",
+            f"{after.states_avg['stopped']:.1f}",
+        ),
     ]
 
 

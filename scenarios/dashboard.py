@@ -21,6 +21,7 @@ from .figures import (
     Packed,
     bar,
     callers,
+    crashes,
     errors,
     operation_order,
     seconds,
@@ -326,6 +327,7 @@ def _apis(s: Snapshot, narrow: bool = False) -> Panel:
         "lease expired",
         f"{s.recoveries:,} running jobs handed to a second worker",
     )
+    table.add_row("crashes", Text(crashes(s), style="bold red" if s.crashes else "green"))
     raised = [f"{name} {n:,}" for name, n in sorted(s.worker_errors.items())]
     table.add_row(
         "worker errors", Packed(raised, "bold red") if raised else Text("none", style="green")

@@ -18,6 +18,7 @@ __all__ = [
     "Packed",
     "bar",
     "callers",
+    "crashes",
     "errors",
     "lease",
     "operation_order",
@@ -79,6 +80,18 @@ def timeouts_split(s: Snapshot) -> str:
     if total - raised - retried > 0:
         parts.append(f"{total - raised - retried:,} caught in the code")
     return " (" + " + ".join(parts) + ")"
+
+
+def crashes(s: Snapshot) -> str:
+    """``43 workers died mid-job, all running job 4; it went back to the queue 42 times``."""
+    top = s.most_crashed
+    if top is None:
+        return "no worker died"
+    died = "1 worker died" if s.crashes == 1 else f"{s.crashes:,} workers died"
+    who = "all" if top.crashes == s.crashes else f"{top.crashes:,}"
+    back = f"; it went back to the queue {top.recoveries:,} times" if top.recoveries else ""
+    failed = ", then was failed" if top.given_up else ""
+    return f"{died} mid-job, {who} running job {top.job_id}{back}{failed}"
 
 
 def lease(s: Snapshot) -> str:

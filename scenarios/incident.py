@@ -2,9 +2,11 @@
 
 An incident module (``slow_throughput``, ``duplicate_emails``, ``pool_exhaustion``) is the
 campaign worker exactly as production runs it, followed by the fix; it ends by declaring its
-``INCIDENT``: the pager message, how production is deployed (lease, heartbeat, pool, how the
-external APIs behave) and the two solutions. The drill runs a ``Load`` against one of its
-``Variant``s and measures everything it shows.
+``INCIDENT``: the pager message, how production is deployed (lease, heartbeat, how the queue
+recovers a dead worker's job, how long a crashed worker takes to come back, pool, how the
+external APIs behave), what in the world is out of the ordinary (a ``Poison`` customer) and the
+two solutions. The drill runs a ``Load`` against one of its ``Variant``s and measures everything
+it shows.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "Deployment",
     "Incident",
     "Load",
+    "Poison",
     "Variant",
     "solution_of",
 ]
@@ -78,6 +81,19 @@ class Deployment:
     #: Seconds workers told to stop get to finish the calls they are in before they are
     #: cancelled (what Kubernetes calls the termination grace period).
     stop_grace: float = STOP_GRACE
+    #: Seconds a worker whose process died takes to take work again, doubled at each of its
+    #: crashes up to ``restart_cap`` (Kubernetes restarts a crashing pod after a back-off).
+    #: 0: at once.
+    restart: float = 0.0
+    restart_cap: float = 300.0
+    #: Whether the queue's recovery counts each expired claim in ``attempts`` and fails a job
+    #: after ``MAX_ATTEMPTS`` of them (``harness.sql.queue.RECOVER_COUNTING``), or returns it to
+    #: the queue however often its workers die (``RECOVER_EXPIRED``).
+    count_recoveries: bool = False
+
+    def restart_after(self, crashes: int) -> float:
+        """Seconds before a worker that has crashed ``crashes`` times (1 or more) restarts."""
+        return min(self.restart_cap, self.restart * 2 ** (crashes - 1)) if self.restart else 0.0
 
     def database_options(self, load: Load) -> dict[str, Any]:
         options: dict[str, Any] = {
@@ -101,8 +117,22 @@ class Deployment:
             lease=self.lease,
             heartbeat=self.heartbeat,
             deadline=load.duration + grace,
+            count_recoveries=self.count_recoveries,
             **extra,
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Poison:
+    """A customer whose reply kills the worker process that reads it, every time (production's
+    native mail parser dies on it). The drill's world (``world``) puts the customer in the
+    campaign at ``position`` and ends the life of whichever worker receives the reply."""
+
+    address: str
+    #: Where in the campaign's list of customers (0: first).
+    position: int = 0
+    #: What the dying worker's log says.
+    last_words: str = "Segmentation fault (core dumped)"
 
 
 @dataclass(frozen=True)
@@ -139,6 +169,13 @@ class Incident:
     #: Whether telling the flaw apart needs the fix measured under the same load (throughput is
     #: only "low" next to what the same machine does with the fix).
     needs_baseline: bool = False
+    #: A customer whose reply kills its reader, when the incident has one.
+    poison: Poison | None = None
+    #: Whether the flaw is the reaper's: then ``--solution`` runs the candidate's reaper
+    #: (``recover_stalled_jobs``, Task F) in the monitor, in place of production's.
+    solution_reaps: bool = False
+    #: The smallest load that shows the flaw and the fix apart, for the suite's runs.
+    quick: Load = field(default_factory=lambda: Load(jobs=400, workers=20, duration=2.0))
 
     @property
     def path(self) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,16 +23,17 @@ from harness.sql.config import DatabaseConfig
 from harness.sql.database import Database, current_database
 from harness.sql.isolation import isolated_database
 from harness.sql.models import Campaign
-from harness.worker.runner import CandidateError, Runner, RunReport
-from harness.worker.solutions import Solution
+from harness.worker.runner import RunReport
 from harness.world import World
-from harness.world.campaigns import campaign_emails
 from harness.world.metrics import RunMetrics
 from harness.world.services import Services
 
-from . import workflow
+from . import workflow, world
+from .catalog import diagnosis_of
+from .drill_runner import DrillRunner, watched
 from .incident import Incident, Load, Variant
-from .record import ErrorEvent, RunRecord, build_record, new_id
+from .record import RunRecord, new_id
+from .recording import build_record
 from .snapshot import Observer, Snapshot
 from .totals import Totals, verify_totals
 
@@ -78,80 +78,6 @@ class RunResult:
         return self.record.as_dict()
 
 
-class _DrillRunner(Runner):
-    """The harness's runner, with the changes a drill needs.
-
-    * It stops the way a deployed worker stops on SIGTERM: at ``stop_after`` seconds the workers
-      take no new job and start no new step, and finish the call they are in (the config's
-      deadline, a few seconds later, cancels what is left). Cancelling statements mid-flight
-      would leave queries running on the server after the final count.
-    * It keeps every error with its time and place: the solution's (``claim_next_job``,
-      ``process_job``) and those of the runner's own statements on the workers' pool (the
-      heartbeat, the job's re-read between steps), which the runner retries silently. A board
-      that shows PoolTimeouts must be able to say whose they were: these two add up to the
-      pool's count.
-    """
-
-    def __init__(
-        self, *args: Any, stop_after: float, harness_errors: Counter[str], **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.stop_after = stop_after
-        self.harness_errors = harness_errors
-        self.error_log: list[ErrorEvent] = []
-
-    async def run(self) -> RunReport:
-        stop = asyncio.get_running_loop().call_later(self.stop_after, self.stop)
-        try:
-            return await super().run()
-        finally:
-            stop.cancel()
-
-    def _candidate_error(self, error: CandidateError) -> None:
-        self._log(error.worker_id, error.job_id, error.where, error.error)
-        super()._candidate_error(error)
-
-    def _log(self, worker: str, job_id: int | None, where: str, error: BaseException) -> None:
-        self.error_log.append(
-            ErrorEvent(
-                at=round(time.monotonic() - self.metrics.started, 3),
-                worker=worker,
-                job_id=job_id,
-                where=where,
-                type=type(error).__name__,
-                message=str(error).splitlines()[0] if str(error) else "",
-            )
-        )
-
-    def _bookkeeping_error(self, worker: str, job_id: int, where: str, error: Exception) -> None:
-        self.harness_errors[type(error).__name__] += 1
-        self._log(worker, job_id, where, error)
-
-
-def _timing_failures(solution: Solution, metrics: RunMetrics) -> Solution:
-    """``solution`` with its failed calls timed too: the runner times a claim or a step only when
-    it returns, but a claim that waited a second for a connection and then raised PoolTimeout
-    is the slowest claim of all, and the latency table - and its p99 - must count it."""
-
-    async def claim_next_job(worker_id: str) -> Any:
-        started = time.monotonic()
-        try:
-            return await solution.claim_next_job(worker_id)
-        except Exception:
-            metrics.claim_seconds.append(time.monotonic() - started)
-            raise
-
-    async def process_job(job: Any) -> None:
-        step, started = job.step.value, time.monotonic()
-        try:
-            await solution.process_job(job)
-        except Exception:
-            metrics.step_seconds[step].append(time.monotonic() - started)
-            raise
-
-    return dataclasses.replace(solution, claim_next_job=claim_next_job, process_job=process_job)
-
-
 async def run_load(
     incident: Incident,
     variant: Variant,
@@ -171,27 +97,14 @@ async def run_load(
     if current_database() is not database:
         raise RuntimeError("run_load needs the database it is given to be the active one")
     campaign = await Campaign.create(name=f"incident {incident.number}: {incident.title}")
-    emails = campaign_emails(load.jobs, invalid=min(load.jobs, max(1, load.jobs // 1000)))
-    created = await workflow.create_campaign_jobs(campaign.id, emails)
+    created = await workflow.create_campaign_jobs(campaign.id, world.campaign(incident, load))
     database.round_trips.reset()  # queueing the campaign is not part of the run
 
     deployment = incident.deployment_for(variant.key)
     config = deployment.runner_config(load, police_errors=not variant.ours, grace=grace)
-    services = Services(deployment.apis(load.seed))
+    services = world.services(incident, deployment.apis(load.seed))
     metrics = RunMetrics()
     harness_errors: Counter[str] = Counter()
-    observer = Observer(
-        scenario=incident.number,
-        title=incident.title,
-        variant=variant.label,
-        database=database,
-        services=services,
-        metrics=metrics,
-        config=config,
-        jobs=created,
-        duration=load.duration,
-        harness_errors=harness_errors,
-    )
     timeline: list[Snapshot] = []
 
     def keep(snapshot: Snapshot) -> None:
@@ -209,12 +122,30 @@ async def run_load(
     )
     await own.open()
     try:
-        runner = _DrillRunner(
-            _timing_failures(variant.solution, metrics),
+        runner = DrillRunner(
+            watched(variant.solution, metrics, lambda: runner),
             config,
             stop_after=load.duration,
             harness_errors=harness_errors,
+            deployment=deployment,
+            reaper=variant.solution.recover_stalled_jobs
+            if incident.solution_reaps and not variant.ours
+            else None,
             world=World(database, services, metrics=metrics, bookkeeping=own),
+        )
+        observer = Observer(
+            scenario=incident.number,
+            title=incident.title,
+            variant=variant.label,
+            database=database,
+            services=services,
+            metrics=metrics,
+            config=config,
+            jobs=created,
+            duration=load.duration,
+            harness_errors=harness_errors,
+            crashes=runner.crash_log,
+            given_up=runner.given_up,
         )
         # The ledger's clock is the loop's; the runner's is time.monotonic() from its start.
         started = asyncio.get_running_loop().time() - (time.monotonic() - metrics.started)
@@ -227,6 +158,7 @@ async def run_load(
                 await sampler
         final = observer.take(final=True)
         totals = await verify_totals(final, own, services, created=created)
+        crashed = await _rows_of(own, {crash.job_id for crash in runner.crash_log})
     finally:
         await own.close()
     keep(final)
@@ -246,10 +178,27 @@ async def run_load(
         id=record_id or new_id(incident.number, variant.key),
         timeline=timeline,
         errors=runner.error_log,
+        crashes=runner.crash_log,
+        given_up_at=runner.given_up_at,
+        crashed=crashed,
         started=started,
         grace=grace,
+        telling=diagnosis_of(incident.number).telling,
     )
+    if runner.reaper_missing is not None:
+        result.record.notes["reaper"] = runner.reaper_missing
     return result
+
+
+async def _rows_of(database: Database, jobs: set[int]) -> dict[int, dict[str, Any]]:
+    """How the run left the jobs that killed a worker: status, attempts, last error."""
+    if not jobs:
+        return {}
+    marks = ", ".join("?" for _ in jobs)
+    result = await database.run(
+        f"SELECT id, status, attempts, last_error FROM jobs WHERE id IN ({marks})", sorted(jobs)
+    )
+    return {int(row["id"]): {k: v for k, v in row.items() if k != "id"} for row in result.rows}
 
 
 async def run_isolated(

@@ -5,34 +5,24 @@
 on the board: the board over time (``timeline``, one ``Snapshot`` per tick), the totals
 re-counted from the database and the ledger, the measured details the explanation quotes
 (``facts``, taken from the ledger and the runner when the run ended) and the histories of the
-jobs that show the flaw (``jobs``). ``store`` keeps records under ``.kata/`` (``KATA_HOME``).
+jobs that show the flaw (``jobs``); ``recording`` builds one from a finished run. ``store`` keeps
+records under ``.kata/`` (``KATA_HOME``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections import Counter, defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
-
-from harness.world.history import History
-from harness.world.ledger import Call
-from harness.world.metrics import percentile
+from dataclasses import dataclass, field
+from typing import Any
 
 from .incident import Load
 from .snapshot import Snapshot
 
-if TYPE_CHECKING:
-    from .measure import RunResult
-
-__all__ = ["FORMAT", "ErrorEvent", "RunRecord", "build_record", "new_id"]
+__all__ = ["FORMAT", "CrashEvent", "ErrorEvent", "RunRecord", "new_id"]
 
 #: The version of the record's layout; a record of another version is not read.
 FORMAT = 1
-#: Job histories kept per run: enough to show the pattern, small enough to read.
-_JOBS_KEPT = 12
-_SUCCEEDED = ("ok", "replayed")
 
 
 @dataclass(frozen=True)
@@ -45,6 +35,19 @@ class ErrorEvent:
     where: str  # claim_next_job, process_job, heartbeat, job re-read
     type: str
     message: str
+
+
+@dataclass(frozen=True)
+class CrashEvent:
+    """A worker's process that died in the middle of a job: when, whose, at which step, why."""
+
+    at: float  # seconds since the run started
+    worker: str
+    job_id: int
+    step: str
+    message: str
+    #: The line of the worker's code it died at (``file.py:12 in name()``), when known.
+    site: str | None = None
 
 
 @dataclass(kw_only=True)
@@ -109,6 +112,10 @@ class RunRecord:
             },
             "calls_in_transaction": s.calls_in_transaction,
             "recoveries": s.recoveries,
+            "workers_died": s.crashes,
+            "most_crashed": dataclasses.asdict(s.most_crashed) if s.most_crashed else None,
+            "given_up": s.given_up,
+            "workers_down_avg": round(s.states_avg["stopped"], 2),
             "workers_waiting_on_lock_avg": round(s.states_avg["waiting on a lock"], 2),
             "oldest_transaction_max_s": round(s.oldest_transaction_max, 3),
             "worker_errors": dict(s.worker_errors),
@@ -219,7 +226,7 @@ def _load_dict(load: Load) -> dict[str, Any]:
     }
 
 
-# -- building a record from a finished run ---------------------------------------------------------
+# -- ids ----------------------------------------------------------------------------------------
 
 
 def new_id(incident: int, variant: str) -> str:
@@ -228,208 +235,3 @@ def new_id(incident: int, variant: str) -> str:
     now = time.time()
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now)) + f"{int(now * 1000) % 1000:03d}"
     return f"{incident}-{stamp}-{variant}"
-
-
-def build_record(
-    result: RunResult,
-    *,
-    id: str,
-    timeline: list[Snapshot],
-    errors: list[ErrorEvent],
-    started: float,
-    grace: float | None,
-) -> RunRecord:
-    """The record of ``result``; ``started`` is the run's start on the loop's clock (the
-    ledger's), ``errors`` what reached the runner."""
-    deployment = result.incident.deployment_for(result.variant.key)
-    facts = _facts(result, errors, started)
-    return RunRecord(
-        id=id,
-        incident=result.incident.number,
-        variant=result.variant.key,
-        label=result.variant.label,
-        solution=str(result.variant.solution.path),
-        dialect=result.dialect,
-        database=result.snapshot.database,
-        load=result.load,
-        grace=grace,
-        started=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        deployment={
-            "lease_s": result.snapshot.lease,
-            "heartbeat": result.snapshot.heartbeat,
-            "pool_size": result.snapshot.pool.max_size,
-            "pool_timeout_s": deployment.pool_timeout,
-            "busy_timeout_s": deployment.busy_timeout,
-            "stop_grace_s": deployment.stop_grace if grace is None else grace,
-        },
-        timeline=timeline or [result.snapshot],
-        totals=result.totals.as_dict(),
-        drained=result.report.drained,
-        aborted=result.report.aborted,
-        facts=facts,
-        jobs=_histories(result, errors, started),
-    )
-
-
-def _facts(result: RunResult, errors: list[ErrorEvent], started: float) -> dict[str, Any]:
-    """The measured details an explanation quotes, beyond the board's own figures."""
-    ledger = result.services.ledger
-    sends = ledger.calls_for(operation="send_email")
-    durations = [c.duration for c in sends]
-    lease = result.snapshot.lease
-    inside = [c for c in ledger.calls if c.in_transaction]
-    return {
-        "api": {
-            operation: _spread(
-                [
-                    c.duration
-                    for c in ledger.calls_for(operation=operation)
-                    if c.outcome in _SUCCEEDED
-                ]
-            )
-            for operation in ("send_email", "get_reply", "analyze_sentiment", "route_customer")
-        },
-        "sends": {
-            **_spread(durations),
-            "over_lease": sum(d > lease for d in durations),
-            "timeouts_after_delivery": sum(c.outcome == "timeout_after" for c in sends),
-            "replayed": sum(c.outcome == "replayed" for c in sends),
-            "rate_limited": sum(c.outcome == "rate_limited" for c in sends),
-        },
-        "in_transaction": {
-            "calls": dict(Counter(c.operation for c in inside).most_common()),
-            "rate_limited": sum(c.outcome == "rate_limited" for c in inside),
-            "seconds": round(sum(c.duration for c in inside), 3),
-        },
-        "duplicates": _duplicates(result),
-        "errors": _error_summary(e for e in errors if e.where in _CODE),
-        "harness_errors": _error_summary(e for e in errors if e.where not in _CODE),
-        "recovered_jobs": len({job_id for job_id, _ in result.report.recovered}),
-    }
-
-
-_CODE = ("claim_next_job", "process_job")
-
-
-def _spread(values: list[float]) -> dict[str, float | int]:
-    return {
-        "n": len(values),
-        "p50": round(percentile(values, 50), 4),
-        "p99": round(percentile(values, 99), 4),
-        "max": round(max(values, default=0.0), 4),
-    }
-
-
-def _error_summary(errors: Iterable[ErrorEvent]) -> list[dict[str, Any]]:
-    """Errors by (where, type), most frequent first, with the first one's message."""
-    groups: dict[tuple[str, str], list[ErrorEvent]] = defaultdict(list)
-    for error in errors:
-        groups[(error.where, error.type)].append(error)
-    return [
-        {"where": where, "type": kind, "count": len(events), "message": events[0].message}
-        for (where, kind), events in sorted(groups.items(), key=lambda item: -len(item[1]))
-    ]
-
-
-def _duplicates(result: RunResult) -> dict[str, int]:
-    by_recipient = defaultdict(list)
-    for delivery in result.services.ledger.deliveries:
-        by_recipient[delivery.to].append(delivery)
-    duplicated = [ds for ds in by_recipient.values() if len(ds) > 1]
-    recovered = {job_id for job_id, _ in result.report.recovered}
-    return {
-        "recipients": len(duplicated),
-        "max_copies": max((len(ds) for ds in duplicated), default=0),
-        "one_job": sum(len({d.job_id for d in ds}) == 1 for ds in duplicated),
-        "two_workers": sum(len({d.caller for d in ds}) > 1 for ds in duplicated),
-        "fresh_keys": sum(len({d.key for d in ds}) == len(ds) for ds in duplicated),
-        "after_recovery": sum(any(d.job_id in recovered for d in ds) for ds in duplicated),
-    }
-
-
-# -- the offending jobs ------------------------------------------------------------------------
-
-
-def _histories(result: RunResult, errors: list[ErrorEvent], started: float) -> list[dict[str, Any]]:
-    """What happened to the jobs that show the incident's flaw, in order, most telling first."""
-    ledger = result.services.ledger
-    owners = _owners(ledger.calls)
-    calls: dict[int, list[Call]] = defaultdict(list)
-    for call in ledger.calls:
-        job_id = call.job_id if call.job_id is not None else owners.get(call.subject)
-        if job_id is not None:
-            calls[job_id].append(call)
-    recoveries: dict[int, list[float]] = defaultdict(list)
-    for recovery in ledger.recoveries:
-        recoveries[recovery.job_id].append(recovery.at)
-    failures: dict[int, list[ErrorEvent]] = defaultdict(list)
-    for error in errors:
-        if error.job_id is not None:
-            failures[error.job_id].append(error)
-    copies = Counter(
-        d.job_id if d.job_id is not None else owners.get(d.to) for d in ledger.deliveries
-    )
-
-    def why(job_id: int) -> tuple[float, str]:
-        """How telling a job is for this incident (higher first), and why it was kept."""
-        number = result.incident.number
-        if number == 2 and copies[job_id] > 1:
-            return 100 + copies[job_id], f"its customer got {copies[job_id]} emails"
-        inside = [c for c in calls[job_id] if c.in_transaction]
-        if number in (1, 3) and inside:
-            held = sum(c.duration for c in inside)
-            return 10 + held, f"{len(inside)} API call(s) made inside a transaction"
-        if failures[job_id]:
-            kinds = ", ".join(sorted({e.type for e in failures[job_id]}))
-            return 5 + len(failures[job_id]), f"raised {kinds}"
-        if recoveries[job_id]:
-            return 1 + len(recoveries[job_id]), "handed to another worker after its lease expired"
-        return 0, ""
-
-    ranked = sorted(
-        (job for job in set(calls) | set(recoveries) | set(failures)),
-        key=lambda job: (-why(job)[0], job),
-    )
-    kept = [job for job in ranked if why(job)[0] > 0][:_JOBS_KEPT]
-    histories = []
-    for job_id in kept:
-        # The grader's timeline of a job (harness.world.history), told as a drill tells it: with how
-        # long each call took; and the exceptions that reached the runner.
-        timeline = History().timeline(
-            [job_id],
-            calls=[replace(call, job_id=job_id) for call in calls[job_id]],
-            recoveries=[r for r in ledger.recoveries if r.job_id == job_id],
-            durations=True,
-        )
-        events = timeline.to_json(start=started)
-        events += [
-            {"at": round(error.at, 6), "worker": error.worker, "kind": "error",
-             "what": f"{error.where} raised {error.type}", "jobs": [job_id], "site": None}
-            for error in failures[job_id]
-        ]  # fmt: skip
-        events.sort(key=lambda event: event["at"])
-        email = next((c.args.get("to") for c in calls[job_id] if c.operation == "send_email"), None)
-        histories.append(
-            {
-                "job_id": job_id,
-                "email": email,
-                "why": why(job_id)[1],
-                "emails_delivered": copies[job_id],
-                "events": events,
-            }
-        )
-    return histories
-
-
-def _owners(calls: list[Call]) -> dict[str, int]:
-    """Which job each subject (an address, a message id) belongs to, from the calls made for a
-    job: a call made inside claim_next_job (incident 1 sends the email there) is made before
-    the worker knows its job, so the ledger has no job for it."""
-    owners: dict[str, int] = {}
-    for call in calls:
-        if call.job_id is not None:
-            owners.setdefault(call.subject, call.job_id)
-    for call in calls:  # the message id a send returned belongs to the send's job
-        if call.operation == "send_email" and call.result and call.subject in owners:
-            owners.setdefault(call.result, owners[call.subject])
-    return owners

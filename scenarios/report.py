@@ -1,14 +1,15 @@
 """``--report PATH``: a recorded run as one self-contained HTML page, to keep or to share.
 
 The page holds the incident's page, the load, the run's metrics over time as plotly charts (the
-queue, the throughput, the pool, what the workers were doing), the fix's run beside it when one
-was recorded, the before/after table, the explanation and the offending jobs' histories. Every
-number is the record's, as the board showed it; plotly's JavaScript is embedded, so the file opens
-anywhere, offline.
+queue, the throughput with each worker that died, the pool, what the workers were doing), the
+fix's run beside it when one was recorded, the before/after table, the explanation and the
+offending jobs' histories. Every number is the record's, as the board showed it; plotly's
+JavaScript is embedded, so the file opens anywhere, offline.
 """
 
 from __future__ import annotations
 
+import bisect
 import html
 from collections.abc import Callable
 from pathlib import Path
@@ -156,13 +157,24 @@ def _throughput(runs: list[RunRecord]) -> Figure:
 
     figure = go.Figure()
     for run in runs:
+        t = [s.elapsed for s in run.timeline]
+        y = [s.throughput_now for s in run.timeline]
         figure.add_trace(
-            go.Scatter(
-                x=[s.elapsed for s in run.timeline],
-                y=[s.throughput_now for s in run.timeline],
-                name=f"{run.label} (avg {run.snapshot.throughput_avg:,.0f})",
-            )
+            go.Scatter(x=t, y=y, name=f"{run.label} (avg {run.snapshot.throughput_avg:,.0f})")
         )
+        died = sorted(
+            at for job in run.facts.get("crashes", {}).get("jobs", []) for at in job["at"]
+        )
+        if died:  # each worker that died, on the line at the moment it died
+            figure.add_trace(
+                go.Scatter(
+                    x=died,
+                    y=[y[min(bisect.bisect_left(t, at), len(y) - 1)] for at in died],
+                    mode="markers",
+                    marker={"symbol": "x", "size": 8},
+                    name=f"a worker died - {run.label} ({len(died):,})",
+                )
+            )
     return _layout(figure, "Throughput, jobs/min (last 5 s)", "jobs/min")
 
 

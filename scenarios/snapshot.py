@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from harness.sql.database import Database
 from harness.sql.pool import PoolStats
@@ -27,6 +27,7 @@ __all__ = [
     "LOCK_WAIT",
     "RECENT",
     "STATES",
+    "JobCrashes",
     "Observer",
     "Snapshot",
     "WorkerView",
@@ -46,6 +47,13 @@ _SUCCEEDED = ("ok", "replayed")
 RECENT = 5.0
 
 
+class CrashSeen(Protocol):
+    """A worker that died, as the observer needs it: the job it was running."""
+
+    @property
+    def job_id(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class WorkerView:
     name: str
@@ -53,6 +61,17 @@ class WorkerView:
     detail: str = ""
     #: Seconds its statement has been waiting on a lock (when ``state`` says so).
     waited: float = 0.0
+
+
+@dataclass(frozen=True)
+class JobCrashes:
+    """One job and the workers it took down: how many died running it, how often the lease
+    recovery put it back in the queue, whether the recovery gave up on it (failed it)."""
+
+    job_id: int
+    crashes: int
+    recoveries: int
+    given_up: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +119,12 @@ class Snapshot:
     #: renewing a claim, the re-read of a job between two steps), by type: they share the
     #: workers' pool, so its PoolTimeouts are the workers' plus these.
     harness_errors: dict[str, int] = field(default_factory=dict)
+    #: Workers whose process died in the middle of a job, whatever killed them.
+    crashes: int = 0
+    #: The job that killed the most of them (None: no worker died).
+    most_crashed: JobCrashes | None = None
+    #: Jobs the counting recovery failed instead of returning them to the queue.
+    given_up: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -127,6 +152,8 @@ class Snapshot:
         values = {k: v for k, v in data.items() if k in fields}
         values["pool"] = PoolStats(**data["pool"])
         values["worker_views"] = [WorkerView(**view) for view in data["worker_views"]]
+        if data.get("most_crashed"):
+            values["most_crashed"] = JobCrashes(**data["most_crashed"])
         return cls(**values)
 
 
@@ -147,9 +174,12 @@ class Observer:
         jobs: int,
         duration: float,
         harness_errors: Mapping[str, int] | None = None,
+        crashes: Sequence[CrashSeen] = (),
+        given_up: Sequence[tuple[int, str | None]] = (),
     ) -> None:
         self.scenario, self.title, self.variant = scenario, title, variant
         self._harness_errors = harness_errors if harness_errors is not None else {}
+        self._crashes, self._given_up = crashes, given_up
         self.database, self.services, self.metrics = database, services, metrics
         self.config, self.jobs, self.duration = config, jobs, duration
         self._workers = [f"worker-{i + 1}" for i in range(config.workers)]
@@ -234,6 +264,9 @@ class Observer:
             recoveries=self.metrics.recoveries,
             worker_errors=dict(self.metrics.candidate_errors),
             harness_errors=dict(self._harness_errors),
+            crashes=len(self._crashes),
+            most_crashed=self._most_crashed(),
+            given_up=len(self._given_up),
         )
 
     # -- sources -----------------------------------------------------------------------------
@@ -252,6 +285,18 @@ class Observer:
         for delivery in deliveries[self._seen_deliveries :]:
             self._deliveries[delivery.to] += 1
         self._seen_deliveries = len(deliveries)
+
+    def _most_crashed(self) -> JobCrashes | None:
+        by_job = Counter(crash.job_id for crash in list(self._crashes))
+        if not by_job:
+            return None
+        job_id, crashes = by_job.most_common(1)[0]
+        return JobCrashes(
+            job_id=job_id,
+            crashes=crashes,
+            recoveries=sum(r.job_id == job_id for r in self.services.ledger.recoveries),
+            given_up=any(given == job_id for given, _ in list(self._given_up)),
+        )
 
     def _rates(self, final: bool) -> tuple[float, float]:
         """Jobs finished per minute over the last ``RECENT`` seconds and since the start, up to

@@ -6,7 +6,7 @@ Every figure is the snapshot's (or the record's), worded as the board words it.
 
 from __future__ import annotations
 
-from .figures import API_ERROR_NAMES, errors, ran, seconds, timeouts_split
+from .figures import API_ERROR_NAMES, crashes, errors, ran, seconds, timeouts_split
 from .record import RunRecord
 from .snapshot import STATES, Snapshot
 
@@ -55,6 +55,7 @@ def plain_summary(s: Snapshot) -> str:
         f"{s.duplicated_recipients:,} customers",
         f"  leases: {s.lease:g} s, heartbeat {'on' if s.heartbeat else 'off'}; "
         f"{s.recoveries:,} jobs handed to another worker after their lease expired",
+        f"  crashes: {crashes(s)}",
         "  worker errors: "
         + (", ".join(f"{name} {n:,}" for name, n in sorted(s.worker_errors.items())) or "none")
         + (

@@ -66,6 +66,11 @@ def _judge(drill: Drill, run: RunRecord, verdict: Verdict) -> int:
             f"[bold red]Your {name} shows incident {drill.incident.number}'s "
             f"flaw:[/] {verdict.summary}."
         )
+        if "reaper" in run.notes:
+            drill.terminal.show(
+                "[dim]Its recover_stalled_jobs (Task F) is not written yet, so production's "
+                "reaper ran in its place: write it, and run this again.[/]"
+            )
         return EXIT_FLAWED
     drill.terminal.show(
         f"[bold green]Your {name} does not show incident "
