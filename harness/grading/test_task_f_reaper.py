@@ -75,7 +75,7 @@ async def test_a_stalled_job_goes_back_to_the_queue_with_its_progress(kata: Kata
 async def test_a_claim_younger_than_the_lease_stays(kata: Kata) -> None:
     """Two leases (a reaper must use the one it is given, in seconds), and claims whose
     ``updated_at`` says the opposite of ``claimed_at`` (the claim is ``claimed_at``)."""
-    for lease, young, old in ((600.0, 500, 700), (5.0, 2, 9)):
+    for lease, young, old in ((600.0, 500, 700), (10.0, 2, 20)):
         await Job.all().delete()
         campaign = await kata.campaign(f"Lease {lease:g} s")
         (inside,) = await stalled_jobs(
