@@ -3,6 +3,7 @@
     scenarios 1            # the campaign is crawling
     scenarios 2            # customers got the email more than once
     scenarios 3            # PoolTimeout errors and p99 spikes under the launch burst
+    scenarios 4            # workers keep dying, throughput falls in waves
 
 Each drill runs real worker code (the incident module: production's code, with its fix at the
 bottom) against a real database and the fake APIs, shows what it measures, and asks for a

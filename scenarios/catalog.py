@@ -8,7 +8,7 @@ a new drill is one module of production code, one of diagnosis, and one line bel
 
 from __future__ import annotations
 
-from .diagnoses import duplicate_emails, pool_exhaustion, slow_throughput
+from .diagnoses import crash_loop, duplicate_emails, pool_exhaustion, slow_throughput
 from .diagnosis import Diagnosis
 from .incident import Incident
 
@@ -18,6 +18,7 @@ _DRILLS: tuple[Diagnosis, ...] = (
     slow_throughput.DIAGNOSIS,
     duplicate_emails.DIAGNOSIS,
     pool_exhaustion.DIAGNOSIS,
+    crash_loop.DIAGNOSIS,
 )
 
 DIAGNOSES: dict[int, Diagnosis] = {drill.number: drill for drill in _DRILLS}

@@ -1,12 +1,12 @@
 """What an incident drill is: production code with a flaw, its fix, and the load that exposes it.
 
-An incident module (``slow_throughput``, ``duplicate_emails``, ``pool_exhaustion``) is the
-campaign worker exactly as production runs it, followed by the fix; it ends by declaring its
-``INCIDENT``: the pager message, how production is deployed (lease, heartbeat, how the queue
-recovers a dead worker's job, how long a crashed worker takes to come back, pool, how the
-external APIs behave), what in the world is out of the ordinary (a ``Poison`` customer) and the
-two solutions. The drill runs a ``Load`` against one of its ``Variant``s and measures everything
-it shows.
+An incident module (``slow_throughput``, ``duplicate_emails``, ``pool_exhaustion``,
+``crash_loop``) is the campaign worker exactly as production runs it, followed by the fix; it
+ends by declaring its ``INCIDENT``: the pager message, how production is deployed (lease,
+heartbeat, how the queue recovers a dead worker's job, how long a crashed worker takes to come
+back, pool, how the external APIs behave), what in the world is out of the ordinary (a
+``Poison`` customer) and the two solutions. The drill runs a ``Load`` against one of its
+``Variant``s and measures everything it shows.
 """
 
 from __future__ import annotations
