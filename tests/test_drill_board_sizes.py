@@ -17,7 +17,7 @@ from rich.console import Console
 from harness.sql.pool import PoolStats
 from scenarios.compact import LEGEND
 from scenarios.dashboard import render
-from scenarios.snapshot import STATES, Snapshot, WorkerView
+from scenarios.snapshot import STATES, JobCrashes, Snapshot, WorkerView
 
 WIDTH, HEIGHT = 80, 24
 COMPACT_TITLES = (
@@ -233,3 +233,57 @@ def test_an_api_error_keeps_its_count_on_its_line_in_a_narrow_panel() -> None:
     lines = draw(snapshot(api_errors={"CancelledError": 123, "RateLimitError": 6}), WIDTH, None)
     assert any(re.search(r"│ API errors\s+stopped mid-call 123\s+│", line) for line in lines)
     assert any(re.search(r"│\s+RateLimitError 6\s+│", line) for line in lines), lines
+
+
+def crash_loop(**changes: object) -> Snapshot:
+    """Drill 4 mid-way: workers dying, all on one job, most of them down and restarting."""
+    views = [WorkerView(f"worker-{i}", "stopped", "restarting (back-off 10 s)") for i in range(14)]
+    views += [WorkerView(f"worker-{i}", "in an API call", "send_email") for i in range(14, 20)]
+    s = snapshot(
+        scenario=4,
+        title="Workers keep dying, throughput falls in waves",
+        lease=0.5,
+        worker_views=views,
+        states={**dict.fromkeys(STATES, 0), "in an API call": 6, "stopped": 14},
+        worker_errors={},
+        harness_errors={},
+        api_errors={},
+        calls_in_transaction=0,
+        pool=dataclasses.replace(snapshot().pool, timeouts=0),
+        crashes=23,
+        most_crashed=JobCrashes(job_id=4, crashes=23, recoveries=22),
+        recoveries=22,
+    )
+    return dataclasses.replace(s, **changes)  # type: ignore[arg-type]
+
+
+def test_drill_4s_board_at_80x24_says_who_died_and_on_which_job() -> None:
+    lines = draw(crash_loop())
+    assert len(lines) <= HEIGHT, "\n".join(lines)
+    assert_whole(lines)
+    text = "\n".join(lines)
+    assert lines[0].startswith(" INCIDENT 4  Workers keep dying")
+    assert lines[-1] == LEGEND  # no squeeze needed: its workers wait on no lock
+    for figure in (
+        r"x stop\s+14 \(5\.1\)",
+        r"x{14}A{6}",
+        r"lease 0\.5s, heartbeat on",
+        r"22 jobs handed to a second worker",
+        r"23 died, all running job 4\s+│",
+    ):
+        assert re.search(figure, text), f"{figure!r} missing:\n{text}"
+    cured = "\n".join(
+        draw(crash_loop(crashes=5, most_crashed=JobCrashes(4, 5, 4, given_up=True), given_up=1))
+    )
+    assert re.search(r"5 died, all running job 4 \(failed\)\s+│", cured), cured
+    whole = "\n".join(draw(crash_loop(), 140, 60))
+    assert re.search(r"crashes\s+23 workers died mid-job, all running job 4; it went", whole)
+
+
+def test_drill_4s_board_with_a_lock_wait_too_still_fits_80x24() -> None:
+    views = [WorkerView("worker-0", STATES[0], "UPDATE 1.4s", 1.4), *crash_loop().worker_views[1:]]
+    lines = draw(crash_loop(worker_views=views))
+    assert len(lines) <= HEIGHT, "\n".join(lines)
+    assert_whole(lines)
+    text = "\n".join(lines)
+    assert "23 died, all running job 4" in text and "longest 1.4s: worker-0" in text

@@ -17,7 +17,7 @@ from rich.console import Console, RenderableType
 from conftest import base_config
 from harness.sql.database import Database
 from harness.sql.isolation import isolated_database
-from scenarios import INCIDENTS, Load, RunResult, run_load, store
+from scenarios import INCIDENTS, RunResult, run_load, store
 from scenarios.cli import main
 from scenarios.comparison import render_comparison
 from scenarios.dashboard import render
@@ -26,8 +26,7 @@ from scenarios.questions import question_for
 from scenarios.signatures import symptom
 from scenarios.snapshot import Snapshot
 
-#: Small enough for a few seconds a run, big enough for each flaw to show.
-LOAD = Load(jobs=400, workers=20, duration=2.0, seed=1)
+#: Each run is its incident's quick load (``Incident.quick``): a few seconds, and each flaw shows.
 WIDTH = 120
 STATUSES = ("pending", "running", "completed", "failed")
 #: What the drivers and asyncio say while workers are cancelled: never for the candidate's eyes.
@@ -42,9 +41,9 @@ FOREIGN = {
 async def _run(backend: str, number: int, key: str) -> tuple[RunResult, dict[str, int]]:
     """A run on a database the test owns, and the jobs by status as that database counts them."""
     incident = INCIDENTS[number]
-    options = incident.deployment_for(key).database_options(LOAD)
+    options = incident.deployment_for(key).database_options(incident.quick)
     async with isolated_database(base_config(backend, **options), purpose="test") as database:
-        result = await run_load(incident, incident.variant(key), LOAD, database=database)
+        result = await run_load(incident, incident.variant(key), incident.quick, database=database)
         check = Database(database.config)  # a worker cancelled at the deadline may hold one
         await check.open()
         try:
@@ -92,6 +91,15 @@ def _quoted(number: int, s: Snapshot) -> list[tuple[str, str]]:
                 f"{s.recoveries:,} running jobs were handed",
             ),
         ]
+    if number == 4:
+        return [
+            (rf"{s.crashes:,} workers died mid-job", f"{s.crashes:,} workers died mid-job"),
+            (
+                rf"x stopped\s+\d+\s.*avg {s.states_avg['stopped']:.1f}",
+                f"on average {s.states_avg['stopped']:.1f} of {s.workers} workers were down",
+            ),
+            (rf"lease\s+{s.lease:g} s, heartbeat on", f"{s.lease:g} s lease, heartbeat on"),
+        ]
     return [
         (rf"{s.pool.timeouts:,} PoolTimeout", f"{s.pool.timeouts:,} PoolTimeouts"),
         (rf"peak {s.pool_peak_waiting} ", f"up to {s.pool_peak_waiting} callers"),
@@ -100,7 +108,7 @@ def _quoted(number: int, s: Snapshot) -> list[tuple[str, str]]:
     ]
 
 
-@pytest.mark.parametrize("number", [1, 2, 3])
+@pytest.mark.parametrize("number", sorted(INCIDENTS))
 async def test_the_board_the_explanation_and_the_comparison_quote_one_run_and_its_database(
     backend: str, number: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,6 +150,7 @@ async def test_the_board_the_explanation_and_the_comparison_quote_one_run_and_it
         (f"{s.counts['completed']:,}", f"{f.snapshot.counts['completed']:,}"),
         (f"{s.pool.timeouts:,}", f"{f.snapshot.pool.timeouts:,}"),
         (f"{s.duplicate_copies:,}", f"{f.snapshot.duplicate_copies:,}"),
+        *([(f"{s.crashes:,}", f"{f.snapshot.crashes:,}")] if s.crashes else []),
     ):
         assert re.search(rf"│\s+{before}\s+│\s+{after}\s+│", comparison), (before, after)
 

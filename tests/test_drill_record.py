@@ -11,7 +11,8 @@ from pathlib import Path
 from click.testing import CliRunner, Result
 
 from conftest import base_config
-from scenarios import store
+from harness.sql.models import MAX_ATTEMPTS
+from scenarios import INCIDENTS, store
 from scenarios.cli import main
 from scenarios.questions import question_for
 from scenarios.quiz import review_change
@@ -119,3 +120,58 @@ def test_the_question_speaks_of_the_backend_that_ran() -> None:
     assert "write lock" in sqlite.choice("B").text and "row lock" not in sqlite.choice("B").text
     assert "row lock" in postgres.choice("B").text
     assert sqlite.letters == postgres.letters and sqlite.right == postgres.right
+
+
+def test_a_crash_loop_is_recorded_refuted_and_cleared_by_the_counting_reaper(
+    backend: str, tmp_path: Path
+) -> None:
+    """Drill 4 through the CLI: a wrong answer is told why it does not fit this run (the workers
+    died, all of them running one job), --explain quotes the record, and --fixed's counting
+    reaper fails that job after MAX_ATTEMPTS deaths."""
+    home, db = tmp_path / "home", base_config(backend).url
+    load = INCIDENTS[4].quick
+    watched = _invoke(
+        home,
+        *("4", "--db", db, "--duration", f"{load.duration:g}", "--jobs", str(load.jobs)),
+        *("--grace", "0.5", "--no-input", "--answer", "B", "--change", "a bigger pool"),
+        *("--answers-file", str(tmp_path / "answers.jsonl")),
+    )
+    assert watched.exit_code == 1, watched.output  # a wrong answer
+    for noise in INTERNAL:
+        assert noise not in watched.output
+    [path] = (home / "drills").glob("4-*-flawed.json.gz")
+    run = store.load(str(path))
+    s, killer = run.snapshot, run.facts["crashes"]["jobs"][0]
+    assert s.most_crashed is not None and s.most_crashed.job_id == killer["job_id"]
+    assert s.crashes == killer["crashes"] > MAX_ATTEMPTS and killer["row"]["attempts"] == 0
+
+    debrief = " ".join(watched.output.split("Debrief")[1].split())
+    assert "you answered B; the root cause is D" in debrief
+    why = debrief.split("Why not:")[1].split("It is:")[0]
+    assert "a PoolTimeout is an exception the worker's code sees and survives" in why
+    one_job = f"all {s.crashes:,} workers that died were running one job, job {killer['job_id']}"
+    assert one_job in why
+    assert "careful: not more memory or a bigger pool" in debrief
+    assert f"{s.crashes:,} workers died mid-job" in debrief  # the explanation follows
+
+    explained = _invoke(home, "4", "--db", db, "--explain", "--json")
+    assert explained.exit_code == 0, explained.output
+    document = json.loads(explained.stdout)
+    assert document["runs"]["flawed"]["id"] == run.id
+    assert document["runs"]["flawed"]["signature"]["shows_flaw"] is True
+    evidence = " ".join(document["explanation"]["evidence"])
+    assert f"returned job {killer['job_id']} to the queue {killer['recovered']} times" in evidence
+    assert "Its attempts read 0" in evidence
+
+    fixed = _invoke(home, "4", "--db", db, "--fixed", "--json")
+    assert fixed.exit_code == 0, fixed.output
+    document = json.loads(fixed.stdout)
+    after = document["runs"]["fixed"]
+    assert after["fixed_of"] == run.id and after["deployment"]["count_recoveries"] is True
+    assert after["signature"]["shows_flaw"] is False
+    assert (
+        f"killed {MAX_ATTEMPTS} workers, then the reaper failed it" in after["signature"]["summary"]
+    )
+    replayed = _invoke(home, "4", "--db", db, "--replay")
+    assert replayed.exit_code == 0, replayed.output
+    assert f"crashes: {s.crashes:,} workers died mid-job" in replayed.output

@@ -1,6 +1,7 @@
 """``scenarios N --report PATH``: the recorded run (and its fixed run) as one self-contained HTML
 page whose plotly charts draw in a browser without the network; drawn in headless Chromium when
-it is installed (apt-get install chromium), where no chart's toolbar covers its title."""
+it is installed (apt-get install chromium), where no chart's toolbar covers its title. Drill 2,
+and drill 4, whose workers die (each death marked on the throughput)."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner, Result
 
 from conftest import base_config
 from scenarios import store
 from scenarios.cli import main
+from scenarios.snapshot import Snapshot
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHARTS = ("queue-flawed", "queue-fixed", "throughput", "pool", "workers-flawed", "workers-fixed")
@@ -64,7 +67,8 @@ def _overlap(a: list[float], b: list[float]) -> bool:
 
 
 def _script_of(page: str, chart: str) -> str:
-    start = page.index(f'"chart-{chart}"', page.index("Plotly.newPlot"))
+    """The call that draws ``chart``: its traces and layout."""
+    start = page.index(f'"chart-{chart}",')  # Plotly.newPlot("chart-...", [traces], layout)
     end = page.find("Plotly.newPlot", start)
     return page[start : end if end > 0 else len(page)]
 
@@ -73,17 +77,25 @@ def _invoke(home: Path, *args: str) -> Result:
     return CliRunner().invoke(main, list(args), env={"KATA_HOME": str(home)})
 
 
+def _quoted(number: int, s: Snapshot) -> str:
+    """What the page's evidence says of drill ``number``'s run, in the board's figures."""
+    if number == 2:
+        return f"{s.duplicate_copies:,} duplicate copies went to {s.duplicated_recipients:,}"
+    return f"{s.crashes:,} workers died mid-job"
+
+
+@pytest.mark.parametrize("number", [2, 4])
 def test_the_report_is_one_page_of_the_recorded_runs_and_draws_offline(
-    backend: str, tmp_path: Path
+    backend: str, tmp_path: Path, number: int
 ) -> None:
     home, db = tmp_path / "home", base_config(backend).url
     load = ("--duration", "2", "--jobs", "300", "--grace", "0.5")
-    fixed = _invoke(home, "2", "--db", db, *load, "--fixed", "--no-input")
+    fixed = _invoke(home, str(number), "--db", db, *load, "--fixed", "--no-input")
     assert fixed.exit_code == 0, fixed.output
     report = tmp_path / "report.html"
-    written = _invoke(home, "2", "--db", db, "--report", str(report))
+    written = _invoke(home, str(number), "--db", db, "--report", str(report))
     assert written.exit_code == 0, written.output
-    [watched_path] = (home / "drills").glob("2-*-flawed.json.gz")
+    [watched_path] = (home / "drills").glob(f"{number}-*-flawed.json.gz")
     watched = store.load(str(watched_path))
     s = watched.snapshot
 
@@ -93,8 +105,11 @@ def test_the_report_is_one_page_of_the_recorded_runs_and_draws_offline(
         assert f'id="chart-{chart}"' in page
     assert watched.id in page
     flat = re.sub(r"\s+", " ", page)
-    assert f"{s.duplicate_copies:,} duplicate copies went to {s.duplicated_recipients:,}" in flat
+    assert _quoted(number, s) in flat
     assert "The same load and seed, measured twice" in page
+    # Each worker that died is marked on the throughput at the moment it died.
+    died = "a worker died - production code"
+    assert (f"{died} ({s.crashes:,})" in _script_of(page, "throughput")) == (number == 4)
     # The job statuses are lines of their own: a stacked "failed" would trace the total.
     for chart in ("queue-flawed", "queue-fixed"):
         assert "stackgroup" not in _script_of(page, chart)

@@ -17,8 +17,9 @@ from rich.console import Console
 from conftest import base_config
 from harness.sql.database import Database
 from harness.sql.isolation import isolated_database
+from harness.sql.models import MAX_ATTEMPTS
 from harness.worker.solutions import REFERENCE_PATH, load_solution
-from scenarios import INCIDENTS, Load, RunResult, TotalsMismatch, run_load, verify_totals
+from scenarios import INCIDENTS, RunResult, TotalsMismatch, run_load, verify_totals
 from scenarios.cli import main
 from scenarios.dashboard import render
 from scenarios.explanations import explain
@@ -28,9 +29,8 @@ from scenarios.quiz import Choice, Question, grade_answer
 from scenarios.signatures import signature
 from scenarios.summary import plain_summary
 
-#: Small enough for the whole file to take about a minute and a half on both backends, big
-#: enough for every flaw to show: 20 workers, a few hundred jobs, a few seconds.
-LOAD = Load(jobs=400, workers=20, duration=2.0, seed=1)
+#: Each incident's smallest load that shows its flaw (``Incident.quick``): 20 workers, a few
+#: hundred jobs, a few seconds; the whole file takes a couple of minutes on both backends.
 REFERENCE = load_solution(REFERENCE_PATH)
 
 
@@ -39,9 +39,10 @@ async def _measure(backend: str, number: int, key: str) -> RunResult:
     the result against that database once the run is over."""
     incident = INCIDENTS[number]
     variant = incident.variant(key, REFERENCE if key == "solution" else None)
-    options = incident.deployment_for(key).database_options(LOAD)
+    load = incident.quick
+    options = incident.deployment_for(key).database_options(load)
     async with isolated_database(base_config(backend, **options), purpose="test") as database:
-        result = await run_load(incident, variant, LOAD, database=database)
+        result = await run_load(incident, variant, load, database=database)
         # Fresh connections: a worker cancelled at the deadline may leave a pooled one busy.
         check = Database(database.config)
         await check.open()
@@ -67,7 +68,7 @@ async def _assert_board_matches_database(result: RunResult, database: Database) 
             assert row["step"] == "done"  # a completed job is a job, not a step
     board = result.snapshot
     assert board.counts == {s: by_status[s] for s in ("pending", "running", "completed", "failed")}
-    assert sum(by_status.values()) == board.jobs == LOAD.jobs
+    assert sum(by_status.values()) == board.jobs == result.load.jobs
     per_recipient = Counter(d.to for d in result.services.ledger.deliveries)
     assert board.delivered == sum(per_recipient.values())
     assert board.duplicate_copies == sum(n - 1 for n in per_recipient.values() if n > 1)
@@ -80,7 +81,7 @@ def _board_text(result: RunResult) -> str:
     return console.export_text()
 
 
-@pytest.mark.parametrize("number", [1, 2, 3])
+@pytest.mark.parametrize("number", sorted(INCIDENTS))
 async def test_incident_shows_its_flaw_and_neither_its_fix_nor_the_reference_does(
     backend: str, number: int
 ) -> None:
@@ -99,10 +100,25 @@ async def test_incident_shows_its_flaw_and_neither_its_fix_nor_the_reference_doe
     elif number == 2:
         assert f.duplicate_copies > 0 and f.recoveries > 0
         assert x.duplicate_copies == 0 and r.duplicate_copies == 0
-    else:
+    elif number == 3:
         assert f.pool.timeouts > 0 and f.worker_errors.get("PoolTimeout", 0) > 0
         assert x.pool.timeouts == 0 and r.pool.timeouts == 0
         assert "PoolTimeout" not in x.worker_errors
+    else:
+        # One job killed more workers than MAX_ATTEMPTS, every one of them, and was never
+        # failed; with the counting reaper (the fix's, and the reference's Task F) it kills
+        # MAX_ATTEMPTS workers and is failed with last_error.
+        poison, cured, referee = f.most_crashed, x.most_crashed, r.most_crashed
+        assert poison and cured and referee
+        assert poison.crashes == f.crashes > MAX_ATTEMPTS and not poison.given_up
+        assert poison.recoveries >= MAX_ATTEMPTS and f.given_up == 0
+        for run, killer in ((x, cured), (r, referee)):
+            assert killer.job_id == poison.job_id and killer.given_up and run.given_up == 1
+            assert killer.crashes == run.crashes == MAX_ATTEMPTS
+        rows = [fixed.record.facts["crashes"]["jobs"][0]["row"]]
+        rows.append(reference.record.facts["crashes"]["jobs"][0]["row"])
+        assert all(row["status"] == "failed" and row["last_error"] for row in rows)
+        assert flawed.record.facts["crashes"]["jobs"][0]["row"]["attempts"] == 0
 
     board = _board_text(flawed)
     for section in (
@@ -124,6 +140,7 @@ async def test_incident_shows_its_flaw_and_neither_its_fix_nor_the_reference_doe
         f"{f.throughput_avg:,.0f}" in line
         or f"{f.duplicate_copies:,}" in line
         or f"{f.pool.timeouts:,}" in line
+        or f"{f.crashes:,} workers died" in line
         for line in explanation.evidence
     )
 

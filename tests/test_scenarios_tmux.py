@@ -1,5 +1,6 @@
-"""scenarios in a real terminal: `python -m scenarios 1` in tmux draws the live board (rich's Live
-on a tty), then asks its question and grades the answer typed at the prompt."""
+"""scenarios in a real terminal: `python -m scenarios N` in tmux draws the live board (rich's Live
+on a tty), then asks its question and grades the answer typed at the prompt: drill 1, and drill 4
+(whose workers die)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ from harness.paths import PROJECT_ROOT
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
 
 SECTIONS = (
-    "INCIDENT 1",
     "Queue depth",
     "Throughput",
     "Latency per call",
@@ -72,11 +72,31 @@ def tmux() -> Iterator[Tmux]:
         subprocess.run(["tmux", "-L", server.socket, "kill-server"], capture_output=True)
 
 
+#: (incident, its right answer, a change, what the debrief reads in it)
+DRILLS = (
+    (
+        1,
+        "B",
+        "claim with SKIP LOCKED, send outside the transaction",
+        "send the email outside any transaction",
+    ),
+    (
+        4,
+        "D",
+        "count each lease expiry in attempts and fail the job after MAX_ATTEMPTS",
+        "count each expired claim (attempts + 1) in the reaper",
+    ),
+)
+
+
+@pytest.mark.parametrize(("number", "right", "change", "read"), DRILLS, ids=lambda v: str(v))
 def test_the_board_is_drawn_live_in_a_terminal_then_the_answer_is_graded(
-    tmux: Tmux, tmp_path: Path
+    tmux: Tmux, tmp_path: Path, number: int, right: str, change: str, read: str
 ) -> None:
     answers = tmp_path / "answers.jsonl"
-    command = f"{sys.executable} -m scenarios 1 --duration 5 --jobs 300 --answers-file {answers}"
+    command = (
+        f"{sys.executable} -m scenarios {number} --duration 5 --jobs 300 --answers-file {answers}"
+    )
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}  # the zero-setup SQLite
     subprocess.run(
         [
@@ -102,23 +122,21 @@ def test_the_board_is_drawn_live_in_a_terminal_then_the_answer_is_graded(
 
     mid_run = tmux.wait_for("External APIs", timeout=15)
     assert "Totals re-counted" not in mid_run, "the run was over before the board was captured"
-    for section in SECTIONS:
+    for section in (f"INCIDENT {number}", *SECTIONS):
         assert section in mid_run, f"{section!r} missing from the board:\n{mid_run}"
     assert "production code" in mid_run and "s / 5 s" in mid_run
 
     question = tmux.wait_for("Your answer", timeout=30)
     assert "Totals re-counted from the database" in question
-    tmux("send-keys", "-t", "drill", "B", "Enter")
+    tmux("send-keys", "-t", "drill", right, "Enter")
     tmux.wait_for("What would you change?", timeout=10)
-    tmux(
-        "send-keys", "-t", "drill", "claim with SKIP LOCKED, send outside the transaction", "Enter"
-    )
-    assert "Right: B." in tmux.wait_for("Right", timeout=10)
+    tmux("send-keys", "-t", "drill", change, "Enter")
+    assert f"Right: {right}." in tmux.wait_for("Right", timeout=10)
     tmux.wait_until_exited(timeout=10)
     assert '"correct": true' in answers.read_text()
     debrief = tmux.pane().split("Debrief")[-1]
     # The debrief reads the change, quotes this run, and says what to run next.
-    assert "send the email outside any transaction" in debrief
+    assert read in debrief
     assert "Evidence from this run" in debrief
-    for step in ("scenarios 1 --explain", "scenarios 1 --fixed", "scenarios 1 --replay"):
-        assert step in debrief
+    for step in ("--explain", "--fixed", "--replay"):
+        assert f"scenarios {number} {step}" in debrief

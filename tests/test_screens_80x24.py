@@ -176,6 +176,7 @@ DRILLS = (
     (1, "B", "Right: B."),
     (2, "C", "Why not:"),  # a wrong answer: why it does not fit this run
     (3, "C", "Right: C."),
+    (4, "A", "Why not:"),  # a wrong answer: the workers died, all running one job
 )
 #: The live board at 80x24 is the compact one (the whole board is about 40 lines): its sections'
 #: titles, each whole between its frame's dashes.
@@ -210,7 +211,7 @@ def test_each_drill_board_debrief_and_explanation_at_80x24(
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["KATA_HOME"] = str(tmp_path / "home")
     db = shlex.quote(base_config(backend).url)
-    for number, answer, _ in DRILLS:  # the three at once: most of a run is waiting
+    for number, answer, _ in DRILLS:  # all at once: most of a run is waiting
         drill = f"{shlex.quote(sys.executable)} -m scenarios {number} --db {db}"
         tmux.start(
             f"drill{number}",
@@ -218,7 +219,7 @@ def test_each_drill_board_debrief_and_explanation_at_80x24(
             f"--change 'a heartbeat, send outside the transaction'; {drill} --explain",
             env,
         )
-    # Mid-run, the three at once (a run lasts 2 s): the board whole at the screen's size.
+    # Mid-run, all at once (a run lasts 2 s): the board whole at the screen's size.
     live: dict[int, str] = {}
     deadline = time.monotonic() + 90
     while len(live) < len(DRILLS) and time.monotonic() < deadline:
@@ -228,7 +229,8 @@ def test_each_drill_board_debrief_and_explanation_at_80x24(
                 live[number] = screen
             assert number in live or "Totals re-counted" not in screen, "missed the live board"
         time.sleep(0.05)
-    assert sorted(live) == [1, 2, 3], f"no live board seen for {set(range(1, 4)) - set(live)}"
+    numbers = {number for number, _, _ in DRILLS}
+    assert set(live) == numbers, f"no live board seen for {numbers - set(live)}"
     for screen in live.values():
         assert_board_whole(screen)
     for number, _, said in DRILLS:
@@ -252,3 +254,6 @@ def test_each_drill_board_debrief_and_explanation_at_80x24(
         if number == 2:
             why = "A claim that is not atomic gives one pending job to two workers"
             assert why in " ".join(debrief.split()), debrief
+        if number == 4:  # the job that killed them, on the board and in its history
+            assert re.search(r"\d+ died, all running job \d+", board), board
+            assert "workers died running it" in " ".join(explained.split())
