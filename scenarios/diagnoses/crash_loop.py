@@ -196,8 +196,12 @@ def explain(r: RunRecord, fixed: RunRecord | None) -> Explanation:
         evidence.append(
             f"{snap.crashes:,} workers died mid-job, {_all(n, snap.crashes)} "
             f"running the same one, {job}: each in its {steps} step, right after get_reply "
-            f"answered. Their logs say only '{killer['message']}'; {killer['workers']} of the "
-            f"{snap.workers} workers died at least once."
+            f"answered. Their logs say only '{killer['message']}'; "
+            + (
+                f"every one of the {snap.workers} workers died at least once."
+                if killer["workers"] == snap.workers
+                else f"{killer['workers']} of the {snap.workers} workers died at least once."
+            )
         )
         row = killer["row"]
         evidence.append(
