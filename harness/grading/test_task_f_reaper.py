@@ -288,7 +288,7 @@ async def _judge_kept(
     kata.explain([job.id], ["reaper-1", left.worker_id or "worker-9"])
     shape = write_shape(write)
     how = f" ({shape})" if shape else ""
-    did = f"reaper-1 then set it {now.status.value} (attempts {left.attempts} → {now.attempts})"
+    did = f"reaper-1 then set it {now.status.value}, attempts {left.attempts} → {now.attempts}"
     if intrusion.change is Change.COMPLETED:
         fail(
             f"{happened}{did}{how}: a finished job goes round the queue again — the write must "
@@ -378,14 +378,15 @@ async def test_two_reapers_at_once_recover_each_job_once(kata: Kata) -> None:
             ):
                 kata.explain([job.id], ["reaper-1", "reaper-2"])
                 shape = write_shape(sent.write_of(job.id))
-                how = f" ({shape})" if shape else ""
+                how = f": {shape}" if shape else ""
                 read = f" (`{_short(intrusion.read_sql)}`)" if intrusion else ""
                 fail(
                     f"{story(job, LEASE)} was recovered twice: reaper-1 read it as stalled"
                     f"{read}, reaper-2 then recovered it, and reaper-1 recovered it again "
                     f"(now {now.status.value}, attempts {job.attempts} → {now.attempts}){how} — "
                     "the write must re-check that the job is still running under the claim it "
-                    "read (WHERE id = ? AND status = 'running' AND claimed_at = ?), and change "
+                    "read (WHERE id = ? AND status = 'running' AND claimed_at = ?: running, not "
+                    "merely unfinished, since the other reaper left it pending), and change "
                     "nothing when it is not"
                 )
         await judge_recovered(kata, list(targets.values()))
