@@ -23,6 +23,7 @@ __all__ = [
     "EARLY",
     "LONGEST_WAIT",
     "MAX_STATEMENTS",
+    "POLLED",
     "REFUSALS_ALLOWED",
     "THROUGHPUT",
     "judge_drain",
@@ -128,13 +129,12 @@ def over_rate(log: DrainLog, start: Start, *, processes: str) -> str | None:
 
 def _each_keeps_its_own_pace(reservations: list[Reservation]) -> bool:
     """Whether the workers paced themselves, each on its own: no reservation asked the
-    database anything (so none could know of the others), and the workers' first
-    reservations, asked for all at once, waited about one interval each (in a shared queue
-    the first goes at once and the twentieth waits twenty intervals)."""
-    if any(r.statements for r in reservations):
+    database anything (so none could know of the others), and every one of them waited an
+    interval at least, even the first of twenty that asked at once (in a shared queue the
+    first goes at once)."""
+    if not reservations or any(r.statements for r in reservations):
         return False
-    waits = sorted(r.returned - r.called for r in reservations if r.first)
-    return bool(waits) and INTERVAL - EARLY <= waits[len(waits) // 2] <= 3 * INTERVAL
+    return min(r.returned - r.called for r in reservations) >= INTERVAL - EARLY
 
 
 def polling(reservation: Reservation) -> str | None:
@@ -194,5 +194,33 @@ def too_slow(log: DrainLog, start: Start) -> str | None:
 
 
 def judge_drain(log: DrainLog, start: Start, *, processes: str) -> str | None:
-    """The first thing wrong with a drain, most fundamental first."""
-    return over_rate(log, start, processes=processes) or starvation(log) or too_slow(log, start)
+    """The first thing wrong with a drain, most fundamental first. A drain that starved a
+    worker or fell short of the rate while its workers made many statements a reservation is
+    told as the polling it is: every waiting worker's statements slow the others down."""
+    if problem := over_rate(log, start, processes=processes):
+        return problem
+    slow = starvation(log) or too_slow(log, start)
+    if slow is None:
+        return None
+    return _polled(log, slow.split(" — ", 1)[0]) or slow
+
+
+#: Statements a reservation of a drain made on average, above which a slow drain is polling's
+#: doing (twenty workers starting at once may make an optimistic limiter retry a few times).
+POLLED = 3 * MAX_STATEMENTS
+
+
+def _polled(log: DrainLog, what: str) -> str | None:
+    if not log.reservations:
+        return None
+    average = sum(r.statements for r in log.reservations) / len(log.reservations)
+    if average <= POLLED:
+        return None
+    most = max(log.reservations, key=lambda r: r.statements)
+    return (
+        f"{what}, and reserve_send_slot made {average:.0f} statements per reservation on "
+        f"average ({most.worker} made {most.statements} in one) — the workers ask the "
+        "database again and again while they wait (polling), and every waiting worker's "
+        "statements slow the others down: book the send's moment in one write, then sleep "
+        "until it without asking again"
+    )

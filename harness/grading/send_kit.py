@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Coroutine, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 from ..scope import acting_as
+from ..sql.database import Database
 from ..worker.solutions import Solution, load_solution
 from ..world.account import SendAccount
 from ..world.faults import FaultPlan
@@ -54,8 +55,8 @@ class SendWorld:
         self.stop = asyncio.Event()
         self._loads: dict[int, Solution] = {1: kata.solution}
 
-    @contextmanager
-    def serving(self) -> Iterator[Services]:
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[Services]:
         """Make this world's SendGrid the test's, count the reservations' statements, and
         measure how long the event loop stalled, for the block."""
         stop = asyncio.Event()
@@ -68,11 +69,14 @@ class SendWorld:
                 yield services
             finally:
                 stop.set()
-                watcher.cancel()
+                await watcher
                 self.log.stalls = stalls.total
                 self.account.close()
 
     async def set_up(self, *, booked: int = 0) -> Start:
+        """The account, set up now (after the pool is warm: the moments a test books must not
+        pass while the workers wait for their first connections)."""
+        await warm(self.kata.database, self.workers)
         return await set_up_account(
             self.kata.database, self.account, workers=self.workers, booked=booked
         )
@@ -132,6 +136,24 @@ class SendWorld:
         return violation(self.services)
 
 
+async def warm(database: Database, workers: int) -> None:
+    """Open the connections ``workers`` workers will use at once (a PostgreSQL pool opens them
+    as they are first needed, tens of milliseconds each on a busy machine)."""
+    count = min(workers, database.config.pool_size)
+    ready = asyncio.Event()
+    held = 0
+
+    async def hold() -> None:
+        nonlocal held
+        async with database.connection():
+            held += 1
+            if held == count:
+                ready.set()
+            await ready.wait()
+
+    await asyncio.gather(*(hold() for _ in range(count)))
+
+
 def violation(services: Services) -> str | None:
     """The first violation the fake services saw, said for Task G."""
     for seen in services.ledger.violations:
@@ -165,7 +187,7 @@ async def drain_here(
         f"{workers} workers in {loads} loads of the solution sending {sends} emails through "
         "reserve_send_slot"
     )
-    with world.serving():
+    async with world.serving():
         start = await world.set_up()
         for load, queue in enumerate(queues, 1):
             first = deque([queue.popleft()])

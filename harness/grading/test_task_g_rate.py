@@ -36,8 +36,9 @@ from .send_race import ReadRace, on_the_account
 RACERS = 8
 #: Sends another process already booked when a test starts on a busy account (0.16 s of them).
 BOOKED = 8
-#: Sends booked ahead of the race: the racers' moments are all still to come when they book.
-RACE_BOOKED = 5
+#: Sends booked ahead of the race (0.16 s): the racers' moments are all still to come when
+#: they book.
+RACE_BOOKED = 8
 #: Seconds SendGrid's 429 pauses the account for, in the pause test.
 PAUSE = 0.15
 #: The drain in the grading process: workers, the loads of the solution they are spread over
@@ -68,7 +69,7 @@ async def test_a_reservation_rechecks_the_state_it_read(kata: Kata) -> None:
     jobs = jobs_for(1, RACERS)
     kata.phase = f"{RACERS} workers paused after reading the account's state, then let go"
     race = ReadRace(kata.database, names)
-    with world.serving():
+    async with world.serving():
         start = await world.set_up(booked=RACE_BOOKED)
         with race.installed():
             tasks = {
@@ -94,15 +95,26 @@ async def test_a_reservation_rechecks_the_state_it_read(kata: Kata) -> None:
     k, at, _ = early
     kata.evidence = _timeline(kata, world, set(race.raced))
     read = _short(race.reads[race.raced[0]])
-    seconds = at - start.free_at
+    seconds = max(at - start.free_at, 0)
+    allowed = BURST + int(seconds * SEND_RATE_PER_SECOND)
+    granted = sorted(r.returned for r in world.log.reservations)
+    together = max(sum(1 for g in granted if first <= g < first + INTERVAL) for first in granted)
+    if together <= BURST:  # each its own moment, but moments the account had booked already
+        fail(
+            f"the account was booked until {start.free_at - start.at:.2f} s from the start, yet "
+            f"{k} reservations had returned {seconds:.3f} s after that, where "
+            f"{SEND_RATE_PER_SECOND:g} a second allows {allowed} — reserve_send_slot reads the "
+            f"account's state (`{read}`) but does not book after the moments already taken: "
+            "start from next_send_at (or the last slot, or the tokens below zero)"
+        )
     fail(
         f"{len(race.raced)} workers read the account's state at the same moment (`{read}`) "
-        f"and each reserved from what it had read: {k} of them were let go within "
-        f"{max(seconds, 0):.3f} s of the first free moment, where {SEND_RATE_PER_SECOND:g} a "
-        f"second allows {BURST + int(max(seconds, 0) * SEND_RATE_PER_SECOND)} — the read and "
-        "the write are not one atomic step: re-check what you read in the write (UPDATE "
-        "send_rate ... WHERE id = 1 AND version = ?, and read again when it changed no row), "
-        "or book the moment in one UPDATE ... RETURNING"
+        f"and each reserved from what it had read: {together} of them were let go at the same "
+        f"moment, and {k} within {seconds:.3f} s of the first free moment, where "
+        f"{SEND_RATE_PER_SECOND:g} a second allows {allowed} — the read and the write are not "
+        "one atomic step: re-check what you read in the write (UPDATE send_rate ... WHERE id "
+        "= 1 AND version = ?, and read again when it changed no row), or book the moment in "
+        "one UPDATE ... RETURNING"
     )
 
 
@@ -166,7 +178,7 @@ async def test_a_process_starting_on_a_busy_account_waits_its_turn_without_polli
     counted, not timed)."""
     world = SendWorld(kata, workers=2)
     kata.phase = "a process that just started reserving on a busy account"
-    with world.serving():
+    async with world.serving():
         start = await world.set_up(booked=BOOKED)
         for name, job in zip(("worker-1", "worker-2"), jobs_for(2, 2), strict=True):
             await world.worker(name, deque([job]), load=2)
@@ -212,7 +224,7 @@ async def test_a_429_pauses_every_worker_until_its_reset(kata: Kata) -> None:
     world = SendWorld(kata, workers=len(others) + 1)
     jobs = jobs_for(1, len(others) + 1)
     kata.phase = "workers reserving after SendGrid answered 429"
-    with world.serving():
+    async with world.serving():
         start = await world.set_up()
         world.account.spent_until(start.at + PAUSE, now=time.time())
         paused = asyncio.Event()
@@ -222,6 +234,7 @@ async def test_a_429_pauses_every_worker_until_its_reset(kata: Kata) -> None:
         pausing = asyncio.ensure_future(paused.wait())
         await asyncio.wait({first, pausing}, return_when=asyncio.FIRST_COMPLETED)
         pausing.cancel()
+        await asyncio.gather(pausing, return_exceptions=True)
         recorded = time.time()
         until = await _paused_until(kata.database)
         try:
@@ -267,7 +280,7 @@ async def test_no_transaction_or_lock_is_held_while_waiting_or_sending(kata: Kat
     names = [f"worker-{i}" for i in range(1, 5)]
     world = SendWorld(kata, workers=len(names))
     kata.phase = "four workers reserving and sending"
-    with world.serving():
+    async with world.serving():
         await world.set_up(booked=2)
         await world.send_one_each(names)
         held = await _advisory_locks(kata.database)
