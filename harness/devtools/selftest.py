@@ -28,6 +28,7 @@ import click
 
 from ..paths import KATA_HOME_ENV, PROJECT_ROOT
 from ..sql.config import resolve_database_url, test_postgres_url
+from ..tasks import settled
 from ..worker.solutions import CANDIDATE_PATH, REFERENCE_PATH
 
 __all__ = [
@@ -169,7 +170,13 @@ def dialect_of(db: str) -> str:
 
 
 def failing_tasks(results: dict[str, Any]) -> dict[str, str | None]:
-    return {task: info["diagnosis"] for task, info in results["tasks"].items() if info["failed"]}
+    """The tasks that failed, leaving out a stretch task the solution did not start (a correct
+    solution need not write F or G: see ``harness.tasks.settled``)."""
+    return {
+        task: info["diagnosis"]
+        for task, info in results["tasks"].items()
+        if info["failed"] and not settled(task, info["status"])
+    }
 
 
 def check_entry(
