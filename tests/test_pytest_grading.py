@@ -119,6 +119,8 @@ def test_tasks_are_collected_in_order_a_to_e(tmp_path: Path) -> None:
         "test_write_paths.py",
         "test_task_d_idempotency.py",
         "test_end_to_end.py",
+        "test_task_f_reaper.py",
+        "test_task_g_rate.py",
     ]
     tasks = [line.split("::")[-1] for line in result.stdout.splitlines() if "::" in line]
     c_cells = [n for n, t in enumerate(tasks) if t.startswith("test_send_email_step_never")]
