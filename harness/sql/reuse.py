@@ -57,7 +57,6 @@ from .config import DatabaseConfig
 from .database import Database, open_database
 from .isolation import Space, isolated_database, open_space
 from .schema import TABLES, create_schema
-from .transactions import transaction
 
 __all__ = ["ReusedSpace"]
 
@@ -65,15 +64,10 @@ __all__ = ["ReusedSpace"]
 _END_SESSIONS_MS = 5000
 
 #: Everything in a schema a test could change and the next test would inherit, one row each.
-#: The schema's and the role's oids are looked up once (``ids``): a lookup by name in each
-#: catalog's scan cost more than the rest of the query.
 _FINGERPRINT = """
-WITH ids AS MATERIALIZED (
-    SELECT %(schema)s::text::regnamespace::oid AS namespace,
-           (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %(role)s::text) AS role
-), rel AS MATERIALIZED (
+WITH rel AS MATERIALIZED (
     SELECT oid, relname, relkind, relpersistence, relrowsecurity, reloptions, relacl, relowner
-      FROM pg_catalog.pg_class WHERE relnamespace = (SELECT namespace FROM ids)
+      FROM pg_catalog.pg_class WHERE relnamespace = %(schema)s::text::regnamespace
 )
 SELECT 'relation', relname::text, relkind::text || ' ' || relpersistence::text || ' '
        || relrowsecurity::text || ' ' || coalesce(reloptions::text, '') || ' '
@@ -107,14 +101,14 @@ UNION ALL
 SELECT 'function', p.oid::regprocedure::text,
        pg_catalog.md5(p.prosrc) || ' ' || coalesce(p.proconfig::text, '') || ' '
        || p.prosecdef::text || ' ' || coalesce(p.proacl::text, '')
-  FROM pg_catalog.pg_proc p WHERE p.pronamespace = (SELECT namespace FROM ids)
+  FROM pg_catalog.pg_proc p WHERE p.pronamespace = %(schema)s::text::regnamespace
 UNION ALL
 SELECT 'constraint', c.conname::text, pg_catalog.pg_get_constraintdef(c.oid)
   FROM pg_catalog.pg_constraint c
- WHERE c.connamespace = (SELECT namespace FROM ids) AND c.conrelid = 0
+ WHERE c.connamespace = %(schema)s::text::regnamespace AND c.conrelid = 0
 UNION ALL
 SELECT 'type', t.typname::text, t.typtype::text
-  FROM pg_catalog.pg_type t WHERE t.typnamespace = (SELECT namespace FROM ids)
+  FROM pg_catalog.pg_type t WHERE t.typnamespace = %(schema)s::text::regnamespace
    AND t.typrelid = 0 AND t.typelem = 0
 UNION ALL
 SELECT 'schema', n.nspname::text, coalesce(n.nspacl::text, '') || ' '
@@ -123,32 +117,43 @@ SELECT 'schema', n.nspname::text, coalesce(n.nspacl::text, '') || ' '
 UNION ALL
 SELECT 'role settings', %(role)s::text, coalesce(s.setconfig::text, '')
   FROM pg_catalog.pg_db_role_setting s
- WHERE s.setrole = (SELECT role FROM ids)
+ WHERE s.setrole = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %(role)s::text)
 UNION ALL
 SELECT 'large objects', %(role)s::text, count(*)::text
   FROM pg_catalog.pg_largeobject_metadata
- WHERE lomowner = (SELECT role FROM ids)
+ WHERE lomowner = (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %(role)s::text)
 ORDER BY 1, 2, 3
 """
 
 #: Above this many rows in a table, TRUNCATE (a new file for each table and index: about 0.1 s
 #: in all) is cheaper than DELETE (a few milliseconds for a few rows), and leaves no dead rows.
 _DELETE_AT_MOST = 1000
-#: Whether a table holds more than ``_DELETE_AT_MOST`` rows, for each of the kata's tables.
-_BIG = "SELECT " + ", ".join(
-    f"(SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {_DELETE_AT_MOST + 1}) AS t) "
-    f"> {_DELETE_AT_MOST} AS {table}"
-    for table in TABLES
-)
-_TRUNCATE = f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"
-#: The tables in an order that deletes rows before the rows they refer to.
-_DELETES = [f"DELETE FROM {table}" for table in TABLES]
-#: Ids start at 1 again, as in a new table (``setval`` is not transactional, and cheap).
-_RESTART = "SELECT " + ", ".join(
-    f"pg_catalog.setval(pg_catalog.pg_get_serial_sequence('{table}', 'id'), 1, false)"
-    for table in TABLES
-    if table != "kata_meta"
-)
+#: Every row of the kata's tables removed and their ids started at 1 again, in one statement
+#: (one round trip, and all or nothing): ``TRUNCATE ... RESTART IDENTITY`` when a table holds
+#: more than ``_DELETE_AT_MOST`` rows; else ``DELETE`` (the tables in an order that deletes rows
+#: before the rows they refer to) and ``setval``, not transactional, and cheap.
+_EMPTY = f"""DO $kata_empty$
+BEGIN
+    IF {
+    " OR ".join(
+        f"(SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT {_DELETE_AT_MOST + 1}) AS t) "
+        f"> {_DELETE_AT_MOST}"
+        for table in TABLES
+    )
+} THEN
+        TRUNCATE {", ".join(TABLES)} RESTART IDENTITY CASCADE;
+    ELSE
+        {" ".join(f"DELETE FROM {table};" for table in TABLES)}
+        PERFORM {
+    ", ".join(
+        f"pg_catalog.setval(pg_catalog.pg_get_serial_sequence('{table}', 'id'), 1, false)"
+        for table in TABLES
+        if table != "kata_meta"
+    )
+};
+    END IF;
+END
+$kata_empty$"""
 
 
 class ReusedSpace:
@@ -312,14 +317,7 @@ class ReusedSpace:
 
 async def _empty(database: Database) -> None:
     """Remove every row of the kata's tables, and start their ids at 1 again."""
-    async with transaction(database):
-        (big,) = (await database.run(_BIG)).rows
-        if any(big.values()):
-            await database.run(_TRUNCATE)
-            return
-        for statement in _DELETES:
-            await database.run(statement)
-        await database.run(_RESTART)
+    await database.run(_EMPTY)
 
 
 async def _restore_password(space: Space, reads_passwords: bool) -> str | None:
