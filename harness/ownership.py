@@ -58,7 +58,8 @@ def is_solution_file(filename: str) -> bool:
 _HARNESS = str(HARNESS_DIR.resolve()) + os.sep
 _LIBRARIES = tuple(
     str(Path(sysconfig.get_paths()[name]).resolve()) + os.sep
-    for name in ("stdlib", "platstdlib", "purelib", "platlib")
+    # "scripts": the console scripts of installed packages (the ``pytest`` command itself).
+    for name in ("stdlib", "platstdlib", "purelib", "platlib", "scripts")
 )
 _programs: dict[str, bool] = {}
 

@@ -3,6 +3,7 @@ root (beside the harness and the virtual environment) owns its file and nothing 
 
 from __future__ import annotations
 
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,10 @@ def test_where_no_solution_is_on_the_stack_the_programs_own_code_is_what_is_not_
     assert ownership.is_program_code(str(PROJECT_ROOT / "scenarios" / "workflow.py"))
     assert not ownership.is_program_code(str(HARNESS_DIR / "sql" / "database.py"))
     assert not ownership.is_program_code(str(Path(pytest.__file__)))
+    # The `pytest` command is an installed package's script, not a program of the kata: the
+    # grader's own statements made under it are "the harness", never "pytest:8".
+    script = Path(sysconfig.get_paths()["scripts"]) / "pytest"
+    assert not ownership.is_program_code(str(script))
     assert not ownership.is_program_code("<string>")
 
 
