@@ -38,13 +38,16 @@ GUIDE_MINUTES: dict[str, int] = {"A": 10, "B": 8, "C": 10, "D": 12}
 STATES = ("not started", "failing", "passing (fast tier)", "passing (full tier)")
 
 #: Concept -> (the tasks that exercise it, the drills that do).
+#: The stretch tasks count where they were tried: the reaper's races (F) and the shared rate's
+#: compare-and-set (G) are concurrency control; the poison job (F, drill 4) is error handling.
 CONCEPTS: dict[str, tuple[str, tuple[int, ...]]] = {
-    "Concurrency control": ("AD", (1, 2)),
+    "Concurrency control": ("ADFG", (1, 2)),
     "Idempotency": ("BCD", (2,)),
-    "Error handling": ("CD", ()),
-    "Bulk operations": ("B", (1,)),
-    "Transactions": ("ABD", (3,)),
-    "Observability": ("", (1, 2, 3)),
+    "Error handling": ("CDF", (4,)),
+    "Bulk operations": ("BF", (1,)),
+    "Transactions": ("ABDG", (3,)),
+    "Rate limiting": ("CG", ()),
+    "Observability": ("", (1, 2, 3, 4)),
 }
 
 
