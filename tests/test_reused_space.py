@@ -221,6 +221,40 @@ async def test_a_connection_never_given_back_is_not_kept(pg_space: ReusedSpace) 
     assert pg_space.made == 1, pg_space.remade
 
 
+#: Changes to columns, each worded by ``information_schema.columns`` in its own way.
+COLUMN_CHANGES = [
+    "CREATE DOMAIN short_email AS varchar(10) NOT NULL",
+    "ALTER TABLE jobs ADD COLUMN by_domain short_email",
+    "CREATE DOMAIN numbers AS int[]",
+    "ALTER TABLE jobs ADD COLUMN by_array_domain numbers",
+    "ALTER TABLE jobs ADD COLUMN tags text[]",
+    "CREATE TYPE mood AS ENUM ('calm')",
+    "ALTER TABLE jobs ADD COLUMN mood mood",
+    "ALTER TABLE jobs ALTER COLUMN attempts DROP NOT NULL",
+    "ALTER TABLE jobs ALTER COLUMN email TYPE varchar(300)",
+    "ALTER TABLE campaigns ADD COLUMN at timestamptz(3)",
+    "CREATE VIEW running AS SELECT id, email FROM jobs",
+    "CREATE TABLE parts (x int) PARTITION BY RANGE (x)",
+]
+
+
+async def test_the_columns_read_are_information_schema_s(pg_space: ReusedSpace) -> None:
+    """``schema_of`` reads columns from the catalogs (the view costs several times more), in the
+    words of ``information_schema.columns``: a change it saw is seen, and no other."""
+    in_view = (
+        "SELECT 'column ' || table_name || '.' || column_name AS key, "
+        "data_type || ' ' || is_nullable AS definition "
+        "FROM information_schema.columns WHERE table_schema = current_schema()"
+    )
+    async with pg_space.database() as database:
+        for change in ["", *COLUMN_CHANGES]:
+            if change:
+                await database.run(change)
+            columns = {k: v for k, v in (await schema_of(database)).items() if "column " in k}
+            view = {row["key"]: row["definition"] for row in (await database.run(in_view)).rows}
+            assert columns == view, change
+
+
 async def test_a_session_left_open_does_not_reach_the_next_test(space: ReusedSpace) -> None:
     async with space.database() as database:
         left = await _connect(database.config)  # leaked: never closed by the test that opened it

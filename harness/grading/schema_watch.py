@@ -8,16 +8,43 @@ from typing import Any
 __all__ = ["schema_changes", "schema_of"]
 
 _SQLITE_SCHEMA = "SELECT type AS kind, name, coalesce(sql, '') AS definition FROM sqlite_master"
+#: Read twice a test. The schema's relations are scanned once (``rel``): each scan of
+#: ``pg_class`` by schema walks the whole catalog, dead rows included, and on a database where
+#: many schemas were made and dropped that cost more than the rest. A column's type is worded as
+#: ``information_schema.columns`` words it (``data_type``, ``is_nullable``), of the columns that
+#: view shows, without its cost: ``character varying``, not its length; ``ARRAY``,
+#: ``USER-DEFINED``; a domain's base type.
 _POSTGRES_SCHEMA = """
+WITH rel AS MATERIALIZED (
+    SELECT oid, relname, relkind, relowner FROM pg_catalog.pg_class
+     WHERE relnamespace = pg_catalog.current_schema()::regnamespace
+)
 SELECT CASE c.relkind WHEN 'r' THEN 'table' WHEN 'i' THEN 'index' WHEN 'S' THEN 'sequence'
             ELSE c.relkind::text END AS kind, c.relname AS name, '' AS definition
-  FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace
+  FROM rel c
 UNION ALL
-SELECT 'column', table_name || '.' || column_name, data_type || ' ' || is_nullable
-  FROM information_schema.columns WHERE table_schema = current_schema()
+SELECT 'column', c.relname || '.' || a.attname,
+       CASE WHEN t.typtype = 'd' THEN
+                CASE WHEN bt.typelem <> 0 AND bt.typlen = -1 THEN 'ARRAY'
+                     WHEN bt.typnamespace = 'pg_catalog'::regnamespace
+                         THEN pg_catalog.format_type(t.typbasetype, NULL)
+                     ELSE 'USER-DEFINED' END
+            WHEN t.typelem <> 0 AND t.typlen = -1 THEN 'ARRAY'
+            WHEN t.typnamespace = 'pg_catalog'::regnamespace
+                THEN pg_catalog.format_type(a.atttypid, NULL)
+            ELSE 'USER-DEFINED' END
+       || ' ' || CASE WHEN a.attnotnull OR (t.typtype = 'd' AND t.typnotnull) THEN 'NO'
+                      ELSE 'YES' END
+  FROM rel c
+  JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+  JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
+  LEFT JOIN pg_catalog.pg_type bt ON t.typtype = 'd' AND bt.oid = t.typbasetype
+ WHERE c.relkind IN ('r', 'v', 'f', 'p')
+   AND (pg_catalog.pg_has_role(c.relowner, 'USAGE')
+        OR pg_catalog.has_column_privilege(c.oid, a.attnum, 'SELECT, INSERT, UPDATE, REFERENCES'))
 UNION ALL
-SELECT 'trigger', t.tgname, '' FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
- WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal
+SELECT 'trigger', t.tgname, '' FROM pg_catalog.pg_trigger t JOIN rel c ON c.oid = t.tgrelid
+ WHERE NOT t.tgisinternal
 """
 
 
