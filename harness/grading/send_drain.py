@@ -3,7 +3,7 @@ then send with the harness's own correct send, against SendGrid's account-wide b
 
 What a worker does, the same in the grading process and in a spawned worker process:
 
-    for each job of its process's queue, up to MAX_ATTEMPTS tries:
+    for each job it takes from the drain's one queue, up to MAX_ATTEMPTS tries:
         await reserve_send_slot(worker_id)              # the candidate's: returns when it may send
         send_email(job.email, body, "job-{id}-send_email")   # the harness's: one key per job
         on a 429: record its reset in send_rate.paused_until, wait retry_after (counted from
@@ -42,10 +42,12 @@ __all__ = [
     "Stalls",
     "Start",
     "StatementCounter",
+    "job",
     "jobs_for",
     "record_pause",
     "send_jobs",
     "set_up_account",
+    "taking",
 ]
 
 INTERVAL = 1 / SEND_RATE_PER_SECOND
@@ -225,11 +227,25 @@ class Stalls:
                 self.total += late
 
 
-def jobs_for(group: int, count: int) -> deque[tuple[int, str]]:
-    """``count`` jobs (id, address) for the ``group``-th process's queue: ids 1001, 1002, ...
-    for the first, 2001, ... for the second, so that every job has its own key."""
-    first = group * 1000 + 1
-    return deque((job, f"customer-{job}@example.com") for job in range(first, first + count))
+#: A job of the drain: its id (its idempotency key's) and its address.
+Job = tuple[int, str]
+#: Where a worker takes its next job from: None when there is none left.
+Take = Callable[[], Job | None]
+
+
+def job(number: int) -> Job:
+    return number, f"customer-{number}@example.com"
+
+
+def jobs_for(group: int, count: int) -> deque[Job]:
+    """``count`` jobs for the ``group``-th queue: ids 1001, 1002, ... for the first, 2001, ...
+    for the second, so that every job has its own key."""
+    return deque(job(group * 1000 + n) for n in range(1, count + 1))
+
+
+def taking(queue: deque[Job]) -> Take:
+    """Take jobs from ``queue`` (shared by the workers of one process)."""
+    return lambda: queue.popleft() if queue else None
 
 
 def body_of(job: int) -> str:
@@ -240,7 +256,7 @@ async def send_jobs(
     reserve: Reserve,
     worker: str,
     group: str,
-    queue: deque[tuple[int, str]],
+    take: Take,
     log: DrainLog,
     counter: StatementCounter,
     *,
@@ -249,10 +265,10 @@ async def send_jobs(
     paused: asyncio.Event | None = None,
     first: bool = True,
 ) -> None:
-    """One worker of the drain: take jobs from ``queue`` until it is empty (or ``stop``)."""
+    """One worker of the drain: take jobs until there is none left (or ``stop``)."""
     loop = asyncio.get_running_loop()
-    while queue and not stop.is_set():
-        job, email = queue.popleft()
+    while not stop.is_set() and (taken := take()) is not None:
+        number, email = taken
         for _ in range(MAX_ATTEMPTS):
             called = time.time()
             try:
@@ -268,18 +284,18 @@ async def send_jobs(
             first = False
             sent = time.time()
             try:
-                with acting_as(worker, job):
-                    await send_email(email, body_of(job), f"job-{job}-send_email")
+                with acting_as(worker, number):
+                    await send_email(email, body_of(number), f"job-{number}-send_email")
             except RateLimitError as limited:
                 arrived = loop.time()
-                log.sends.append(Sent(worker, group, job, sent, True, limited.retry_after))
+                log.sends.append(Sent(worker, group, number, sent, True, limited.retry_after))
                 database = current().database
                 assert database is not None
-                with acting_as(worker, job):
+                with acting_as(worker, number):
                     await record_pause(database, limited.reset_at)
                 if paused is not None:
                     paused.set()
                 await asyncio.sleep(max(0.0, limited.retry_after - (loop.time() - arrived)))
                 continue
-            log.sends.append(Sent(worker, group, job, sent, False))
+            log.sends.append(Sent(worker, group, number, sent, False))
             break

@@ -28,6 +28,7 @@ from .diagnosis import describe_exception, describe_violation
 from .kit import Kata
 from .send_drain import (
     DrainLog,
+    Job,
     Reserve,
     Stalls,
     Start,
@@ -35,6 +36,7 @@ from .send_drain import (
     jobs_for,
     send_jobs,
     set_up_account,
+    taking,
 )
 from .send_judge import judge_drain
 
@@ -102,7 +104,7 @@ class SendWorld:
     def worker(
         self,
         name: str,
-        jobs: deque[tuple[int, str]],
+        jobs: deque[Job],
         *,
         load: int = 1,
         group: str = "process 1",
@@ -114,7 +116,7 @@ class SendWorld:
             self.reserve(load),
             name,
             group,
-            jobs,
+            taking(jobs),
             self.log,
             self.counter,
             stop=self.stop,
@@ -173,12 +175,12 @@ async def drain_here(
     kata: Kata, *, loads: int, workers: int, sends: int
 ) -> tuple[SendWorld, Start, str | None]:
     """``workers`` workers, spread over ``loads`` loads of the solution, send ``sends`` emails
-    (each load has a queue of its own, as each process would). Each load's first worker
-    reserves and sends once, one load after the other, as processes start; then every worker
-    goes. Returns the world, its start and the verdict."""
+    from one queue (as the jobs table is one). Each load's first worker reserves and sends
+    once, one load after the other, as processes start; then every worker goes. Returns the
+    world, its start and the verdict."""
     world = SendWorld(kata, workers=workers)
     per_load = workers // loads
-    queues = [jobs_for(load, sends // loads) for load in range(1, loads + 1)]
+    queue = jobs_for(1, sends)
     names = [
         [f"worker-{(load - 1) * per_load + i + 1}" for i in range(per_load)]
         for load in range(1, loads + 1)
@@ -189,14 +191,12 @@ async def drain_here(
     )
     async with world.serving():
         start = await world.set_up()
-        for load, queue in enumerate(queues, 1):
+        for load in range(1, loads + 1):
             first = deque([queue.popleft()])
             await world.worker(names[load - 1][0], first, load=load, group=f"process {load}")
         await asyncio.gather(
             *(
-                world.worker(
-                    name, queues[load - 1], load=load, group=f"process {load}", first=index > 0
-                )
+                world.worker(name, queue, load=load, group=f"process {load}", first=index > 0)
                 for load in range(1, loads + 1)
                 for index, name in enumerate(names[load - 1])
             )

@@ -1,8 +1,9 @@
 """Task G's drain in separate OS processes: the contract's "twenty workers in four processes".
 
 Each process loads the solution from its path (guarded as in the grading process), opens its own
-pool to the test's database, and runs its workers over a queue of its own (``send_drain``),
-against the one SendGrid account every process shares (``SendAccount``: a file they all lock).
+pool to the test's database, and runs its workers (``send_drain``) over the drain's one queue
+(a counter every process takes the next job from, as they would from the jobs table), against
+the one SendGrid account every process shares (``SendAccount``: a file they all lock).
 The processes start one after the other, as a deployment starts them: each one's first worker
 reserves and sends once, in turn, and then all twenty go. What they did comes back as plain data,
 merged for ``send_judge``.
@@ -44,12 +45,15 @@ from .diagnosis import describe_exception
 from .kit import Kata
 from .send_drain import (
     DrainLog,
+    Job,
     Stalls,
     Start,
     StatementCounter,
-    jobs_for,
+    Take,
+    job,
     send_jobs,
     set_up_account,
+    taking,
 )
 from .tamper import install_guard
 
@@ -60,17 +64,18 @@ _AS_IN_THE_GRADER = ("pytest",)
 #: How often a process looks at the counters while it waits for its turn.
 _POLL = 0.002
 
-_READY, _GO, _TURN = range(3)
-_COUNTERS = struct.Struct("=3d")
+_READY, _GO, _TURN, _TAKEN = range(4)
+_COUNTERS = struct.Struct("=4d")
 
 
 class Counters:
     """A few numbers every process of a drain reads and adds to: how many are ready, whether
-    to go, whose turn it is to start. A file of the temporary directory, under ``flock``."""
+    to go, whose turn it is to start, how many jobs were taken. A file of the temporary
+    directory, under ``flock``."""
 
     def __init__(self) -> None:
         fd, self.path = tempfile.mkstemp(prefix="kata-drain-", suffix=".counters")
-        os.pwrite(fd, _COUNTERS.pack(0, 0, 0), 0)
+        os.pwrite(fd, _COUNTERS.pack(0, 0, 0, 0), 0)
         os.close(fd)
         self._done = weakref.finalize(self, _unlink, self.path)
 
@@ -83,6 +88,15 @@ class Counters:
     def get(self, which: int) -> float:
         return self._update(which, 0)
 
+    def taker(self, jobs: int) -> Take:
+        """Take the next of ``jobs`` jobs (ids 1001, 1002, ...), shared by every process."""
+
+        def take() -> Job | None:
+            taken = int(self._update(_TAKEN, 1))
+            return job(1000 + taken) if taken <= jobs else None
+
+        return take
+
     def add(self, which: int) -> float:
         return self._update(which, 1)
 
@@ -94,7 +108,7 @@ class Counters:
             values[which] += by
             if by:
                 os.pwrite(fd, _COUNTERS.pack(*values), 0)
-            return values[which]
+            return values[which]  # after the addition
         finally:
             os.close(fd)  # closing releases the lock
 
@@ -140,8 +154,8 @@ def drain_one_process(
     workers: int,
     sends: int,
 ) -> dict[str, Any]:
-    """The ``index``-th process (from 1) of a drain: ``workers`` workers send ``sends`` emails.
-    Returns its ``DrainLog`` as plain data."""
+    """The ``index``-th process (from 1) of a drain: ``workers`` workers send from the drain's
+    ``sends`` emails. Returns its ``DrainLog`` as plain data."""
     return asyncio.run(
         _drain(config, Path(solution_path), account, counters, index, processes, workers, sends)
     )
@@ -177,7 +191,7 @@ async def _drain(
 
     group = f"process {index}"
     names = [f"p{index}-worker-{i + 1}" for i in range(workers)]
-    queue = jobs_for(index, sends)
+    take = counters.taker(sends)
     stop, quiet = asyncio.Event(), asyncio.Event()
     stalls = Stalls()
     async with open_database(config) as database:
@@ -188,10 +202,17 @@ async def _drain(
             watcher = asyncio.ensure_future(stalls.watch(quiet))
             try:
                 await _until(lambda: counters.get(_TURN) >= index - 1)
-                first = deque([queue.popleft()])
+                first = deque(one for one in [take()] if one is not None)
                 try:
                     await send_jobs(
-                        reserve, names[0], group, first, log, counter, stop=stop, describe=describe
+                        reserve,
+                        names[0],
+                        group,
+                        taking(first),
+                        log,
+                        counter,
+                        stop=stop,
+                        describe=describe,
                     )
                 finally:
                     counters.add(_TURN)  # the next process starts, whatever happened here
@@ -202,7 +223,7 @@ async def _drain(
                             reserve,
                             name,
                             group,
-                            queue,
+                            take,
                             log,
                             counter,
                             stop=stop,
@@ -243,7 +264,7 @@ async def drain_in_processes(
                     index,
                     processes,
                     workers,
-                    sends // processes,
+                    sends,
                 )
                 for index in range(1, processes + 1)
             ]
