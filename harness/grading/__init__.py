@@ -24,6 +24,12 @@
   worker that caught its crash and kept going: what it did, and which handler caught it.
 * ``claim_race.py`` — Task A's race, choreographed: a worker paused right after a read of its
   claim while another worker claims, requeues, fails or completes the job it read.
+* ``send_drain.py``, ``send_judge.py``, ``send_kit.py``, ``send_race.py``,
+  ``send_processes.py`` — Task G: workers that reserve with the candidate's limiter and send
+  with the harness's own send against SendGrid's account-wide bucket (``world/account.py``),
+  in the grading process (two loads of the solution, as two processes) or in OS processes
+  forked from a server; the verdicts, bounded on the side a loaded machine cannot cross; and
+  the race of workers paused after reading the account's state.
 * ``blocking.py`` — ``time.sleep`` from the solution fails at its line; ``asyncio.sleep`` inside
   a transaction is a ledger violation (counted, not timed); ``clock.py`` — the grading process
   lives at UTC+05:30, so naive local time is wrong every run.
