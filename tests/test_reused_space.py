@@ -93,6 +93,10 @@ CHANGES: dict[str, dict[str, list[str]]] = {
         "sqlite": ["ALTER TABLE jobs ADD COLUMN extra TEXT"],
         "postgresql": ["ALTER TABLE jobs ADD COLUMN extra TEXT"],
     },
+    "drop-table": {
+        "sqlite": ["DROP TABLE job_transitions"],
+        "postgresql": ["DROP TABLE job_transitions"],
+    },
     "drop-trigger": {
         "sqlite": ["DROP TRIGGER jobs_record_transition"],
         "postgresql": ["DROP TRIGGER jobs_record_transition ON jobs"],

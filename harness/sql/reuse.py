@@ -206,62 +206,71 @@ class ReusedSpace:
         """The space's database, open on the role's kept sessions, checked and emptied (or, if
         the last test changed the space, a new space's)."""
         while True:
-            database = Database(space.config, PostgresBackend(space.config, self._kept))
-            await database.open()
-            try:
-                with scoped(database=database):
-                    if made:
+            if made:
+                database = await self._open(space)
+                try:
+                    with scoped(database=database):
                         await create_schema(database)
-                        self._fingerprint = await _fingerprint(space)
-                        why = None
-                    else:
-                        why = await self._check_and_empty(space, database)
-            except BaseException:
-                await database.close()
-                raise
-            if why is None:
+                    self._fingerprint = await _fingerprint(space)
+                except BaseException:
+                    await database.close()
+                    raise
                 database.round_trips.reset()
                 return database
-            await database.close()
+            # The fingerprint is read while the kept sessions are reset and the rows deleted:
+            # the last test's other sessions are gone, so nothing changes the space meanwhile.
+            now, opened = await asyncio.gather(
+                _fingerprint(space), self._open_emptied(space), return_exceptions=True
+            )
+            if now == self._fingerprint:
+                if isinstance(opened, BaseException):
+                    raise opened
+                opened.round_trips.reset()
+                return opened
+            # A changed space may not even be emptied (a table dropped): it is made anew.
+            if isinstance(opened, Database):
+                await opened.close()
+            if isinstance(now, BaseException) and not isinstance(now, psycopg.Error):
+                raise now
+            if isinstance(now, psycopg.Error):  # the admin's connection broke
+                why = f"{type(now).__name__}: {now}"
+            else:
+                changed = sorted(set(now) ^ set(self._fingerprint or []))
+                why = f"the last test changed the space: {changed[0]}"
             self.remade.append(why)
             await self._discard()
             space, made = await self._ready()
 
-    async def _check_and_empty(self, space: Space, database: Database) -> str | None:
-        """Empty the space while its fingerprint is read; why it must be made anew, if it must."""
-        now, emptied = await asyncio.gather(
-            _fingerprint(space), _empty(database), return_exceptions=True
-        )
-        if isinstance(emptied, BaseException):
-            raise emptied
-        if isinstance(now, psycopg.Error):  # the admin's connection broke
-            return f"{type(now).__name__}: {now}"
-        if isinstance(now, BaseException):
-            raise now
-        if now != self._fingerprint:
-            changed = sorted(set(now) ^ set(self._fingerprint or []))
-            return f"the last test changed the space: {changed[0]}"
-        return None
+    async def _open(self, space: Space) -> Database:
+        """The space's database, its pool open on the role's kept sessions."""
+        database = Database(space.config, PostgresBackend(space.config, self._kept))
+        await database.open()
+        return database
+
+    async def _open_emptied(self, space: Space) -> Database:
+        """Reset the kept sessions (closing those that cannot be), then open the database on
+        them and empty it."""
+        await self._kept.reset()
+        database = await self._open(space)
+        try:
+            with scoped(database=database):
+                await _empty(database)
+        except BaseException:
+            await database.close()
+            raise
+        return database
 
     async def _ready(self) -> tuple[Space, bool]:
-        """The space to use, with no session but the grader's kept ones (reset), and the role's
-        password the grader's; whether it was just made."""
+        """The space to use, with no session of its role but the grader's kept ones, and the
+        role's password the grader's; whether it was just made."""
         space = self._space
         if space is not None:
-            # The kept sessions' ids are taken before any of them is reset (and maybe closed).
-            kept = self._kept.pids
-            ended, _ = await asyncio.gather(
-                self._end_sessions(space, kept), self._kept.reset(), return_exceptions=True
-            )
-            if ended is True:
-                return space, False
-            if isinstance(ended, BaseException) and not isinstance(ended, psycopg.Error):
-                raise ended
-            why = (
-                f"{type(ended).__name__}: {ended}"  # the admin's connection broke
-                if isinstance(ended, psycopg.Error)
-                else "a session of the last test did not end"
-            )
+            try:
+                if await self._end_sessions(space, self._kept.pids):
+                    return space, False
+                why = "a session of the last test did not end"
+            except psycopg.Error as error:  # the admin's connection broke
+                why = f"{type(error).__name__}: {error}"
             self.remade.append(why)
             await self._discard()
         self._space = await open_space(self.base, self.purpose)
