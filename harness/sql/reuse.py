@@ -30,6 +30,10 @@ the same space emptied, which is what a fresh one would be:
   ``DELETE`` and ``setval`` when they hold a few rows, ``TRUNCATE ... RESTART IDENTITY`` when
   one holds many (it makes new files, which costs more than deleting a few rows).
 
+The grading's sessions commit without waiting for the disk, as its SQLite file does
+(``_SETTINGS``): what a test sees is the same, and on a busy machine each COMMIT no longer waits
+for other processes' writes to be flushed first.
+
 SQLite keeps a new file per test: it costs a few milliseconds and leaves nothing behind. A run
 whose user may not make roles (``LeastPrivilegeWarning``) keeps a new schema per test too: its
 code runs as the configured user, whose other sessions cannot be told from the grader's.
@@ -62,6 +66,13 @@ __all__ = ["ReusedSpace"]
 
 #: How long ending a leftover session of the role may take before the space is made anew.
 _END_SESSIONS_MS = 5000
+
+#: The grading's sessions commit as the grading's SQLite file does (``synchronous=NORMAL`` in WAL
+#: mode: durable at the next sync, not at each COMMIT): a commit returns once it is written, and
+#: is flushed to disk within moments. What every session sees is the same, and only a crash of
+#: the database server itself (which no test makes) could lose the last commits; each commit no
+#: longer waits for the disk, which on a busy machine took longer than the statement.
+_SETTINGS = {"synchronous_commit": "off"}
 
 #: Everything in a schema a test could change and the next test would inherit, one row each.
 _FINGERPRINT = """
@@ -243,7 +254,9 @@ class ReusedSpace:
 
     async def _open(self, space: Space) -> Database:
         """The space's database, its pool open on the role's kept sessions."""
-        database = Database(space.config, PostgresBackend(space.config, self._kept))
+        database = Database(
+            space.config, PostgresBackend(space.config, self._kept, settings=_SETTINGS)
+        )
         await database.open()
         return database
 
