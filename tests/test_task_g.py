@@ -230,6 +230,7 @@ def test_the_contract_states_the_numbers_g_is_graded_by() -> None:
     assert f"at most {send_judge.MAX_STATEMENTS} statements" in section
     assert f"waits more than {send_judge.LONGEST_WAIT:g} s" in section
     assert f"reaches {send_judge.THROUGHPUT:.0%} of send_rate_per_second" in section
+    assert f"over its first {send_judge.BULK:.0%} of sends" in section
     assert f"({SEND_RATE_PER_SECOND!r})" in _plain(
         CONTRACT[CONTRACT.index("`SEND_RATE_PER_SECOND` |") :][:200]
     )
