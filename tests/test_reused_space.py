@@ -259,6 +259,21 @@ async def test_the_columns_read_are_information_schema_s(pg_space: ReusedSpace) 
             assert columns == view, change
 
 
+async def test_a_kept_session_the_code_closed_is_dropped(pg_space: ReusedSpace) -> None:
+    """Code that kept a connection of one test and closes it in the next (while the pool does
+    not lend it) costs neither an error nor a new space."""
+    async with pg_space.database() as database:
+        stashed = [await database.backend.getconn() for _ in range(2)]
+        for conn in stashed:
+            await database.backend.putconn(conn)
+    async with pg_space.database():  # its pool takes one of the two kept sessions
+        for conn in stashed:
+            await conn.close()
+    async with pg_space.database() as database:
+        await expect_fresh(database)
+    assert pg_space.made == 1, pg_space.remade
+
+
 async def test_a_session_left_open_does_not_reach_the_next_test(space: ReusedSpace) -> None:
     async with space.database() as database:
         left = await _connect(database.config)  # leaked: never closed by the test that opened it

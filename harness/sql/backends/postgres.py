@@ -85,8 +85,8 @@ class KeptSessions:
 
     @property
     def pids(self) -> list[int]:
-        """The server's process id of each kept session."""
-        return [conn.info.backend_pid for conn in self._idle]
+        """The server's process id of each kept session (one closed meanwhile has none)."""
+        return [conn.info.backend_pid for conn in self._idle if not conn.closed]
 
     def take(self, login: tuple[str, str]) -> _KeptConnection | None:
         """A kept session of ``login``, if there is one."""
