@@ -36,11 +36,11 @@ from .send_race import ReadRace, on_the_account
 RACERS = 8
 #: Sends another process already booked when a test starts on a busy account (0.16 s of them).
 BOOKED = 8
-#: Sends booked ahead of the race (0.16 s): the racers' moments are all still to come when
+#: Sends booked ahead of the race (0.12 s): the racers' moments are all still to come when
 #: they book.
-RACE_BOOKED = 8
+RACE_BOOKED = 6
 #: Seconds SendGrid's 429 pauses the account for, in the pause test.
-PAUSE = 0.15
+PAUSE = 0.1
 #: The drain in the grading process: workers, the loads of the solution they are spread over
 #: (each load has its own module globals, as a process has), and the emails they send.
 DRAIN_WORKERS, DRAIN_LOADS, DRAIN_SENDS = 20, 2, 30
