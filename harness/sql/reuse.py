@@ -31,8 +31,8 @@ the same space emptied, which is what a fresh one would be:
   one holds many (it makes new files, which costs more than deleting a few rows).
 
 The grading's sessions commit without waiting for the disk, as its SQLite file does
-(``_SETTINGS``): what a test sees is the same, and on a busy machine each COMMIT no longer waits
-for other processes' writes to be flushed first.
+(``_ROLE_SETTINGS``, set on the role when the space is made): what a test sees is the same, and
+on a busy machine each COMMIT no longer waits for other processes' writes to be flushed first.
 
 SQLite keeps a new file per test: it costs a few milliseconds and leaves nothing behind. A run
 whose user may not make roles (``LeastPrivilegeWarning``) keeps a new schema per test too: its
@@ -67,12 +67,15 @@ __all__ = ["ReusedSpace"]
 #: How long ending a leftover session of the role may take before the space is made anew.
 _END_SESSIONS_MS = 5000
 
-#: The grading's sessions commit as the grading's SQLite file does (``synchronous=NORMAL`` in WAL
-#: mode: durable at the next sync, not at each COMMIT): a commit returns once it is written, and
-#: is flushed to disk within moments. What every session sees is the same, and only a crash of
-#: the database server itself (which no test makes) could lose the last commits; each commit no
-#: longer waits for the disk, which on a busy machine took longer than the statement.
-_SETTINGS = {"synchronous_commit": "off"}
+#: What every session of the grading's role gets at login (``ALTER ROLE ... SET``, so the
+#: solution's own connections and its worker processes' too, and a kept session's reset brings
+#: it back). ``synchronous_commit``: the grading's sessions commit as the grading's SQLite file
+#: does (``synchronous=NORMAL`` in WAL mode: durable at the next sync, not at each COMMIT). A
+#: commit returns once it is written and is flushed within moments; what every session sees is
+#: the same, and only a crash of the database server itself (which no test makes) could lose the
+#: last commits. Each commit no longer waits for the disk, which on a busy machine took longer
+#: than the statement.
+_ROLE_SETTINGS = {"synchronous_commit": "off"}
 
 #: Everything in a schema a test could change and the next test would inherit, one row each.
 _FINGERPRINT = """
@@ -254,9 +257,7 @@ class ReusedSpace:
 
     async def _open(self, space: Space) -> Database:
         """The space's database, its pool open on the role's kept sessions."""
-        database = Database(
-            space.config, PostgresBackend(space.config, self._kept, settings=_SETTINGS)
-        )
+        database = Database(space.config, PostgresBackend(space.config, self._kept))
         await database.open()
         return database
 
@@ -286,9 +287,17 @@ class ReusedSpace:
                 why = f"{type(error).__name__}: {error}"
             self.remade.append(why)
             await self._discard()
-        self._space = await open_space(self.base, self.purpose)
+        self._space = space = await open_space(self.base, self.purpose)
+        if space.role is not None:
+            assert space.admin is not None
+            for name, value in _ROLE_SETTINGS.items():
+                await space.admin.execute(
+                    sql.SQL("ALTER ROLE {} SET {} = {}").format(
+                        sql.Identifier(space.role), sql.Identifier(name), sql.Literal(value)
+                    )
+                )
         self.made += 1
-        return self._space, True
+        return space, True
 
     async def _end_sessions(self, space: Space, kept: list[int]) -> bool:
         """End every session of the space's role but the grader's kept ones (none is left unless

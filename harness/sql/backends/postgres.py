@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -50,14 +50,11 @@ _REFUSALS: tuple[tuple[re.Pattern[str], str], ...] = (
 _TUPLES_OK = ExecStatus.TUPLES_OK
 
 
-def connection_options(config: DatabaseConfig, settings: Mapping[str, str] | None = None) -> str:
-    """The libpq ``options`` that give every connection UTC and the configured schema, and
-    ``settings`` (each a setting any session may make for itself) from its login on."""
+def connection_options(config: DatabaseConfig) -> str:
+    """The libpq ``options`` that give every connection UTC and the configured schema."""
     options = "-c TimeZone=UTC"
     if config.schema:
         options += f" -c search_path={config.schema}"
-    for name, value in (settings or {}).items():
-        options += f" -c {name}={value}"
     return options
 
 
@@ -205,12 +202,7 @@ class PostgresBackend:
     # READ COMMITTED, PostgreSQL's default: each statement sees what was committed before it began.
     begin_sql = "BEGIN"
 
-    def __init__(
-        self,
-        config: DatabaseConfig,
-        kept: KeptSessions | None = None,
-        settings: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, config: DatabaseConfig, kept: KeptSessions | None = None) -> None:
         self.config = config
         self.meter = PoolMeter(config.pool_size)
         # Lent-out connections: psycopg_pool's close() leaves them open until returned, and a
@@ -220,7 +212,7 @@ class PostgresBackend:
         options: dict[str, Any] = {
             "autocommit": True,
             "row_factory": dict_row,
-            "options": connection_options(config, settings),
+            "options": connection_options(config),
         }
         if kept is not None:
             options["kept"] = kept
