@@ -170,7 +170,7 @@ async def reserve_send_slot(worker_id: str) -> None:
     already booked taken as it is (never reset); eight workers paused after reading the same
     state still get a moment each; a lone waiting worker makes at most 6 statements (no
     polling); a 429 recorded in `paused_until` pauses every worker until then; no transaction
-    or lock held across the wait or the send; no reservation waits over 5 s; a drain reaches
-    90% of the rate.
+    or lock held across the wait or the send; no reservation waits over 5 s; the drain in four
+    processes reaches 90% of the rate.
     """
     raise NotImplementedError("Task G: reserve_send_slot")

@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..exceptions import RateLimitError
@@ -79,6 +79,9 @@ class Sent:
     at: float
     refused: bool
     retry_after: float = 0.0
+    #: Seconds the sender's process had been stalled before ``at`` since the drain began (its
+    #: event loop could not run: a busy machine), which its sends are not held to.
+    stalled: float = 0.0
 
 
 @dataclass
@@ -89,14 +92,15 @@ class DrainLog:
     sends: list[Sent] = field(default_factory=list)
     #: The first error a worker met, in the candidate's terms (the others stop after it).
     error: str | None = None
-    #: Seconds this process's event loop was stalled (it could not run: a busy machine).
-    stalls: float = 0.0
 
     def merge(self, other: DrainLog) -> None:
         self.reservations += other.reservations
         self.sends += other.sends
         self.error = self.error or other.error
-        self.stalls = max(self.stalls, other.stalls)
+
+    def account_for(self, stalls: Stalls) -> None:
+        """Note on each send how long its process had been stalled before it."""
+        self.sends = [replace(send, stalled=stalls.before(send.at)) for send in self.sends]
 
     def to_data(self) -> dict[str, Any]:
         """Plain data, to send back from a worker process."""
@@ -104,7 +108,6 @@ class DrainLog:
             "reservations": [vars(r) for r in self.reservations],
             "sends": [vars(s) for s in self.sends],
             "error": self.error,
-            "stalls": self.stalls,
         }
 
     @classmethod
@@ -113,7 +116,6 @@ class DrainLog:
             [Reservation(**r) for r in data["reservations"]],
             [Sent(**s) for s in data["sends"]],
             data["error"],
-            data["stalls"],
         )
 
 
@@ -208,14 +210,27 @@ class StatementCounter:
 
 class Stalls:
     """How long the event loop could not run (a loaded machine): the drain's throughput is not
-    held against the candidate for time the process itself was not given."""
+    held against the candidate for time the process itself was not given.
 
-    TICK = 0.005
-    #: Lateness of a tick below this is the loop's own jitter, not a stall.
-    NOISE = 0.002
+    Only a tick that comes back more than ``NOISE`` late counts: a busy loop, and a machine
+    that hands the process a few milliseconds less now and then, make every tick a little late,
+    and adding those up would excuse a limiter that is slow."""
+
+    TICK = 0.01
+    #: Lateness of a tick up to this is the loop's own jitter, not a stall.
+    NOISE = 0.01
 
     def __init__(self) -> None:
-        self.total = 0.0
+        #: (wall-clock time the loop ran again, seconds it had been stalled), in order.
+        self.stalls: list[tuple[float, float]] = []
+
+    @property
+    def total(self) -> float:
+        return sum(seconds for _, seconds in self.stalls)
+
+    def before(self, moment: float) -> float:
+        """Seconds stalled before wall-clock ``moment``."""
+        return sum(seconds for at, seconds in self.stalls if at <= moment)
 
     async def watch(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -224,7 +239,7 @@ class Stalls:
             await asyncio.sleep(self.TICK)
             late = loop.time() - before - self.TICK
             if late > self.NOISE:
-                self.total += late
+                self.stalls.append((time.time(), late))
 
 
 #: A job of the drain: its id (its idempotency key's) and its address.

@@ -38,7 +38,7 @@ from .send_drain import (
     set_up_account,
     taking,
 )
-from .send_judge import judge_drain
+from .send_judge import FIRST_ANSWER_THROUGHPUT, judge_drain
 
 __all__ = ["SendWorld", "drain_here"]
 
@@ -72,7 +72,7 @@ class SendWorld:
             finally:
                 stop.set()
                 await watcher
-                self.log.stalls = stalls.total
+                self.log.account_for(stalls)
                 self.account.close()
 
     async def set_up(self, *, booked: int = 0) -> Start:
@@ -202,6 +202,9 @@ async def drain_here(
             )
         )
     verdict = world.problem() or judge_drain(
-        world.log, start, processes=f"each of the {loads} loads of solution.py (as processes)"
+        world.log,
+        start,
+        processes=f"each of the {loads} loads of solution.py (as processes)",
+        throughput=FIRST_ANSWER_THROUGHPUT,
     )
     return world, start, verdict

@@ -236,7 +236,7 @@ async def _drain(
             finally:
                 quiet.set()
                 await watcher
-    log.stalls = stalls.total
+    log.account_for(stalls)
     return log.to_data()
 
 
