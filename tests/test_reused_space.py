@@ -110,6 +110,7 @@ CHANGES: dict[str, dict[str, list[str]]] = {
         ]
     },
     "column-default": {"postgresql": ["ALTER TABLE jobs ALTER COLUMN attempts SET DEFAULT 3"]},
+    "rule": {"postgresql": ["CREATE RULE swallow AS ON INSERT TO campaigns DO INSTEAD NOTHING"]},
     "role-setting": {"postgresql": ["ALTER ROLE CURRENT_USER SET lock_timeout = '1ms'"]},
     "password": {"postgresql": ["ALTER ROLE CURRENT_USER PASSWORD 'changed-by-the-test'"]},
 }

@@ -21,8 +21,8 @@ the same space emptied, which is what a fresh one would be:
   the configured user may read ``pg_authid`` (a superuser), only when the stored password
   changed; otherwise on every test, as setting it costs the server a few milliseconds;
 * the space's fingerprint (tables, columns, defaults, constraints, indexes, triggers and whether
-  they fire, functions, sequences, grants, policies, the role's own settings) must be the one it
-  had when it was made: a test that changed the schema (the grader fails it, see
+  they fire, rules, functions, sequences, grants, policies, the role's own settings) must be the
+  one it had when it was made: a test that changed the schema (the grader fails it, see
   ``schema_watch.schema_of``), or anything the grader does not look at, gets a new space, made as
   the first one was (the fingerprint is read while the rows are deleted, on the configured
   user's connection, and the emptied space is thrown away if it differs);
@@ -108,6 +108,10 @@ UNION ALL
 SELECT 'sequence', rel.relname::text,
        concat_ws(' ', s.seqstart, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle)
   FROM rel JOIN pg_catalog.pg_sequence s ON s.seqrelid = rel.oid
+UNION ALL
+SELECT 'rule', rel.relname || '.' || r.rulename, pg_catalog.pg_get_ruledef(r.oid)
+       || ' ' || r.ev_enabled::text
+  FROM rel JOIN pg_catalog.pg_rewrite r ON r.ev_class = rel.oid
 UNION ALL
 SELECT 'policy', p.polname::text, coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '')
   FROM rel JOIN pg_catalog.pg_policy p ON p.polrelid = rel.oid
