@@ -326,6 +326,16 @@ class ReusedSpace:
             {"wait": _END_SESSIONS_MS, "role": space.role, "kept": kept},
         )
         ended, password = await cursor.fetchone() or (False, None)
+        if not ended:
+            # A session that was already exiting (its client closed it as the last test ended)
+            # cannot be signalled: it counts as ended once it is gone, which a new look (a new
+            # statement, a new snapshot of the server's activity) tells.
+            cursor = await admin.execute(
+                "SELECT count(*) = 0 FROM pg_catalog.pg_stat_activity WHERE usename = %(role)s "
+                "AND pid <> pg_catalog.pg_backend_pid() AND pid <> ALL(%(kept)s)",
+                {"role": space.role, "kept": kept},
+            )
+            ended = bool((await cursor.fetchone() or [False])[0])
         if password is None or password != self._stored_password:
             self._stored_password = await _restore_password(space, self._reads_passwords)
         return bool(ended)
