@@ -27,15 +27,15 @@ from ..world.history import Event, Timeline
 from .diagnosis import fail
 from .kit import Kata, graded
 from .send_drain import INTERVAL, jobs_for
-from .send_judge import judge_drain, polling, too_early
+from .send_judge import judge_drain, over_rate, polling, too_early
 from .send_kit import SendWorld, drain_here
 from .send_processes import drain_in_processes
 from .send_race import ReadRace, on_the_account
 
 #: Workers that race for the account's state.
 RACERS = 8
-#: Sends another process already booked when a test starts on a busy account (0.16 s of them).
-BOOKED = 8
+#: Sends another process already booked when a test starts on a busy account (0.12 s of them).
+BOOKED = 6
 #: Sends booked ahead of the race (0.12 s): the racers' moments are all still to come when
 #: they book.
 RACE_BOOKED = 6
@@ -43,7 +43,7 @@ RACE_BOOKED = 6
 PAUSE = 0.1
 #: The drain in the grading process: workers, the loads of the solution they are spread over
 #: (each load has its own module globals, as a process has), and the emails they send.
-DRAIN_WORKERS, DRAIN_LOADS, DRAIN_SENDS = 20, 2, 30
+DRAIN_WORKERS, DRAIN_LOADS, DRAIN_SENDS = 20, 2, 24
 #: The drain in OS processes (full tier): processes, workers in each, emails in all.
 PROCESSES, PROCESS_WORKERS, PROCESS_SENDS = 4, 5, 80
 
@@ -154,7 +154,7 @@ def _timeline(kata: Kata, world: SendWorld, workers: set[str]) -> Timeline:
 @graded("G", timeout=60)
 async def test_twenty_workers_in_two_processes_share_the_account_rate(kata: Kata) -> None:
     """Twenty workers, half in each of two loads of the solution (each with its own module
-    globals, as a process has), send 30 emails: SendGrid answers no 429 beyond the tolerance,
+    globals, as a process has), send 24 emails: SendGrid answers no 429 beyond the tolerance,
     no reservation comes before its turn, no worker starves, and the drain reaches half the
     rate (a first answer: the drain in OS processes is held to 90%)."""
     _, _, verdict = await drain_here(
@@ -218,9 +218,9 @@ async def test_a_process_starting_on_a_busy_account_waits_its_turn_without_polli
 @graded("G")
 async def test_a_429_pauses_every_worker_until_its_reset(kata: Kata) -> None:
     """Another sender spent the account's rate: worker-1's send is answered 429, and the harness
-    records the pause in send_rate.paused_until. Six workers reserve after that: none returns
+    records the pause in send_rate.paused_until. Four workers reserve after that: none returns
     before the pause ends, and after it they go at the rate again."""
-    others = [f"worker-{i}" for i in range(2, 8)]
+    others = [f"worker-{i}" for i in range(2, 6)]
     world = SendWorld(kata, workers=len(others) + 1)
     jobs = jobs_for(1, len(others) + 1)
     kata.phase = "workers reserving after SendGrid answered 429"
@@ -274,14 +274,14 @@ async def _paused_until(database: Database) -> float:
 
 @graded("G")
 async def test_no_transaction_or_lock_is_held_while_waiting_or_sending(kata: Kata) -> None:
-    """Four workers reserve at once on an account booked a little ahead, so each waits; none
+    """Three workers reserve at once on an account booked a little ahead, so each waits; none
     waits inside a transaction, and once they returned no session holds an advisory lock (a
     lock kept across the wait or the send holds every other process's workers back)."""
-    names = [f"worker-{i}" for i in range(1, 5)]
+    names = [f"worker-{i}" for i in range(1, 4)]
     world = SendWorld(kata, workers=len(names))
-    kata.phase = "four workers reserving and sending"
+    kata.phase = "three workers reserving and sending"
     async with world.serving():
-        await world.set_up(booked=2)
+        await world.set_up(booked=1)
         await world.send_one_each(names)
         held = await _advisory_locks(kata.database)
     if problem := world.problem():
@@ -319,9 +319,17 @@ async def _advisory_locks(database: Database) -> int:
 async def test_twenty_workers_in_four_os_processes_share_the_account_rate(kata: Kata) -> None:
     """The contract's drain: four processes of five workers each send 80 emails, with the same
     rules as the drain in one process."""
-    log, start = await drain_in_processes(
-        kata, processes=PROCESSES, workers=PROCESS_WORKERS, sends=PROCESS_SENDS
-    )
-    verdict = log.error or judge_drain(log, start, processes="each process")
+    for _ in range(2):
+        log, start = await drain_in_processes(
+            kata, processes=PROCESSES, workers=PROCESS_WORKERS, sends=PROCESS_SENDS
+        )
+        verdict = log.error or judge_drain(log, start, processes="each process")
+        # Too slow, and nothing else: four processes on a loaded machine can fall short of the
+        # rate with a correct limiter, so a drain that was only slow is drained once more and
+        # the second one judged. A limiter slow by design (whole seconds, one at a time) is
+        # slow both times; going over the rate is never drained again.
+        slow_only = not log.error and over_rate(log, start, processes="each process") is None
+        if not verdict or not slow_only:
+            break
     if verdict:
         fail(verdict)
