@@ -49,7 +49,7 @@ LONGEST_WAIT = 5.0
 THROUGHPUT = 0.9
 BULK = 0.8
 #: ... and the shorter drain of the fast tier (a first answer: twenty workers arriving at once
-#: weigh more in 30 sends than in 80).
+#: weigh more in 24 sends than in 80).
 FIRST_ANSWER_THROUGHPUT = 0.5
 #: How early a reservation may return and still count as on time: clocks read in two places.
 EARLY = 0.002
