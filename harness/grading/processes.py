@@ -15,6 +15,7 @@ import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from multiprocessing.context import BaseContext
 from pathlib import Path
 
 from ..scope import acting_as
@@ -33,10 +34,13 @@ _AS_IN_THE_GRADER = ("pytest",)
 
 
 @contextmanager
-def worker_processes(count: int) -> Iterator[ProcessPoolExecutor]:
-    """A pool of ``count`` fresh (spawned) processes, shut down after the block; killed instead
-    of waited for when the block fails (a time limit, a blocked loop)."""
-    pool = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"))
+def worker_processes(
+    count: int, context: BaseContext | None = None
+) -> Iterator[ProcessPoolExecutor]:
+    """A pool of ``count`` processes of ``context`` (fresh, spawned ones by default), shut down
+    after the block; killed instead of waited for when the block fails (a time limit, a blocked
+    loop)."""
+    pool = ProcessPoolExecutor(count, mp_context=context or multiprocessing.get_context("spawn"))
     try:
         yield pool
     except BaseException:

@@ -43,6 +43,7 @@ from ..world.faults import FaultPlan
 from ..world.services import Services, use_services
 from .diagnosis import describe_exception
 from .kit import Kata
+from .processes import worker_processes
 from .send_drain import (
     DrainLog,
     Job,
@@ -125,18 +126,8 @@ def forked_processes(count: int) -> Iterator[ProcessPoolExecutor]:
     time limit, a blocked loop)."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    pool = ProcessPoolExecutor(count, mp_context=context)
-    try:
+    with worker_processes(count, context) as pool:
         yield pool
-    except BaseException:
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        for process in processes:
-            process.kill()
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.join(timeout=5)
-        raise
-    pool.shutdown(wait=True)
 
 
 async def _until(condition: Callable[[], bool]) -> None:
