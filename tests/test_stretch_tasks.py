@@ -3,14 +3,30 @@ in no one's way; written and wrong, they fail the run like any task."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 from rich.console import Console
 
+from conftest import BACKENDS, POSTGRES_URL
 from harness.cli.board import BoardState, TaskRow, render_board
 from harness.cli.results import TaskTally, all_passing
-from harness.cli.sources import stub_tasks
+from harness.cli.sources import PRISTINE_PATH, stub_tasks
 from harness.grading.scorecard import Outcome, Scorecard
 from harness.paths import PROJECT_ROOT
-from harness.tasks import CORE, STRETCH, TaskStatus, not_defined, not_started, settled
+from harness.tasks import (
+    CORE,
+    FUNCTIONS,
+    STRETCH,
+    TaskStatus,
+    not_defined,
+    not_started,
+    settled,
+)
 
 STUB = (PROJECT_ROOT / "candidate" / "solution.py").read_text()
 
@@ -68,3 +84,40 @@ def test_the_board_gives_untouched_stretch_tasks_one_dim_line() -> None:
     console.print(render_board(state))
     text = console.export_text()
     assert "recover_stalled_jobs" in text and "(stretch)" in text
+
+
+def _graded(solution: Path, letter: str, backend: str, home: Path) -> tuple[int, dict[str, object]]:
+    report = home / "report.json"
+    db = ["--db", POSTGRES_URL] if backend == "postgresql" else []
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "harness" / "grading"),
+         f"--solution={solution}", *db, f"--kata-task={letter}", "--kata-tier=fast",
+         f"--kata-json={report}", "-q", "-p", "no:cacheprovider"],
+        cwd=PROJECT_ROOT, env={**os.environ, "KATA_HOME": str(home)},
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    task: dict[str, object] = json.loads(report.read_text())["tasks"][letter]
+    return completed.returncode, task
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("left", ["stub", "left-out"])
+@pytest.mark.parametrize("letter", STRETCH)
+def test_a_stretch_function_not_written_is_not_started_and_fails_no_run(
+    letter: str, left: str, backend: str, tmp_path: Path
+) -> None:
+    function = FUNCTIONS[letter]
+    solution = tmp_path / "attempt.py"
+    if left == "stub":
+        solution.write_text(PRISTINE_PATH.read_text())
+        said = not_started(function)
+    else:  # the reference's other functions, this one deleted
+        solution.write_text(
+            "from harness.worker.solutions import reference_functions\n\n"
+            f"globals().update(reference_functions())\ndel {function}\n"
+        )
+        said = not_defined(function)
+    code, task = _graded(solution, letter, backend, tmp_path)
+    assert task["status"] == "not started", task
+    assert task["diagnosis"] == said
+    assert code == 0

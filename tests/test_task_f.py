@@ -8,22 +8,15 @@ That the correct solutions pass F and every F entry fails F with its diagnosis i
 from __future__ import annotations
 
 import ast
-import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from conftest import BACKENDS, POSTGRES_URL
 from harness.cli.hints import LEVELS, hint
 from harness.cli.sources import PRISTINE_PATH, reference_section
 from harness.devtools.selftest import catalogue
 from harness.grading.stalled import ROUND_TRIPS, STALLED_AT_ONCE
 from harness.paths import PROJECT_ROOT
-from harness.tasks import not_defined, not_started
 from harness.worker.solutions import REFERENCE_PATH
 
 F_GRADING = [
@@ -32,44 +25,6 @@ F_GRADING = [
 ]
 
 #: A solution that defines A to D (the reference's) and no reaper at all.
-_WITHOUT_F = """\
-from harness.worker.solutions import reference_functions
-
-globals().update(reference_functions())
-del recover_stalled_jobs  # noqa: F821 - defined by the line above
-"""
-
-
-def _grade_f(solution: Path, backend: str, tmp_path: Path) -> tuple[int, dict[str, object]]:
-    report = tmp_path / "report.json"
-    db = ["--db", POSTGRES_URL] if backend == "postgresql" else []
-    completed = subprocess.run(
-        [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "harness" / "grading"),
-         f"--solution={solution}", *db, "--kata-task=F", "--kata-tier=fast",
-         f"--kata-json={report}", "-q", "-p", "no:cacheprovider"],
-        cwd=PROJECT_ROOT, env={**os.environ, "KATA_HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    task: dict[str, object] = json.loads(report.read_text())["tasks"]["F"]
-    return completed.returncode, task
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("left", ["stub", "left-out"])
-def test_a_reaper_not_written_is_not_started_and_fails_no_run(
-    left: str, backend: str, tmp_path: Path
-) -> None:
-    solution = tmp_path / "attempt.py"
-    if left == "stub":
-        solution.write_text(PRISTINE_PATH.read_text())
-        said = not_started("recover_stalled_jobs")
-    else:
-        solution.write_text(_WITHOUT_F)
-        said = not_defined("recover_stalled_jobs")
-    code, task = _grade_f(solution, backend, tmp_path)
-    assert task["status"] == "not started", task
-    assert task["diagnosis"] == said
-    assert code == 0
 
 
 def test_the_catalogue_has_at_least_eight_mistakes_of_the_reaper() -> None:

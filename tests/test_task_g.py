@@ -8,22 +8,18 @@ That the correct solutions pass G and every G entry fails G with its diagnosis i
 
 from __future__ import annotations
 
-import json
 import math
 import multiprocessing
 import os
 import re
-import subprocess
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from conftest import BACKENDS, POSTGRES_URL, base_config
+from conftest import BACKENDS, base_config
 from harness.cli.hints import LEVELS, hint
-from harness.cli.sources import PRISTINE_PATH, reference_section
+from harness.cli.sources import reference_section
 from harness.devtools.selftest import catalogue
 from harness.exceptions import RateLimitError
 from harness.grading import send_judge
@@ -31,7 +27,6 @@ from harness.grading.send_drain import IDLE, set_up_account
 from harness.paths import PROJECT_ROOT
 from harness.sql.database import Database
 from harness.sql.reuse import ReusedSpace
-from harness.tasks import not_defined, not_started
 from harness.worker.solutions import REFERENCE_PATH
 from harness.world.account import BURST, SEND_RATE_PER_SECOND, SendAccount
 from harness.world.faults import FaultPlan
@@ -40,12 +35,6 @@ from harness.world.services import Services, use_services
 CONTRACT = (PROJECT_ROOT / "CONTRACT.md").read_text()
 
 #: A solution that defines A to D (the reference's) and no limiter at all.
-_WITHOUT_G = """\
-from harness.worker.solutions import reference_functions
-
-globals().update(reference_functions())
-del reserve_send_slot  # noqa: F821 - defined by the line above
-"""
 
 
 # --- SendGrid's account ------------------------------------------------------------------------
@@ -182,38 +171,6 @@ def test_a_reservation_that_comes_back_late_is_never_early() -> None:
 
 
 # --- a limiter not written ---------------------------------------------------------------------
-
-
-def _grade_g(solution: Path, backend: str, tmp_path: Path) -> tuple[int, dict[str, object]]:
-    report = tmp_path / "report.json"
-    db = ["--db", POSTGRES_URL] if backend == "postgresql" else []
-    completed = subprocess.run(
-        [sys.executable, "-m", "pytest", str(PROJECT_ROOT / "harness" / "grading"),
-         f"--solution={solution}", *db, "--kata-task=G", "--kata-tier=fast",
-         f"--kata-json={report}", "-q", "-p", "no:cacheprovider"],
-        cwd=PROJECT_ROOT, env={**os.environ, "KATA_HOME": str(tmp_path)},
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    task: dict[str, object] = json.loads(report.read_text())["tasks"]["G"]
-    return completed.returncode, task
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("left", ["stub", "left-out"])
-def test_a_limiter_not_written_is_not_started_and_fails_no_run(
-    left: str, backend: str, tmp_path: Path
-) -> None:
-    solution = tmp_path / "attempt.py"
-    if left == "stub":
-        solution.write_text(PRISTINE_PATH.read_text())
-        said = not_started("reserve_send_slot")
-    else:
-        solution.write_text(_WITHOUT_G)
-        said = not_defined("reserve_send_slot")
-    code, task = _grade_g(solution, backend, tmp_path)
-    assert task["status"] == "not started", task
-    assert task["diagnosis"] == said
-    assert code == 0
 
 
 # --- the documents -----------------------------------------------------------------------------
